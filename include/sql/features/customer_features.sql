@@ -1,0 +1,139 @@
+-- Per-customer features as of :as_of (a date): every row before :as_of 00:00 UTC counts,
+-- the 365-day window is [:as_of - 365 days, :as_of). One row per customer created before
+-- :as_of, including customers with no orders at all.
+--
+-- Tie rule for the R/F/M scores (1-5): a customer's score is
+--   ceil(5 * share of scored customers whose value is at most theirs)
+-- so equal values always share a score, the result does not depend on row order, engine or
+-- thread count, and the best value scores 5. Customers with no completed order in the
+-- window (F, M) or ever (R) are not scored and get 1.
+WITH params AS (
+    SELECT
+        CAST(:as_of AS TIMESTAMP) AS as_of_ts,
+        CAST(:as_of AS TIMESTAMP) - INTERVAL '365 days' AS window_start
+),
+
+customers AS (
+    SELECT c.customer_id, c.created_at, c.region, c.industry, c.channel
+    FROM raw.customers AS c
+    CROSS JOIN params AS p
+    WHERE c.created_at < p.as_of_ts
+),
+
+orders AS (
+    SELECT
+        o.customer_id,
+        o.order_ts,
+        o.status,
+        o.amount,
+        o.margin,
+        o.order_ts >= p.window_start AS in_window
+    FROM raw.orders AS o
+    CROSS JOIN params AS p
+    WHERE o.order_ts < p.as_of_ts
+),
+
+order_features AS (
+    SELECT
+        customer_id,
+        MAX(CASE WHEN status = 'completed' THEN order_ts END) AS last_order_at,
+        COUNT(CASE WHEN status = 'completed' AND in_window THEN 1 END) AS orders_365d,
+        SUM(CASE WHEN status = 'completed' AND in_window THEN amount ELSE 0 END) AS monetary_365d,
+        SUM(CASE WHEN status = 'completed' AND in_window THEN COALESCE(margin, 0) ELSE 0 END) AS margin_365d,
+        COUNT(CASE WHEN status = 'refunded' AND in_window THEN 1 END) AS refunds_365d,
+        COUNT(CASE WHEN status = 'completed' THEN 1 END) AS orders_lifetime,
+        SUM(CASE WHEN status = 'completed' THEN amount ELSE 0 END) AS monetary_lifetime
+    FROM orders
+    GROUP BY customer_id
+),
+
+ticket_features AS (
+    SELECT
+        t.customer_id,
+        COUNT(*) AS tickets_365d,
+        COUNT(CASE WHEN t.category = 'complaint' THEN 1 END) AS complaints_365d
+    FROM raw.tickets AS t
+    CROSS JOIN params AS p
+    WHERE t.opened_at >= p.window_start AND t.opened_at < p.as_of_ts
+    GROUP BY t.customer_id
+),
+
+survey_features AS (
+    SELECT
+        s.customer_id,
+        COUNT(*) AS surveys_365d,
+        ROUND(AVG(s.csat), 4) AS csat_mean_365d,
+        ROUND(AVG(s.nps), 4) AS nps_mean_365d
+    FROM raw.surveys AS s
+    CROSS JOIN params AS p
+    WHERE s.responded_at >= p.window_start AND s.responded_at < p.as_of_ts
+    GROUP BY s.customer_id
+),
+
+joined AS (
+    SELECT
+        c.customer_id,
+        c.region,
+        c.industry,
+        c.channel,
+        CAST(CAST(p.as_of_ts AS DATE) - CAST(c.created_at AS DATE) AS INTEGER) AS tenure_days,
+        o.last_order_at,
+        CAST(CAST(p.as_of_ts AS DATE) - CAST(o.last_order_at AS DATE) AS INTEGER) AS recency_days,
+        CAST(COALESCE(o.orders_365d, 0) AS INTEGER) AS orders_365d,
+        CAST(COALESCE(o.monetary_365d, 0) AS DOUBLE PRECISION) AS monetary_365d,
+        CAST(COALESCE(o.margin_365d, 0) AS DOUBLE PRECISION) AS margin_365d,
+        CAST(COALESCE(o.refunds_365d, 0) AS INTEGER) AS refunds_365d,
+        CAST(COALESCE(o.orders_lifetime, 0) AS INTEGER) AS orders_lifetime,
+        CAST(COALESCE(o.monetary_lifetime, 0) AS DOUBLE PRECISION) AS monetary_lifetime,
+        CAST(COALESCE(t.tickets_365d, 0) AS INTEGER) AS tickets_365d,
+        CAST(COALESCE(t.complaints_365d, 0) AS INTEGER) AS complaints_365d,
+        CAST(COALESCE(s.surveys_365d, 0) AS INTEGER) AS surveys_365d,
+        CAST(s.csat_mean_365d AS DOUBLE PRECISION) AS csat_mean_365d,
+        CAST(s.nps_mean_365d AS DOUBLE PRECISION) AS nps_mean_365d
+    FROM customers AS c
+    CROSS JOIN params AS p
+    LEFT JOIN order_features AS o ON o.customer_id = c.customer_id
+    LEFT JOIN ticket_features AS t ON t.customer_id = c.customer_id
+    LEFT JOIN survey_features AS s ON s.customer_id = c.customer_id
+),
+
+ranked AS (
+    SELECT
+        j.*,
+        -- customers at least as recent / at most as frequent / at most as valuable, among the scored
+        COUNT(*) OVER (PARTITION BY j.last_order_at IS NULL ORDER BY j.recency_days DESC) AS r_at_most,
+        COUNT(*) OVER (PARTITION BY j.last_order_at IS NULL) AS r_scored,
+        COUNT(*) OVER (PARTITION BY j.orders_365d > 0 ORDER BY j.orders_365d) AS f_at_most,
+        COUNT(*) OVER (PARTITION BY j.orders_365d > 0) AS f_scored,
+        COUNT(*) OVER (PARTITION BY j.monetary_365d > 0 ORDER BY j.monetary_365d) AS m_at_most,
+        COUNT(*) OVER (PARTITION BY j.monetary_365d > 0) AS m_scored
+    FROM joined AS j
+)
+
+SELECT
+    CAST(:as_of AS DATE) AS as_of_date,
+    customer_id,
+    region,
+    industry,
+    channel,
+    tenure_days,
+    last_order_at,
+    recency_days,
+    orders_365d,
+    monetary_365d,
+    margin_365d,
+    refunds_365d,
+    orders_lifetime,
+    monetary_lifetime,
+    tickets_365d,
+    complaints_365d,
+    surveys_365d,
+    csat_mean_365d,
+    nps_mean_365d,
+    CASE WHEN last_order_at IS NULL THEN 1
+         ELSE CAST(FLOOR((5 * r_at_most + r_scored - 1) * 1.0 / r_scored) AS INTEGER) END AS r_score,
+    CASE WHEN orders_365d = 0 THEN 1
+         ELSE CAST(FLOOR((5 * f_at_most + f_scored - 1) * 1.0 / f_scored) AS INTEGER) END AS f_score,
+    CASE WHEN monetary_365d <= 0 THEN 1
+         ELSE CAST(FLOOR((5 * m_at_most + m_scored - 1) * 1.0 / m_scored) AS INTEGER) END AS m_score
+FROM ranked

@@ -1,0 +1,123 @@
+"""``python -m grading``: the pipeline without a scheduler, calling what the DAG tasks call."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from datetime import date
+
+from grading.settings import SOURCE_CONN_ID, WAREHOUSE_CONN_ID, connection_url
+
+
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected a date like 2025-01-01, got {text!r}") from exc
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from grading import demo
+
+    url = args.source_url or connection_url(SOURCE_CONN_ID)
+    data = demo.generate(customers=args.customers, seed=args.seed, end=args.end)
+    written = demo.write_source(data, url)
+    print(f"demo source written to {url}: " + ", ".join(f"{n} {t}" for t, n in written.items()))
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from grading.pipeline import Connections, run_grading
+    from grading.report import print_run_summary
+
+    conns = Connections.resolve()
+    summary = run_grading(conns, args.as_of)
+    if args.json:
+        print(json.dumps(summary, indent=2, default=str))
+    else:
+        print_run_summary(conns.warehouse_url, args.as_of, summary)
+    return 0
+
+
+def cmd_review(args: argparse.Namespace) -> int:
+    from grading.pipeline import Connections, review_stage
+    from grading.review import Quarter
+
+    quarter = Quarter.parse(args.quarter)
+    table = review_stage(Connections.resolve(), quarter, f"cli__review__{quarter}")
+    print(f"Tier distribution for {quarter} (snapshot of {table['snapshot_as_of'].iloc[0]}):")
+    print(table[["tier", "customers", "customer_share", "revenue", "revenue_share"]].to_string(index=False))
+    return 0
+
+
+def cmd_rules_check(args: argparse.Namespace) -> int:
+    from grading.pipeline import load_rules
+
+    tier_rules, candidate_rules = load_rules()
+    for rules in (tier_rules.source, candidate_rules.source):
+        print(f"ok  {rules.path}  kind={rules.kind} version={rules.version} sha256={rules.content_hash[:12]}")
+    return 0
+
+
+def cmd_rules_dry_run(args: argparse.Namespace) -> int:
+    from grading.features import features_as_of
+    from grading.pipeline import load_rules
+    from grading.tiers import assign_tiers
+    from grading.warehouse import open_engine
+
+    tier_rules, _ = load_rules()
+    with open_engine(connection_url(WAREHOUSE_CONN_ID)) as warehouse, warehouse.connect() as conn:
+        frame = features_as_of(conn, args.as_of)
+    tiers = assign_tiers(frame, tier_rules)
+    counts = tiers.groupby(["tier_rule", "tier"]).size().rename("customers").reset_index()
+    print(f"Dry run of {tier_rules.source.path} (version {tier_rules.source.version}) as of {args.as_of}; "
+          "nothing written:")
+    print(counts.to_string(index=False))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m grading", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every stage")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    gen = sub.add_parser("generate", help="write generated demo data to the source database")
+    gen.add_argument("--customers", type=int, default=2000, help="number of customers (default 2000)")
+    gen.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
+    gen.add_argument("--end", type=_date, default=date(2024, 12, 31), help="last day of history (default 2024-12-31)")
+    gen.add_argument("--source-url", help="SQLAlchemy URL to write to (default: the grading_source connection)")
+    gen.set_defaults(func=cmd_generate)
+
+    run = sub.add_parser("run", help="grade customers as of a date (every stage, in this process)")
+    run.add_argument("--as-of", type=_date, required=True, help="as-of date: data before its midnight UTC counts")
+    run.add_argument("--json", action="store_true", help="print the stage summaries as JSON")
+    run.set_defaults(func=cmd_run)
+
+    rev = sub.add_parser("review", help="build the quarterly review tables for a quarter")
+    rev.add_argument("--quarter", required=True, help="quarter such as 2024Q4")
+    rev.set_defaults(func=cmd_review)
+
+    rules = sub.add_parser("rules", help="check or dry-run the rule files in include/rules/")
+    rules_sub = rules.add_subparsers(dest="rules_command", required=True)
+    check = rules_sub.add_parser("check", help="validate the rule files")
+    check.set_defaults(func=cmd_rules_check)
+    dry = rules_sub.add_parser("dry-run", help="count customers per tier rule as of a date; writes nothing")
+    dry.add_argument("--as-of", type=_date, required=True)
+    dry.set_defaults(func=cmd_rules_dry_run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from grading.rules import RuleError
+    from grading.validate import ValidationFailed
+
+    try:
+        return args.func(args)
+    except (RuleError, ValidationFailed, ValueError, LookupError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,158 @@
+"""Generated demo data in the canonical source schema, written to any SQLAlchemy URL.
+
+The generator is vectorised with NumPy so the benchmark sizes (millions of orders) are
+made in seconds. It plants the patterns the pipeline must find: heavy-tailed spend,
+seasonality, customers who stop buying, and rare buyers who complain often.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+
+REGIONS = ["North", "South", "East", "West", "Central"]
+INDUSTRIES = ["retail", "manufacturing", "services", "technology", "healthcare", "education"]
+CHANNELS = ["online", "direct", "partner"]
+FIRST_NAMES = ["Wei", "Fang", "Anna", "Luis", "Mira", "Omar", "Jun", "Sara", "Ivan", "Lena"]
+LAST_NAMES = ["Li", "Wang", "Smith", "Garcia", "Khan", "Chen", "Novak", "Rossi", "Kim", "Diaz"]
+# Relative order volume per calendar month: a slow start of the year, a strong Q4.
+MONTH_WEIGHT = np.array([0.8, 0.8, 1.0, 1.0, 1.0, 1.0, 0.9, 0.9, 1.0, 1.1, 1.4, 1.5])
+
+
+@dataclass(frozen=True)
+class DemoData:
+    customers: pd.DataFrame
+    orders: pd.DataFrame
+    tickets: pd.DataFrame
+    surveys: pd.DataFrame
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        return {"customers": self.customers, "orders": self.orders,
+                "tickets": self.tickets, "surveys": self.surveys}
+
+
+def _seconds(rng: np.random.Generator, start: np.ndarray, end: np.ndarray) -> np.ndarray:
+    """A uniform instant between each start and end (datetime64[s] arrays)."""
+    span = (end - start).astype("int64")
+    return start + (rng.random(len(start)) * np.maximum(span, 0)).astype("int64").astype("timedelta64[s]")
+
+
+def _seasonal_instants(rng: np.random.Generator, owner: np.ndarray, start: np.ndarray,
+                       end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Instants for each owner index, thinned by month weight to plant seasonality."""
+    ts = _seconds(rng, start[owner], end[owner])
+    months = ts.astype("datetime64[M]").astype(int) % 12
+    keep = rng.random(len(ts)) < MONTH_WEIGHT[months] / MONTH_WEIGHT.max()
+    return owner[keep], ts[keep]
+
+
+def generate(customers: int = 2000, seed: int = 42, end: date = date(2024, 12, 31),
+             history_years: int = 3) -> DemoData:
+    """Make a reproducible demo data set of ``customers`` customers ending on ``end``."""
+    rng = np.random.default_rng(seed)
+    n = customers
+    end_ts = np.datetime64(datetime.combine(end + timedelta(days=1), datetime.min.time()), "s")
+    start_ts = end_ts - np.timedelta64(365 * history_years, "D")
+
+    created = _seconds(rng, np.full(n, start_ts), np.full(n, end_ts - np.timedelta64(30, "D")))
+    satisfaction = rng.normal(0.0, 1.0, n)
+    churner = rng.random(n) < 0.25
+    complainer = rng.random(n) < 0.05
+    satisfaction[churner] -= 0.5
+    satisfaction[complainer] -= 1.5
+    stop = np.where(churner, _seconds(rng, created, np.full(n, end_ts)), end_ts)
+
+    orders_per_year = rng.lognormal(np.log(4.0), 0.9, n)
+    orders_per_year[complainer] = 1.5
+    mean_amount = rng.lognormal(np.log(1000.0), 0.9, n)
+    active_years = (stop - created).astype("int64") / (365 * 86400)
+
+    ids = np.array([f"C{i:07d}" for i in range(1, n + 1)])
+    first = rng.choice(FIRST_NAMES, n)
+    last = rng.choice(LAST_NAMES, n)
+    customers_df = pd.DataFrame({
+        "customer_id": ids,
+        "created_at": created.astype("datetime64[s]"),
+        "region": rng.choice(REGIONS, n, p=[0.25, 0.2, 0.25, 0.2, 0.1]),
+        "industry": rng.choice(INDUSTRIES, n),
+        "channel": rng.choice(CHANNELS, n, p=[0.5, 0.3, 0.2]),
+        "name": np.char.add(np.char.add(first, " "), last),
+        "email": [f"{f.lower()}.{s.lower()}{i}@example.com" for i, (f, s) in enumerate(zip(first, last, strict=True))],
+        "phone": [f"+86-10-{x:08d}" for x in rng.integers(0, 10**8, n)],
+    })
+
+    # Orders: oversample for the seasonal thinning, then draw amounts and statuses.
+    counts = rng.poisson(orders_per_year * active_years * MONTH_WEIGHT.max() / MONTH_WEIGHT.mean())
+    owner, order_ts = _seasonal_instants(rng, np.repeat(np.arange(n), counts), created, stop)
+    m = len(owner)
+    amount = np.round(mean_amount[owner] * rng.lognormal(0.0, 0.4, m), 2)
+    unhappy = satisfaction[owner] < -1.0
+    status = np.where(rng.random(m) < np.where(unhappy, 0.10, 0.03), "refunded",
+                      np.where(rng.random(m) < 0.05, "cancelled", "completed"))
+    orders_df = pd.DataFrame({
+        "order_id": np.char.add("O", np.arange(1, m + 1).astype(str)),
+        "customer_id": ids[owner],
+        "order_ts": order_ts,
+        "status": status,
+        "amount": amount,
+        "margin": np.round(amount * rng.uniform(0.05, 0.35, m), 2),
+    }).sort_values(["order_ts", "order_id"], ignore_index=True)
+
+    # Tickets: more, and more complaints, from unhappy customers; some arrive after they stop.
+    ticket_rate = 1.0 * np.exp(-0.5 * satisfaction) * np.where(complainer, 4.0, 1.0)
+    ticket_end = np.minimum(stop + np.timedelta64(60, "D"), end_ts)
+    t_owner = np.repeat(np.arange(n), rng.poisson(ticket_rate * np.maximum(active_years, 0.05)))
+    t = len(t_owner)
+    opened = _seconds(rng, created[t_owner], ticket_end[t_owner])
+    p_complaint = 1.0 / (1.0 + np.exp(2.0 * satisfaction[t_owner] + 1.5))
+    roll = rng.random(t)
+    category = np.where(roll < p_complaint, "complaint",
+                        np.where(roll < p_complaint + (1 - p_complaint) / 2, "inquiry", "after-sales"))
+    severity = rng.choice(["low", "medium", "high"], t, p=[0.5, 0.35, 0.15])
+    hours = rng.exponential(30.0, t) * np.where(severity == "high", 2.0, 1.0)
+    closed = opened + (hours * 3600).astype("int64").astype("timedelta64[s]")
+    still_open = (closed >= end_ts) | (rng.random(t) < 0.03)
+    tickets_df = pd.DataFrame({
+        "ticket_id": np.char.add("T", np.arange(1, t + 1).astype(str)),
+        "customer_id": ids[t_owner],
+        "opened_at": opened,
+        "closed_at": pd.Series(np.where(still_open, np.datetime64("NaT"), closed)).astype("datetime64[s]"),
+        "category": category,
+        "severity": severity,
+        "resolved": ~still_open & (rng.random(t) < 0.92),
+    }).sort_values(["opened_at", "ticket_id"], ignore_index=True)
+
+    # Surveys follow about a quarter of completed orders, a few days later.
+    completed = orders_df[orders_df["status"] == "completed"]
+    asked = completed[rng.random(len(completed)) < 0.25]
+    s = len(asked)
+    who = pd.Series(np.arange(n), index=ids).loc[asked["customer_id"]].to_numpy()
+    responded = asked["order_ts"].to_numpy() + rng.integers(1, 7 * 86400, s).astype("timedelta64[s]")
+    keep = responded < end_ts
+    surveys_df = pd.DataFrame({
+        "survey_id": np.char.add("S", np.arange(1, s + 1).astype(str)),
+        "customer_id": asked["customer_id"].to_numpy(),
+        "responded_at": responded,
+        "csat": np.clip(np.round(3.8 + 0.9 * satisfaction[who] + rng.normal(0, 0.6, s)), 1, 5).astype(int),
+        "nps": np.clip(np.round(7.0 + 2.0 * satisfaction[who] + rng.normal(0, 1.2, s)), 0, 10).astype(int),
+    })[keep].reset_index(drop=True)
+
+    return DemoData(customers_df, orders_df, tickets_df, surveys_df)
+
+
+def write_source(data: DemoData, url: str) -> dict[str, int]:
+    """Replace the source tables at ``url`` with the demo data; returns rows per table."""
+    engine = sa.create_engine(url)
+    written = {}
+    try:
+        with engine.begin() as conn:
+            for name, frame in data.tables().items():
+                frame.to_sql(name, conn, if_exists="replace", index=False, chunksize=20_000)
+                written[name] = len(frame)
+    finally:
+        engine.dispose()
+    return written

@@ -1,0 +1,131 @@
+"""Extract: copy the source rows of a data interval into the warehouse's raw layer.
+
+Extraction is incremental by a watermark per source table: each run reads from the
+previous watermark (less a look-back for late-arriving rows) up to the as-of instant, and
+replaces exactly those rows in raw. The first run reads all history before the as-of date.
+Rerunning a period re-reads the same window and writes the same rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+from datetime import datetime, timedelta
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from grading.contract import SOURCE_TABLES, SourceTable
+from grading.warehouse import bulk_insert, read_frame
+
+log = logging.getLogger(__name__)
+
+CHUNK_ROWS = 200_000
+
+
+def watermark(conn: Connection, table: str) -> datetime | None:
+    row = conn.execute(
+        sa.text("SELECT MAX(extracted_through) FROM ops.extract_watermarks WHERE source_table = :t"),
+        {"t": table},
+    ).scalar()
+    return pd.Timestamp(row).to_pydatetime() if row is not None else None
+
+
+def extract_window(previous: datetime | None, cutoff: datetime,
+                   lookback: timedelta) -> tuple[datetime | None, datetime]:
+    """The [start, cutoff) window to (re)extract; start None means all history."""
+    if previous is None:
+        return None, cutoff
+    return min(previous, cutoff) - lookback, cutoff
+
+
+def _source_query(spec: SourceTable, start: datetime | None, cutoff: datetime) -> sa.Select:
+    """A SELECT of the canonical columns in the window, with typed bound parameters."""
+    event_time = sa.column(spec.event_time, sa.DateTime())
+    query = sa.select(*(sa.column(c) for c in spec.columns)).select_from(sa.table(spec.name))
+    query = query.where(event_time < sa.bindparam("cutoff", cutoff, type_=sa.DateTime()))
+    if start is not None:
+        query = query.where(event_time >= sa.bindparam("start", start, type_=sa.DateTime()))
+    return query
+
+
+def to_canonical(spec: SourceTable, frame: pd.DataFrame) -> pd.DataFrame:
+    """Give a source chunk the canonical types: text keys, naive UTC timestamps, floats."""
+    out = pd.DataFrame(index=frame.index)
+    for column in spec.columns:
+        values = frame[column]
+        if column in spec.timestamps:
+            parsed = pd.to_datetime(values, utc=True, format="ISO8601")
+            out[column] = parsed.dt.tz_localize(None).astype("datetime64[us]")
+        elif column in spec.amounts:
+            out[column] = pd.to_numeric(values).astype("float64")
+        elif column in spec.integers:
+            out[column] = pd.to_numeric(values).astype("Int64")
+        elif column in spec.flags:
+            out[column] = values.astype("boolean")
+        else:
+            out[column] = values.astype("string")
+    return out
+
+
+def extract_table(source: Engine, warehouse: Engine, spec: SourceTable, cutoff: datetime,
+                  lookback: timedelta, extracted_at: datetime) -> int:
+    """Replace the table's window in raw with the source's rows; returns rows extracted."""
+    with warehouse.begin() as wconn:
+        previous = watermark(wconn, spec.name)
+        start, end = extract_window(previous, cutoff, lookback)
+        delete = f"DELETE FROM raw.{spec.name} WHERE {spec.event_time} < :cutoff"  # noqa: S608 - identifiers from code constants, values bound
+        params = {"cutoff": end}
+        if start is not None:
+            delete += f" AND {spec.event_time} >= :start"
+            params["start"] = start
+        wconn.execute(sa.text(delete), params)
+        rows = 0
+        with source.connect() as sconn:
+            for chunk in pd.read_sql(_source_query(spec, start, end), sconn, chunksize=CHUNK_ROWS):
+                frame = to_canonical(spec, chunk)
+                frame["extracted_at"] = extracted_at
+                rows += bulk_insert(wconn, f"raw.{spec.name}", frame)
+        wconn.execute(sa.text("DELETE FROM ops.extract_watermarks WHERE source_table = :t"), {"t": spec.name})
+        wconn.execute(
+            sa.text("INSERT INTO ops.extract_watermarks (source_table, extracted_through, updated_at) "
+                    "VALUES (:t, :through, :now)"),
+            {"t": spec.name, "through": max(previous or end, end), "now": extracted_at},
+        )
+    log.info("extracted %s rows of %s for [%s, %s)", rows, spec.name, start or "beginning", end)
+    return rows
+
+
+def pseudonym(customer_id: str, key: bytes) -> str:
+    """A keyed hash of a customer id: stable for one key, not reversible without it."""
+    return hmac.new(key, customer_id.encode("utf-8"), hashlib.sha256).hexdigest()[:32]
+
+
+def register_customer_keys(warehouse: Engine, key: bytes) -> int:
+    """Give every extracted customer without one a pseudonymous key; returns keys added."""
+    with warehouse.begin() as conn:
+        missing = read_frame(conn, (
+            "SELECT c.customer_id FROM raw.customers AS c "
+            "LEFT JOIN ops.customer_keys AS k ON k.customer_id = c.customer_id "
+            "WHERE k.customer_id IS NULL"
+        ))
+        ids = missing["customer_id"].astype(str)
+        keys = pd.DataFrame({"customer_id": ids, "customer_key": [pseudonym(i, key) for i in ids]})
+        return bulk_insert(conn, "ops.customer_keys", keys)
+
+
+def extract(source: Engine, warehouse: Engine, as_of: datetime, pseudonym_key: bytes, batch: datetime,
+            lookback: timedelta = timedelta(days=3)) -> dict[str, int]:
+    """Extract every source table up to ``as_of`` (exclusive) as one batch; returns rows per table.
+
+    ``batch`` stamps every row written (raw.*.extracted_at), so validation checks exactly
+    the rows this run brought in.
+    """
+    rows = {
+        name: extract_table(source, warehouse, spec, as_of, lookback, batch)
+        for name, spec in SOURCE_TABLES.items()
+    }
+    rows["customer_keys_added"] = register_customer_keys(warehouse, pseudonym_key)
+    return rows

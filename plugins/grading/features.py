@@ -1,0 +1,54 @@
+"""Features: per-customer RFM and satisfaction figures as of a date, computed in the warehouse.
+
+The aggregation over raw orders, tickets and surveys is one set-based query
+(include/sql/features/customer_features.sql) that runs unchanged on DuckDB and
+PostgreSQL; only the per-customer result ever reaches Python.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from grading.warehouse import read_frame, read_sql
+
+FEATURE_QUERY = "features/customer_features"
+
+FEATURE_COLUMNS = (
+    "as_of_date", "customer_id", "region", "industry", "channel", "tenure_days", "last_order_at",
+    "recency_days", "orders_365d", "monetary_365d", "margin_365d", "refunds_365d", "orders_lifetime",
+    "monetary_lifetime", "tickets_365d", "complaints_365d", "surveys_365d", "csat_mean_365d",
+    "nps_mean_365d", "r_score", "f_score", "m_score",
+)
+# What rule conditions may name: the features, plus what grading adds before flags are set.
+RULE_FEATURES = (*FEATURE_COLUMNS[2:], "tier", "tier_rank", "tier_year_ago", "tier_rank_year_ago")
+
+
+def features_as_of(conn: Connection, as_of: date) -> pd.DataFrame:
+    """Compute the feature rows as of ``as_of`` without storing them."""
+    return read_frame(conn, read_sql(FEATURE_QUERY, conn.dialect.name), {"as_of": as_of})
+
+
+def compute_features(warehouse: Engine, as_of: date) -> int:
+    """Replace the staging feature rows of ``as_of``; returns the number of customers."""
+    columns = ", ".join(FEATURE_COLUMNS)
+    with warehouse.begin() as conn:
+        conn.execute(sa.text("DELETE FROM staging.customer_features WHERE as_of_date = :as_of"), {"as_of": as_of})
+        select = read_sql(FEATURE_QUERY, conn.dialect.name)
+        conn.execute(sa.text(f"INSERT INTO staging.customer_features ({columns})\n{select}"), {"as_of": as_of})
+        return conn.execute(
+            sa.text("SELECT COUNT(*) FROM staging.customer_features WHERE as_of_date = :as_of"), {"as_of": as_of}
+        ).scalar_one()
+
+
+def load_features(conn: Connection, as_of: date) -> pd.DataFrame:
+    """The stored feature rows of ``as_of``, ordered by customer."""
+    return read_frame(
+        conn,
+        f"SELECT {', '.join(FEATURE_COLUMNS)} FROM staging.customer_features "  # noqa: S608 - identifiers from code constants, values bound
+        "WHERE as_of_date = :as_of ORDER BY customer_id",
+        {"as_of": as_of},
+    )

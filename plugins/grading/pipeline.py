@@ -1,0 +1,153 @@
+"""The order of stages for one as-of date, shared by the DAG tasks and the CLI.
+
+Each stage opens the warehouse, does one job, records a row in marts.run_audit and
+returns a small JSON-able summary (what an Airflow task may pass on through XCom); the
+data itself moves through the warehouse. ``run_grading`` runs every stage in one process.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+
+import pandas as pd
+from sqlalchemy.engine import Engine
+
+from grading import candidates, extract, features, publish, review, tiers, validate
+from grading.features import RULE_FEATURES
+from grading.rules import CandidateRules, TierRules, load_candidate_rules, load_tier_rules, rules_dir
+from grading.settings import SOURCE_CONN_ID, WAREHOUSE_CONN_ID, connection_url, pseudonym_key
+from grading.warehouse import bulk_insert, migrate, open_engine
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Connections:
+    source_url: str
+    warehouse_url: str
+
+    @classmethod
+    def resolve(cls, *, ask_airflow: bool = False) -> Connections:
+        return cls(connection_url(SOURCE_CONN_ID, ask_airflow=ask_airflow),
+                   connection_url(WAREHOUSE_CONN_ID, ask_airflow=ask_airflow))
+
+
+def load_rules() -> tuple[TierRules, CandidateRules]:
+    """The tier and candidate rule files of include/rules/, checked."""
+    folder = rules_dir()
+    return (load_tier_rules(folder / "tiers.yaml", RULE_FEATURES),
+            load_candidate_rules(folder / "candidates.yaml", RULE_FEATURES))
+
+
+def new_run_id(as_of: date) -> str:
+    return f"cli__{as_of.isoformat()}__{uuid.uuid4().hex[:8]}"
+
+
+def as_of_instant(as_of: date) -> datetime:
+    """The cutoff of an as-of date: everything strictly before its midnight (UTC) counts."""
+    return datetime.combine(as_of, datetime.min.time())
+
+
+@contextmanager
+def audited(warehouse: Engine, run_id: str, as_of: date, stage: str,
+            rule_version: str | None = None) -> Iterator[dict]:
+    """Record the stage's outcome, duration and output rows in marts.run_audit, even on failure."""
+    started = datetime.now(UTC).replace(tzinfo=None)
+    clock = time.perf_counter()
+    outcome = {"rows_out": None}
+    status, message = "success", None
+    try:
+        yield outcome
+    except Exception as exc:
+        status, message = "failed", f"{type(exc).__name__}: {exc}"[:4000]
+        raise
+    finally:
+        finished = started + timedelta(seconds=time.perf_counter() - clock)
+        row = pd.DataFrame([{
+            "run_id": run_id, "as_of_date": as_of, "stage": stage, "status": status,
+            "rows_out": outcome["rows_out"], "started_at": started, "finished_at": finished,
+            "rule_version": rule_version, "message": message,
+        }]).astype({"rows_out": "Int64", "rule_version": "string", "message": "string"})
+        with warehouse.begin() as conn:
+            bulk_insert(conn, "marts.run_audit", row)
+        log.info("stage %s for %s: %s in %.2fs", stage, as_of, status, (finished - started).total_seconds())
+
+
+def extract_stage(conns: Connections, as_of: date, run_id: str) -> dict:
+    """Migrate the warehouse if needed, then extract every source table up to ``as_of``."""
+    with open_engine(conns.warehouse_url) as warehouse, open_engine(conns.source_url) as source:
+        migrate(warehouse)
+        with audited(warehouse, run_id, as_of, "extract") as audit:
+            batch = datetime.now(UTC).replace(tzinfo=None)
+            rows = extract.extract(source, warehouse, as_of_instant(as_of), pseudonym_key(), batch=batch)
+            audit["rows_out"] = sum(v for k, v in rows.items() if k != "customer_keys_added")
+    return {"batch": batch.isoformat(), "rows": rows}
+
+
+def validate_stage(conns: Connections, as_of: date, run_id: str, batch: str) -> dict:
+    with open_engine(conns.warehouse_url) as warehouse, audited(warehouse, run_id, as_of, "validate") as audit:
+        results = validate.validate(warehouse, as_of, datetime.fromisoformat(batch), run_id)
+        audit["rows_out"] = len(results)
+    return {"checks": len(results), "failed": sum(not r.success for r in results)}
+
+
+def features_stage(conns: Connections, as_of: date, run_id: str) -> dict:
+    with open_engine(conns.warehouse_url) as warehouse, audited(warehouse, run_id, as_of, "features") as audit:
+        audit["rows_out"] = features.compute_features(warehouse, as_of)
+    return {"customers": audit["rows_out"]}
+
+
+def tiers_stage(conns: Connections, as_of: date, run_id: str) -> dict:
+    tier_rules, _ = load_rules()
+    version = tier_rules.source.version
+    with open_engine(conns.warehouse_url) as warehouse, \
+            audited(warehouse, run_id, as_of, "tiers", version) as audit:
+        counts = tiers.grade(warehouse, as_of, tier_rules)
+        audit["rows_out"] = int(counts.sum())
+    return {"tiers": {k: int(v) for k, v in counts.items()}, "rule_version": version}
+
+
+def flags_stage(conns: Connections, as_of: date, run_id: str) -> dict:
+    tier_rules, candidate_rules = load_rules()
+    version = candidate_rules.source.version
+    with open_engine(conns.warehouse_url) as warehouse, \
+            audited(warehouse, run_id, as_of, "flags", version) as audit:
+        counts = candidates.flag(warehouse, as_of, tier_rules, candidate_rules)
+        audit["rows_out"] = sum(counts.values())
+    return counts
+
+
+def publish_stage(conns: Connections, as_of: date, run_id: str) -> dict:
+    with open_engine(conns.warehouse_url) as warehouse, audited(warehouse, run_id, as_of, "publish") as audit:
+        rows = publish.publish(warehouse, as_of)
+        audit["rows_out"] = sum(rows.values())
+    return rows
+
+
+def review_stage(conns: Connections, quarter: review.Quarter, run_id: str) -> pd.DataFrame:
+    with open_engine(conns.warehouse_url) as warehouse:
+        migrate(warehouse)
+        with audited(warehouse, run_id, quarter.end, f"review {quarter}") as audit:
+            table = review.tier_distribution(warehouse, quarter)
+            audit["rows_out"] = len(table)
+    return table
+
+
+def run_grading(conns: Connections, as_of: date, run_id: str | None = None) -> dict:
+    """Every stage for ``as_of`` in order, in this process; returns each stage's summary."""
+    run_id = run_id or new_run_id(as_of)
+    load_rules()  # fail on a broken rule file before touching the warehouse
+    summary = {"run_id": run_id, "as_of": as_of.isoformat()}
+    summary["extract"] = extract_stage(conns, as_of, run_id)
+    summary["validate"] = validate_stage(conns, as_of, run_id, summary["extract"]["batch"])
+    summary["features"] = features_stage(conns, as_of, run_id)
+    summary["tiers"] = tiers_stage(conns, as_of, run_id)
+    summary["flags"] = flags_stage(conns, as_of, run_id)
+    summary["publish"] = publish_stage(conns, as_of, run_id)
+    return summary

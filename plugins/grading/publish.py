@@ -1,0 +1,31 @@
+"""Publish: move one as-of date from staging into the marts BI tools read, atomically.
+
+All statements of include/sql/publish/publish_period.sql run in one transaction, so a
+period's snapshot, tiers and candidate lists appear together or not at all, a rerun
+replaces exactly that period, and other periods are never touched.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from grading.warehouse import run_sql_file
+
+PUBLISHED_TABLES = (
+    "customer_features_snapshot", "customer_tier_snapshot", "elimination_candidates", "winback_candidates",
+)
+
+
+def publish(warehouse: Engine, as_of: date) -> dict[str, int]:
+    """Replace the published rows of ``as_of``; returns rows per published table."""
+    with warehouse.begin() as conn:
+        run_sql_file(conn, "publish/publish_period", {"as_of": as_of})
+        return {
+            table: conn.execute(
+                sa.text(f"SELECT COUNT(*) FROM marts.{table} WHERE as_of_date = :as_of"), {"as_of": as_of}  # noqa: S608 - identifiers from code constants, values bound
+            ).scalar_one()
+            for table in PUBLISHED_TABLES
+        }

@@ -1,0 +1,307 @@
+"""Rule files: load the YAML in include/rules/, check it, and evaluate its conditions.
+
+Rules are data. A condition is a tree of ``all`` / ``any`` lists whose leaves compare one
+feature with a literal (``{feature: orders_365d, op: "<", value: 5}``); operators come
+from a fixed table, so no text from a rule file is ever executed. Every mistake is
+reported with the file, the line, the rule and the field.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import operator
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from grading.settings import include_dir
+
+COMPARISONS: dict[str, Callable[[Any, Any], Any]] = {
+    "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
+    "==": operator.eq, "!=": operator.ne,
+}
+MEMBERSHIP = ("in", "not_in")
+NULL_TESTS = ("is_null", "not_null")
+OPERATORS = (*COMPARISONS, *MEMBERSHIP, *NULL_TESTS)
+HEADER_FIELDS = ("kind", "version", "effective_date", "owner", "description")
+
+
+class RuleError(ValueError):
+    """A rule file is not valid; the message names the file, line, rule and field."""
+
+
+class _Mapping(dict):
+    line: int = 0
+
+
+class _LineLoader(yaml.SafeLoader):
+    """A safe loader whose mappings remember the line they start on (1-based)."""
+
+
+def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> _Mapping:
+    mapping = _Mapping(loader.construct_mapping(node, deep=True))
+    mapping.line = node.start_mark.line + 1
+    return mapping
+
+
+_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+@dataclass(frozen=True)
+class Condition:
+    """A leaf (feature op value) or a group (``all``/``any`` of conditions)."""
+
+    combine: str | None = None  # "all", "any" or None for a leaf
+    children: tuple[Condition, ...] = ()
+    feature: str | None = None
+    op: str | None = None
+    value: Any = None
+
+    def leaves(self) -> Iterable[Condition]:
+        if self.combine is None:
+            yield self
+        for child in self.children:
+            yield from child.leaves()
+
+    def evaluate(self, frame: pd.DataFrame) -> pd.Series:
+        """Rows of ``frame`` meeting the condition; a missing value never meets a comparison."""
+        if self.combine == "all":
+            result = pd.Series(True, index=frame.index)
+            for child in self.children:
+                result &= child.evaluate(frame)
+            return result
+        if self.combine == "any":
+            result = pd.Series(False, index=frame.index)
+            for child in self.children:
+                result |= child.evaluate(frame)
+            return result
+        values = frame[self.feature]
+        if self.op == "is_null":
+            return values.isna()
+        if self.op == "not_null":
+            return values.notna()
+        if self.op in MEMBERSHIP:
+            hit = values.isin(list(self.value))
+            return (hit if self.op == "in" else ~hit & values.notna()).fillna(False).astype(bool)
+        return COMPARISONS[self.op](values, self.value).fillna(False).astype(bool)
+
+    def describe(self) -> str:
+        """The condition in plain words, as the published criteria state it."""
+        if self.combine is not None:
+            joiner = " and " if self.combine == "all" else " or "
+            return joiner.join(
+                f"({c.describe()})" if c.combine is not None else c.describe() for c in self.children
+            )
+        if self.op in NULL_TESTS:
+            return f"{self.feature} {'is missing' if self.op == 'is_null' else 'is present'}"
+        if self.op in MEMBERSHIP:
+            values = ", ".join(str(v) for v in self.value)
+            return f"{self.feature} {'in' if self.op == 'in' else 'not in'} [{values}]"
+        return f"{self.feature} {self.op} {self.value}"
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    when: Condition
+    description: str = ""
+    tier: str | None = None
+    action: str | None = None
+
+
+@dataclass(frozen=True)
+class RuleFile:
+    path: Path
+    kind: str
+    version: str
+    effective_date: date
+    owner: str
+    description: str
+    content_hash: str
+    body: dict = field(repr=False)
+
+
+@dataclass(frozen=True)
+class TierRules:
+    source: RuleFile
+    tiers: tuple[str, ...]  # lowest to highest
+    rules: tuple[Rule, ...]  # first match wins
+    default_tier: str
+    default_name: str
+
+    def rank(self, tier: str) -> int:
+        return self.tiers.index(tier) + 1
+
+
+@dataclass(frozen=True)
+class CandidateList:
+    rules: tuple[Rule, ...]
+    exemptions: tuple[Rule, ...]
+
+
+@dataclass(frozen=True)
+class CandidateRules:
+    source: RuleFile
+    elimination: CandidateList
+    win_back: CandidateList
+
+
+class _Checker:
+    """Builds typed rules from parsed YAML, raising RuleError that points at the mistake."""
+
+    def __init__(self, path: Path, features: Iterable[str]):
+        self.path = path
+        self.features = set(features)
+
+    def fail(self, node: Any, message: str, rule: str | None = None, field_name: str | None = None) -> None:
+        line = getattr(node, "line", 0)
+        where = f"{self.path}:{line}" if line else str(self.path)
+        parts = [where]
+        if rule:
+            parts.append(f"rule {rule!r}")
+        if field_name:
+            parts.append(f"field {field_name!r}")
+        raise RuleError(": ".join(parts) + f": {message}")
+
+    def require(self, node: dict, key: str, kind: type | tuple[type, ...], rule: str | None = None) -> Any:
+        if not isinstance(node, dict) or key not in node:
+            self.fail(node, "is required", rule, key)
+        value = node[key]
+        if not isinstance(value, kind) or isinstance(value, bool) and bool not in _as_tuple(kind):
+            names = " or ".join(t.__name__ for t in _as_tuple(kind))
+            self.fail(node, f"must be {names}, got {type(value).__name__} {value!r}", rule, key)
+        return value
+
+    def header(self, doc: Any, raw: bytes, kind: str) -> RuleFile:
+        if not isinstance(doc, dict):
+            self.fail(doc, "a rule file must be a mapping with kind, version, effective_date, owner and description")
+        found = self.require(doc, "kind", str)
+        if found != kind:
+            self.fail(doc, f"expected kind {kind!r}, found {found!r}", None, "kind")
+        version = self.require(doc, "version", (str, int, float))
+        effective = self.require(doc, "effective_date", date)
+        return RuleFile(
+            path=self.path, kind=kind, version=str(version), effective_date=effective,
+            owner=self.require(doc, "owner", str), description=self.require(doc, "description", str),
+            content_hash=hashlib.sha256(raw).hexdigest(), body=doc,
+        )
+
+    def condition(self, node: Any, rule: str, field_name: str = "when") -> Condition:
+        if not isinstance(node, dict):
+            self.fail(node, "a condition must be a mapping: all/any, or feature/op/value", rule, field_name)
+        groups = [k for k in ("all", "any") if k in node]
+        if groups:
+            if len(node) != 1:
+                self.fail(node, "a group holds exactly one key, 'all' or 'any'", rule, field_name)
+            children = node[groups[0]]
+            if not isinstance(children, list) or not children:
+                self.fail(node, f"'{groups[0]}' must be a non-empty list of conditions", rule, field_name)
+            return Condition(combine=groups[0],
+                             children=tuple(self.condition(c, rule, groups[0]) for c in children))
+        unknown = set(node) - {"feature", "op", "value"}
+        if unknown:
+            self.fail(node, f"unknown keys {sorted(unknown)}; a leaf has feature, op and value", rule, field_name)
+        feature = self.require(node, "feature", str, rule)
+        if feature not in self.features:
+            self.fail(node, f"unknown feature {feature!r}; known: {', '.join(sorted(self.features))}", rule, "feature")
+        op = self.require(node, "op", str, rule)
+        if op not in OPERATORS:
+            self.fail(node, f"unknown operator {op!r}; use one of {', '.join(OPERATORS)}", rule, "op")
+        if op in NULL_TESTS:
+            if "value" in node:
+                self.fail(node, f"{op} takes no value", rule, "value")
+            return Condition(feature=feature, op=op)
+        value = node.get("value")
+        if op in MEMBERSHIP:
+            if not isinstance(value, list) or not value:
+                self.fail(node, f"{op} needs a non-empty list", rule, "value")
+            return Condition(feature=feature, op=op, value=tuple(value))
+        if not isinstance(value, (int, float, str)) or isinstance(value, bool):
+            self.fail(node, f"{op} needs a number or a text, got {value!r}", rule, "value")
+        return Condition(feature=feature, op=op, value=value)
+
+    def rules(self, nodes: Any, section: str, need: tuple[str, ...] = ()) -> tuple[Rule, ...]:
+        if nodes is None:
+            return ()
+        if not isinstance(nodes, list):
+            self.fail(nodes, f"'{section}' must be a list of rules", None, section)
+        built, seen = [], set()
+        for node in nodes:
+            name = self.require(node, "name", str)
+            if name in seen:
+                self.fail(node, "duplicate rule name", name, "name")
+            seen.add(name)
+            extra = set(node) - {"name", "description", "when", "tier", "action"}
+            if extra:
+                self.fail(node, f"unknown keys {sorted(extra)}", name)
+            values = {k: self.require(node, k, str, name) for k in need}
+            built.append(Rule(name=name, when=self.condition(node.get("when"), name),
+                              description=str(node.get("description", "")), **values))
+        return tuple(built)
+
+
+def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
+    return kind if isinstance(kind, tuple) else (kind,)
+
+
+def _parse(path: Path) -> tuple[Any, bytes]:
+    raw = path.read_bytes()
+    try:
+        return yaml.load(raw.decode("utf-8"), Loader=_LineLoader), raw  # noqa: S506 - SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark else ""
+        raise RuleError(f"{path}{line}: not valid YAML: {getattr(exc, 'problem', exc)}") from exc
+
+
+def load_tier_rules(path: Path, features: Iterable[str]) -> TierRules:
+    """Load and check a tier rule file against the features the pipeline computes."""
+    doc, raw = _parse(path)
+    check = _Checker(path, features)
+    source = check.header(doc, raw, "tiers")
+    tiers = check.require(doc, "tiers", list)
+    if len(tiers) < 2 or len(set(tiers)) != len(tiers) or not all(isinstance(t, str) for t in tiers):
+        check.fail(doc, "must list two or more distinct tier names, lowest first", None, "tiers")
+    rules = check.rules(doc.get("rules"), "rules", need=("tier",))
+    for rule, node in zip(rules, doc.get("rules") or [], strict=True):
+        if rule.tier not in tiers:
+            check.fail(node, f"tier {rule.tier!r} is not one of {tiers}", rule.name, "tier")
+    default = check.require(doc, "default", dict)
+    default_tier = check.require(default, "tier", str, "default")
+    if default_tier not in tiers:
+        check.fail(default, f"tier {default_tier!r} is not one of {tiers}", "default", "tier")
+    return TierRules(source=source, tiers=tuple(tiers), rules=rules, default_tier=default_tier,
+                     default_name=str(default.get("name", "default")))
+
+
+def load_candidate_rules(path: Path, features: Iterable[str]) -> CandidateRules:
+    """Load and check an elimination / win-back rule file."""
+    doc, raw = _parse(path)
+    check = _Checker(path, features)
+    source = check.header(doc, raw, "candidates")
+    lists = {}
+    for section in ("elimination", "win_back"):
+        node = check.require(doc, section, dict)
+        lists[section] = CandidateList(
+            rules=check.rules(node.get("rules"), f"{section}.rules", need=("action",)),
+            exemptions=check.rules(node.get("exemptions"), f"{section}.exemptions"),
+        )
+    return CandidateRules(source=source, **lists)
+
+
+def rules_dir() -> Path:
+    return include_dir() / "rules"
+
+
+def explain(rule: Rule, frame: pd.DataFrame) -> pd.Series:
+    """Per row: the rule and the values that decided it, e.g. 'gold_band: monetary_365d=12000.0 (>= 10000)'."""
+    text = pd.Series(f"{rule.name}:", index=frame.index, dtype="string")
+    for leaf in rule.when.leaves():
+        shown = frame[leaf.feature].astype("string").fillna("missing")
+        text = text + f" {leaf.feature}=" + shown + f" ({leaf.describe().removeprefix(leaf.feature).strip()});"
+    return text.str.rstrip(";")

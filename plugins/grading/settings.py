@@ -1,0 +1,115 @@
+"""Where things are: the project's include/ folder, the local home, and the two connections.
+
+Connections follow Airflow's conventions so one setting serves the DAG and the CLI:
+``AIRFLOW_CONN_GRADING_SOURCE`` / ``AIRFLOW_CONN_GRADING_WAREHOUSE`` hold a URL. Inside an
+Airflow task a connection defined in the metadata database or a secrets backend is found
+too. When neither is set, both fall back to embedded files under ``GRADING_HOME``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+SOURCE_CONN_ID = "grading_source"
+WAREHOUSE_CONN_ID = "grading_warehouse"
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+# Airflow connection URIs name PostgreSQL "postgres"; SQLAlchemy needs a dialect+driver.
+_SCHEME_ALIASES = {
+    "postgres": "postgresql+psycopg",
+    "postgresql": "postgresql+psycopg",
+    "mysql": "mysql+pymysql",
+    "mariadb": "mysql+pymysql",
+}
+
+
+def include_dir() -> Path:
+    """The folder holding sql/, rules/ and expectations/ (override with GRADING_INCLUDE_DIR)."""
+    return Path(os.environ.get("GRADING_INCLUDE_DIR", PROJECT_ROOT / "include"))
+
+
+def grading_home() -> Path:
+    """The local folder for embedded databases, demo data and reports (GRADING_HOME)."""
+    home = Path(os.environ.get("GRADING_HOME", PROJECT_ROOT / ".grading"))
+    home.mkdir(parents=True, exist_ok=True)
+    return home
+
+
+def default_url(conn_id: str) -> str:
+    """The embedded default: a SQLite source file and a DuckDB warehouse file."""
+    if conn_id == SOURCE_CONN_ID:
+        return f"sqlite:///{grading_home() / 'source.sqlite'}"
+    if conn_id == WAREHOUSE_CONN_ID:
+        return f"duckdb:///{grading_home() / 'warehouse.duckdb'}"
+    raise ValueError(f"unknown connection id {conn_id!r}")
+
+
+def to_sqlalchemy_url(uri: str) -> str:
+    """Turn an Airflow-style connection URI into a SQLAlchemy URL (scheme aliases only)."""
+    scheme, sep, rest = uri.partition("://")
+    if not sep:
+        raise ValueError(f"not a connection URL: {uri!r}")
+    return f"{_SCHEME_ALIASES.get(scheme, scheme)}://{rest}"
+
+
+def _from_environment(conn_id: str) -> str | None:
+    value = os.environ.get(f"AIRFLOW_CONN_{conn_id.upper()}")
+    if not value:
+        return None
+    if value.lstrip().startswith("{"):
+        return _url_from_json(conn_id, json.loads(value))
+    return to_sqlalchemy_url(value)
+
+
+def _url_from_json(conn_id: str, conn: dict) -> str:
+    extra = conn.get("extra") or {}
+    if isinstance(extra, str):
+        extra = json.loads(extra or "{}")
+    if extra.get("sqlalchemy_url"):
+        return extra["sqlalchemy_url"]
+    if conn.get("uri"):
+        return to_sqlalchemy_url(conn["uri"])
+    conn_type = conn.get("conn_type")
+    if not conn_type:
+        raise ValueError(f"connection {conn_id!r} has neither uri, conn_type nor extra.sqlalchemy_url")
+    user = conn.get("login") or ""
+    password = f":{conn['password']}" if conn.get("password") else ""
+    auth = f"{user}{password}@" if user else ""
+    port = f":{conn['port']}" if conn.get("port") else ""
+    return to_sqlalchemy_url(f"{conn_type}://{auth}{conn.get('host') or ''}{port}/{conn.get('schema') or ''}")
+
+
+def _from_airflow(conn_id: str) -> str | None:
+    """A connection stored in Airflow (metadata DB, secrets backend), when running inside Airflow."""
+    try:
+        from airflow.sdk import Connection
+        from airflow.sdk.exceptions import AirflowNotFoundException
+    except ImportError:
+        return None
+    try:
+        conn = Connection.get(conn_id)
+    except AirflowNotFoundException:
+        return None
+    except Exception:  # noqa: BLE001 - outside a task there is no API server to ask
+        return None
+    return _url_from_json(conn_id, {
+        "conn_type": conn.conn_type, "login": conn.login, "password": conn.password,
+        "host": conn.host, "port": conn.port, "schema": conn.schema, "extra": conn.extra_dejson,
+    })
+
+
+def connection_url(conn_id: str, *, ask_airflow: bool = False) -> str:
+    """The SQLAlchemy URL for ``conn_id``: environment, then Airflow (in tasks), then the embedded default."""
+    return (
+        _from_environment(conn_id)
+        or (_from_airflow(conn_id) if ask_airflow else None)
+        or default_url(conn_id)
+    )
+
+
+def pseudonym_key() -> bytes:
+    """The secret key for customer pseudonyms (GRADING_PSEUDONYM_KEY); a fixed dev key otherwise."""
+    return os.environ.get("GRADING_PSEUDONYM_KEY", "grading-dev-key-change-me").encode()

@@ -1,0 +1,111 @@
+"""Rule files: the shipped files load, and each kind of mistake names the file, line, rule and field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from grading.features import RULE_FEATURES
+from grading.pipeline import load_rules
+from grading.rules import RuleError, load_candidate_rules, load_tier_rules
+
+VALID_TIERS = """\
+kind: tiers
+version: "2.0"
+effective_date: 2025-01-01
+owner: ops
+description: test
+tiers: [normal, gold]
+rules:
+  - name: gold_band
+    tier: gold
+    when:
+      all:
+        - {feature: monetary_365d, op: ">=", value: 10000}
+default: {name: rest, tier: normal}
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "rules.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_shipped_rule_files_load() -> None:
+    tier_rules, candidate_rules = load_rules()
+    assert tier_rules.tiers == ("normal", "gold", "platinum")
+    assert [r.name for r in tier_rules.rules] == ["platinum_band", "gold_band"]
+    assert [r.name for r in candidate_rules.elimination.rules] == ["few_orders_many_complaints"]
+    assert len(tier_rules.source.content_hash) == 64
+
+
+@pytest.mark.parametrize("old, new, expected", [
+    ("{feature: monetary_365d, op: \">=\", value: 10000}", "{feature: revenue, op: \">=\", value: 10000}",
+     r"rules\.yaml:12: rule 'gold_band': field 'feature': unknown feature 'revenue'"),
+    ("op: \">=\"", "op: \"=>\"", r":12: rule 'gold_band': field 'op': unknown operator '=>'"),
+    ("value: 10000", "value: [1, 2]", r":12: rule 'gold_band': field 'value': >= needs a number"),
+    ("    tier: gold\n", "    tier: diamond\n", r":8: rule 'gold_band': field 'tier': tier 'diamond' is not one of"),
+    ("version: \"2.0\"\n", "", r":1: field 'version': is required"),
+    ("kind: tiers", "kind: candidates", r"field 'kind': expected kind 'tiers'"),
+    ("      all:\n", "      every:\n", r"rule 'gold_band': field 'when': unknown keys \['every'\]"),
+    ("default: {name: rest, tier: normal}", "default: {name: rest, tier: bronze}",
+     r"rule 'default': field 'tier': tier 'bronze' is not one of"),
+    ("tiers: [normal, gold]", "tiers: [normal, normal]", r"field 'tiers': must list two or more distinct"),
+    ("effective_date: 2025-01-01", "effective_date: soon", r"field 'effective_date': must be date"),
+])
+def test_each_mistake_points_at_file_line_rule_and_field(tmp_path: Path, old: str, new: str, expected: str) -> None:
+    assert old in VALID_TIERS
+    path = write(tmp_path, VALID_TIERS.replace(old, new))
+    with pytest.raises(RuleError, match=expected) as info:
+        load_tier_rules(path, RULE_FEATURES)
+    assert str(path) in str(info.value)
+
+
+def test_duplicate_rule_names_are_refused(tmp_path: Path) -> None:
+    text = VALID_TIERS.replace("default:", """  - name: gold_band
+    tier: gold
+    when: {all: [{feature: orders_365d, op: ">", value: 10}]}
+default:""")
+    with pytest.raises(RuleError, match=r":13: rule 'gold_band': field 'name': duplicate rule name"):
+        load_tier_rules(write(tmp_path, text), RULE_FEATURES)
+
+
+def test_broken_yaml_reports_the_line(tmp_path: Path) -> None:
+    with pytest.raises(RuleError, match=r"rules\.yaml:\d+: not valid YAML"):
+        load_tier_rules(write(tmp_path, VALID_TIERS.replace("tiers: [normal, gold]", "tiers: [normal, gold")),
+                        RULE_FEATURES)
+
+
+def test_python_in_a_value_is_data_not_code(tmp_path: Path) -> None:
+    """A hostile value is compared as text, never executed."""
+    text = VALID_TIERS.replace("value: 10000", "value: \"__import__('os').system('touch pwned')\"")
+    rules = load_tier_rules(write(tmp_path, text), RULE_FEATURES)
+    frame = pd.DataFrame({"customer_id": ["a"], "monetary_365d": ["zzz"]})
+    assert rules.rules[0].when.evaluate(frame).tolist() == [True]  # "zzz" >= "__import__..." as text
+    assert not (tmp_path / "pwned").exists() and not Path("pwned").exists()
+
+
+def test_candidate_rules_need_an_action(tmp_path: Path) -> None:
+    text = """\
+kind: candidates
+version: 1
+effective_date: 2025-01-01
+owner: ops
+description: test
+elimination:
+  rules:
+    - name: rare_buyers
+      when: {all: [{feature: orders_365d, op: "<", value: 5}]}
+win_back: {rules: []}
+"""
+    with pytest.raises(RuleError, match=r":8: rule 'rare_buyers': field 'action': is required"):
+        load_candidate_rules(write(tmp_path, text), RULE_FEATURES)
+
+
+def test_conditions_treat_missing_values_as_not_meeting_a_comparison() -> None:
+    tier_rules, _ = load_rules()
+    frame = pd.DataFrame({"customer_id": ["a", "b"], "monetary_365d": [60000.0, float("nan")]})
+    assert tier_rules.rules[0].when.evaluate(frame).tolist() == [True, False]
