@@ -37,7 +37,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary, indent=2, default=str))
     else:
-        print_run_summary(conns.warehouse_url, args.as_of, summary)
+        print_run_summary(conns.warehouse_url, args.as_of)
+    return 0
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    from grading.report import print_run_summary
+
+    print_run_summary(connection_url(WAREHOUSE_CONN_ID), args.as_of)
     return 0
 
 
@@ -94,6 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--as-of", type=_date, required=True, help="as-of date: data before its midnight UTC counts")
     run.add_argument("--json", action="store_true", help="print the stage summaries as JSON")
     run.set_defaults(func=cmd_run)
+
+    summ = sub.add_parser("summary", help="print what the warehouse holds for an as-of date (tiers, candidates)")
+    summ.add_argument("--as-of", type=_date, required=True)
+    summ.set_defaults(func=cmd_summary)
 
     rev = sub.add_parser("review", help="build the quarterly review tables for a quarter")
     rev.add_argument("--quarter", required=True, help="quarter such as 2024Q4")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -146,6 +147,9 @@ def generate(customers: int = 2000, seed: int = 42, end: date = date(2024, 12, 3
 
 def write_source(data: DemoData, url: str) -> dict[str, int]:
     """Replace the source tables at ``url`` with the demo data; returns rows per table."""
+    database = sa.make_url(url).database
+    if url.startswith("sqlite") and database and database != ":memory:":
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
     engine = sa.create_engine(url)
     written = {}
     try:

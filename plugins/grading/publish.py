@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import date
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from grading.warehouse import run_sql_file
 
@@ -23,9 +23,14 @@ def publish(warehouse: Engine, as_of: date) -> dict[str, int]:
     """Replace the published rows of ``as_of``; returns rows per published table."""
     with warehouse.begin() as conn:
         run_sql_file(conn, "publish/publish_period", {"as_of": as_of})
-        return {
-            table: conn.execute(
-                sa.text(f"SELECT COUNT(*) FROM marts.{table} WHERE as_of_date = :as_of"), {"as_of": as_of}  # noqa: S608 - identifiers from code constants, values bound
-            ).scalar_one()
-            for table in PUBLISHED_TABLES
-        }
+        return published_counts(conn, as_of)
+
+
+def published_counts(conn: Connection, as_of: date) -> dict[str, int]:
+    """Rows per published per-period table for ``as_of``."""
+    return {
+        table: conn.execute(
+            sa.text(f"SELECT COUNT(*) FROM marts.{table} WHERE as_of_date = :as_of"), {"as_of": as_of}  # noqa: S608 - constant names
+        ).scalar_one()
+        for table in PUBLISHED_TABLES
+    }

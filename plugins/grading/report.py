@@ -1,4 +1,8 @@
-"""Human-readable summaries of what a run published, for the CLI and the demo."""
+"""Human-readable summaries of what the warehouse holds for a period, for the CLI and the demo.
+
+Everything is read back from the published tables, so the summary shows what BI tools
+will see, whichever process (the CLI or Airflow tasks) did the run.
+"""
 
 from __future__ import annotations
 
@@ -6,22 +10,45 @@ from datetime import date
 
 from sqlalchemy.engine import make_url
 
+from grading.publish import published_counts
 from grading.warehouse import open_engine, read_frame
 
 
-def print_run_summary(warehouse_url: str, as_of: date, summary: dict) -> None:
-    """Print customers per tier, candidates flagged and the tables written, read back from marts."""
+class NothingPublished(LookupError):
+    """No successful run has published the requested as-of date."""
+
+
+def print_run_summary(warehouse_url: str, as_of: date) -> None:
+    """Print customers per tier, candidates, validation, tables written and the latest review."""
     with open_engine(warehouse_url) as warehouse, warehouse.connect() as conn:
+        runs = read_frame(conn, "SELECT run_id FROM marts.run_audit WHERE as_of_date = :as_of AND stage = 'publish' "
+                                "AND status = 'success' ORDER BY finished_at DESC", {"as_of": as_of})
+        if runs.empty:
+            raise NothingPublished(f"no successful run has published as-of {as_of} in {warehouse_url}")
+        run_id = runs["run_id"].iloc[0]
         tiers = read_frame(conn, "SELECT tier, customers, monetary_365d FROM marts.tier_summary "
                                  "WHERE as_of_date = :as_of ORDER BY tier_rank DESC", {"as_of": as_of})
-    print(f"Customer grading as of {as_of} (run {summary['run_id']})")
+        checks = read_frame(conn, "SELECT success FROM marts.validation_results WHERE run_id = :run_id",
+                            {"run_id": run_id})
+        rows = published_counts(conn, as_of)
+        review = read_frame(conn, "SELECT quarter, tier, customers, customer_share, revenue, revenue_share "
+                                  "FROM marts.review_tier_distribution WHERE quarter = "
+                                  "(SELECT MAX(quarter) FROM marts.review_tier_distribution) ORDER BY tier_rank DESC")
+
+    print(f"Customer grading as of {as_of} (run {run_id})")
     print("  customers per tier:")
     for row in tiers.itertuples():
         print(f"    {row.tier:<10} {row.customers:>8,}   365-day revenue {row.monetary_365d:>16,.2f}")
-    flags = summary["flags"]
-    print(f"  elimination candidates: {flags['elimination']:,}   win-back candidates: {flags['win_back']:,}")
-    print(f"  validation: {summary['validate']['checks']} checks, {summary['validate']['failed']} failed")
+    print(f"  elimination candidates: {rows['elimination_candidates']:,}   "
+          f"win-back candidates: {rows['winback_candidates']:,}")
+    print(f"  validation: {len(checks)} Great Expectations checks, {int((~checks['success'].astype(bool)).sum())} "
+          "failed")
     print(f"  warehouse: {make_url(warehouse_url).render_as_string(hide_password=True)}")
-    for table, rows in summary["publish"].items():
-        print(f"    marts.{table:<28} {rows:>8,} rows for {as_of}")
-    print("    views: marts.current_customer_tier, marts.tier_summary; audit: marts.run_audit")
+    for table, count in rows.items():
+        print(f"    marts.{table:<28} {count:>8,} rows for {as_of}")
+    print("    views marts.current_customer_tier, marts.tier_summary; run log marts.run_audit")
+    if not review.empty:
+        print(f"  quarterly review {review['quarter'].iloc[0]} (marts.review_tier_distribution):")
+        for row in review.itertuples():
+            print(f"    {row.tier:<10} {row.customers:>8,} customers ({row.customer_share:6.1%})   "
+                  f"revenue {row.revenue:>14,.2f} ({row.revenue_share:6.1%})")

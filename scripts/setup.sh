@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Set up a fresh checkout: .venv/ with the pinned stack and this project (editable), and a
+# local Airflow home in .airflow/ (SQLite metadata, no example DAGs). Safe to rerun.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON="${PYTHON:-python3.11}"
+
+quiet_pip() {  # this machine's pip config warns about absent local indexes; keep real errors
+  .venv/bin/python -m pip "$@" 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
+}
+
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+echo "==> installing requirements into .venv/ (first time: about a minute)"
+quiet_pip install --quiet --disable-pip-version-check -r requirements.txt
+quiet_pip install --quiet --disable-pip-version-check --no-deps -e .
+
+source scripts/airflow-env.sh
+mkdir -p "$AIRFLOW_HOME"
+echo "==> initialising the Airflow metadata database in $AIRFLOW_HOME"
+.venv/bin/airflow db migrate > "$AIRFLOW_HOME/db-migrate.log" 2>&1 || { tail -30 "$AIRFLOW_HOME/db-migrate.log"; exit 1; }

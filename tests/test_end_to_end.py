@@ -1,0 +1,106 @@
+"""The real thing: customer_grading and quarterly_review run with dag.test() on generated data,
+against the embedded DuckDB warehouse and a real PostgreSQL database, checked against figures
+computed here independently with pandas from the generated source frames."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from grading import demo
+from tests.helpers import published, scalar
+
+ROOT = Path(__file__).resolve().parents[1]
+AS_OF = date(2025, 1, 1)
+CUSTOMERS = 400
+
+
+def expected_figures(data: demo.DemoData, as_of: date) -> dict:
+    """Tiers and flags worked out with plain pandas, following the published rules."""
+    cutoff = pd.Timestamp(as_of)
+    start, year_ago_start = cutoff - timedelta(days=365), cutoff - timedelta(days=730)
+    orders, tickets = data.orders, data.tickets
+    completed = orders[(orders["status"] == "completed") & (orders["order_ts"] < cutoff)]
+    customers = data.customers.set_index("customer_id")
+
+    def value_between(lo, hi):
+        rows = completed[(completed["order_ts"] >= lo) & (completed["order_ts"] < hi)]
+        return rows.groupby("customer_id")["amount"].sum().reindex(customers.index, fill_value=0.0)
+
+    def band(value):
+        return "platinum" if value > 50000 else "gold" if value >= 10000 else "normal"
+
+    tier = value_between(start, cutoff).round(2).map(band)
+    in_window = completed[completed["order_ts"] >= start]
+    orders_365 = in_window.groupby("customer_id").size().reindex(customers.index, fill_value=0)
+    complaints = tickets[(tickets["category"] == "complaint") & (tickets["opened_at"] >= start)
+                         & (tickets["opened_at"] < cutoff)].groupby("customer_id").size()
+    complaints = complaints.reindex(customers.index, fill_value=0)
+    tenure = (cutoff.normalize() - customers["created_at"].dt.normalize()).dt.days
+    eliminate = (orders_365 < 5) & (complaints > 2) & (tenure >= 90)
+
+    was_customer = customers["created_at"] < cutoff - timedelta(days=365)
+    tier_year_ago = value_between(year_ago_start, start).round(2).map(band).where(was_customer)
+    last_order = completed.groupby("customer_id")["order_ts"].max().reindex(customers.index)
+    recency = (cutoff.normalize() - last_order.dt.normalize()).dt.days
+    win_back = tier_year_ago.isin(["gold", "platinum"]) & (recency >= 180)
+    return {"tiers": tier.value_counts().to_dict(), "elimination": int(eliminate.sum()),
+            "win_back": int(win_back.sum())}
+
+
+def run_dag(dag_id: str, logical_date: date, **conf) -> str:
+    from airflow.dag_processing.dagbag import DagBag
+
+    dag = DagBag(dag_folder=str(ROOT / "dags" / f"{dag_id}.py")).dags[dag_id]
+    run = dag.test(logical_date=datetime.combine(logical_date, datetime.min.time(), tzinfo=UTC), run_conf=conf)
+    return str(run.state)
+
+
+@pytest.mark.airflow
+def test_customer_grading_and_quarterly_review_end_to_end(
+    airflow_db: str, grading_home: Path, warehouse_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = demo.generate(customers=CUSTOMERS, seed=7)
+    source_url = f"sqlite:///{grading_home / 'source.sqlite'}"
+    demo.write_source(data, source_url)
+    monkeypatch.setenv("AIRFLOW_CONN_GRADING_SOURCE", source_url)
+    monkeypatch.setenv("AIRFLOW_CONN_GRADING_WAREHOUSE", warehouse_url)
+
+    assert run_dag("customer_grading", AS_OF) == "success"
+    want = expected_figures(data, AS_OF)
+    first = published(warehouse_url, AS_OF)
+    tiers = first["customer_tier_snapshot"]["tier"].value_counts().to_dict()
+    assert tiers == want["tiers"]
+    assert len(first["elimination_candidates"]) == want["elimination"] > 0
+    assert len(first["winback_candidates"]) == want["win_back"] > 0
+    assert len(first["customer_features_snapshot"]) == CUSTOMERS
+    # Published rows carry pseudonymous keys, never the source ids.
+    keys = set(first["customer_tier_snapshot"]["customer_key"])
+    assert not keys & set(data.customers["customer_id"])
+    assert scalar(warehouse_url, "SELECT COUNT(*) FROM marts.run_audit WHERE status = 'success'") == 6
+
+    # A second run of the same period replaces it with identical rows.
+    assert run_dag("customer_grading", AS_OF) == "success"
+    assert all(published(warehouse_url, AS_OF)[t].equals(first[t]) for t in first)
+    assert scalar(warehouse_url, "SELECT COUNT(DISTINCT as_of_date) FROM marts.customer_tier_snapshot") == 1
+
+    # The quarter that closes on the as-of date: 2024Q4.
+    assert run_dag("quarterly_review", AS_OF) == "success"
+    review = published_review(warehouse_url)
+    assert review["tier"].tolist() == ["normal", "gold", "platinum"]
+    assert dict(zip(review["tier"], review["customers"], strict=True)) == want["tiers"]
+    q4 = data.orders[(data.orders["status"] == "completed") & (data.orders["order_ts"] >= "2024-10-01")
+                     & (data.orders["order_ts"] < "2025-01-01")]
+    assert review["revenue"].sum() == pytest.approx(q4["amount"].sum(), abs=0.01)
+    assert review["revenue_share"].sum() == pytest.approx(1.0)
+
+
+def published_review(url: str) -> pd.DataFrame:
+    from grading.warehouse import open_engine, read_frame
+
+    with open_engine(url) as engine, engine.connect() as conn:
+        return read_frame(conn, "SELECT * FROM marts.review_tier_distribution WHERE quarter = '2024Q4' "
+                                "ORDER BY tier_rank")
