@@ -109,7 +109,7 @@ def generate(customers: int = 2000, seed: int = 42, end: date = date(2024, 12, 3
     t_owner = np.repeat(np.arange(n), rng.poisson(ticket_rate * np.maximum(active_years, 0.05)))
     t = len(t_owner)
     opened = _seconds(rng, created[t_owner], ticket_end[t_owner])
-    p_complaint = 1.0 / (1.0 + np.exp(2.0 * satisfaction[t_owner] + 1.5))
+    p_complaint = 1.0 / (1.0 + np.exp(1.5 * satisfaction[t_owner] + 2.0))
     roll = rng.random(t)
     category = np.where(roll < p_complaint, "complaint",
                         np.where(roll < p_complaint + (1 - p_complaint) / 2, "inquiry", "after-sales"))

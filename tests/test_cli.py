@@ -1,0 +1,52 @@
+"""`python -m grading` as a user runs it: a real subprocess on the embedded defaults."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+
+def grading(home: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW_CONN_GRADING")}
+    env["GRADING_HOME"] = str(home)
+    return subprocess.run([sys.executable, "-m", "grading", *args], env=env, capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_generate_run_summary_review_and_rules(tmp_path: Path) -> None:
+    out = grading(tmp_path, "generate", "--customers", "300", "--seed", "3")
+    assert out.returncode == 0, out.stderr
+    assert "300 customers" in out.stdout and (tmp_path / "source.sqlite").exists()
+
+    out = grading(tmp_path, "run", "--as-of", "2025-01-01")
+    assert out.returncode == 0, out.stderr
+    assert "Customer grading as of 2025-01-01" in out.stdout
+    assert "marts.customer_tier_snapshot" in out.stdout and "300 rows" in out.stdout
+    assert (tmp_path / "warehouse.duckdb").exists()
+
+    out = grading(tmp_path, "review", "--quarter", "2024Q4")
+    assert out.returncode == 0, out.stderr
+    assert "Tier distribution for 2024Q4" in out.stdout and "platinum" in out.stdout
+
+    out = grading(tmp_path, "rules", "check")
+    assert out.returncode == 0 and "tiers.yaml" in out.stdout and "candidates.yaml" in out.stdout
+
+    out = grading(tmp_path, "rules", "dry-run", "--as-of", "2025-01-01")
+    assert out.returncode == 0, out.stderr
+    assert "nothing written" in out.stdout and "gold_band" in out.stdout
+
+
+def test_errors_are_short_and_exit_non_zero(tmp_path: Path) -> None:
+    out = grading(tmp_path, "review", "--quarter", "2024-Q4")
+    assert out.returncode == 2 and out.stderr.strip() == "error: quarter must look like 2024Q4, got '2024-Q4'"
+    out = grading(tmp_path, "run", "--as-of", "yesterday")
+    assert out.returncode == 2 and "expected a date like 2025-01-01" in out.stderr
+
+
+def test_every_subcommand_has_help(tmp_path: Path) -> None:
+    for args in (["--help"], ["generate", "--help"], ["run", "--help"], ["summary", "--help"],
+                 ["review", "--help"], ["rules", "check", "--help"], ["rules", "dry-run", "--help"]):
+        out = grading(tmp_path, *args)
+        assert out.returncode == 0 and "usage: python -m grading" in out.stdout
