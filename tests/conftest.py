@@ -90,3 +90,33 @@ def warehouse_url(request: pytest.FixtureRequest, grading_home: Path) -> str:
         grading_home.mkdir(parents=True, exist_ok=True)
         return f"duckdb:///{grading_home / 'warehouse.duckdb'}"
     return request.getfixturevalue("pg_url")
+
+
+MARIADB_ADMIN_URL = os.environ.get("GRADING_TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306/")
+
+
+@pytest.fixture
+def mariadb_url() -> Iterator[str]:
+    """A MariaDB/MySQL database created for this test and dropped after it."""
+    import sqlalchemy as sa
+
+    admin = sa.create_engine(MARIADB_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    except Exception as exc:  # noqa: BLE001
+        admin.dispose()
+        message = (f"MariaDB/MySQL is not reachable at {MARIADB_ADMIN_URL} ({type(exc).__name__}); start one "
+                   "(root, empty password, 127.0.0.1:3306) or set GRADING_TEST_MARIADB_URL.")
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("CI=true requires MariaDB: " + message)
+        pytest.skip(message)
+    name = f"grading_test_{uuid.uuid4().hex[:12]}"
+    with admin.connect() as conn:
+        conn.execute(sa.text(f"CREATE DATABASE `{name}`"))
+    try:
+        yield admin.url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f"DROP DATABASE IF EXISTS `{name}`"))
+        admin.dispose()

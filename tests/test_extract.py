@@ -89,3 +89,19 @@ def test_rows_of_the_batch_are_stamped(tmp_path: Path, table: str) -> None:
         extract(source, warehouse, datetime(2025, 1, 1), KEY, batch=batch)
     total = scalar(url, f"SELECT COUNT(*) FROM raw.{table}")  # noqa: S608
     assert scalar(url, f"SELECT COUNT(*) FROM raw.{table} WHERE extracted_at = :b", b=batch) == total > 0  # noqa: S608
+
+
+@pytest.mark.parametrize("source_kind", ["postgresql", "mariadb"])
+def test_extracts_from_server_databases(tmp_path: Path, source_kind: str, request: pytest.FixtureRequest) -> None:
+    """CRM and ERP data often lives in PostgreSQL or MySQL/MariaDB: extract from real servers."""
+    source_url = request.getfixturevalue("pg_url" if source_kind == "postgresql" else "mariadb_url")
+    data = demo.generate(customers=120, seed=13)
+    demo.write_source(data, source_url)
+    url = f"duckdb:///{tmp_path / 'w.duckdb'}"
+    with open_engine(source_url) as source, open_engine(url) as warehouse:
+        migrate(warehouse)
+        extract(source, warehouse, datetime(2024, 7, 1), KEY, batch=datetime(2024, 7, 1, 1))
+        extract(source, warehouse, datetime(2025, 1, 1), KEY, batch=datetime(2025, 1, 1, 1))
+    assert _raw_counts(url) == _expected_counts(data, date(2025, 1, 1))
+    want = data.orders[data.orders["order_ts"] < "2025-01-01"]["amount"].sum()
+    assert float(scalar(url, "SELECT SUM(amount) FROM raw.orders")) == pytest.approx(want, abs=0.01)

@@ -85,6 +85,47 @@ def cmd_rules_dry_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from grading.pipeline import prepare_warehouse
+    from grading.warehouse import open_engine
+
+    with open_engine(connection_url(WAREHOUSE_CONN_ID)) as warehouse:
+        applied = prepare_warehouse(warehouse)
+    print(f"applied {len(applied)} migration(s): {', '.join(applied) or 'none pending'}")
+    return 0
+
+
+def cmd_docs(args: argparse.Namespace) -> int:
+    import tempfile
+    from pathlib import Path
+
+    from grading.catalog import write_dictionary
+    from grading.pipeline import prepare_warehouse
+    from grading.warehouse import open_engine
+
+    with tempfile.TemporaryDirectory() as tmp, open_engine(f"duckdb:///{Path(tmp) / 'docs.duckdb'}") as engine:
+        prepare_warehouse(engine)
+        with engine.connect() as conn:
+            path = write_dictionary(conn, Path(args.output))
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_bi_role(args: argparse.Namespace) -> int:
+    import os
+
+    from grading.access import create_bi_role
+    from grading.warehouse import open_engine
+
+    password = os.environ.get(args.password_env) if args.password_env else None
+    if args.password_env and not password:
+        raise ValueError(f"environment variable {args.password_env} is empty or unset")
+    with open_engine(connection_url(WAREHOUSE_CONN_ID)) as warehouse:
+        create_bi_role(warehouse, args.name, password)
+    print(f"role {args.name} can now read schema marts (and nothing else)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m grading", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log every stage")
@@ -109,6 +150,18 @@ def build_parser() -> argparse.ArgumentParser:
     rev = sub.add_parser("review", help="build the quarterly review tables for a quarter")
     rev.add_argument("--quarter", required=True, help="quarter such as 2024Q4")
     rev.set_defaults(func=cmd_review)
+
+    mig = sub.add_parser("migrate", help="create or upgrade the warehouse schema (runs are doing it too)")
+    mig.set_defaults(func=cmd_migrate)
+
+    docs = sub.add_parser("docs", help="regenerate the data dictionary of the published tables")
+    docs.add_argument("--output", default="docs/data-dictionary.md", help="where to write it")
+    docs.set_defaults(func=cmd_docs)
+
+    role = sub.add_parser("bi-role", help="create a PostgreSQL login that can only read the published schema")
+    role.add_argument("--name", default="grading_bi_reader", help="role name (default grading_bi_reader)")
+    role.add_argument("--password-env", help="environment variable holding the role's password")
+    role.set_defaults(func=cmd_bi_role)
 
     rules = sub.add_parser("rules", help="check or dry-run the rule files in include/rules/")
     rules_sub = rules.add_subparsers(dest="rules_command", required=True)

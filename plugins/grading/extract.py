@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from grading.contract import SOURCE_TABLES, SourceTable
-from grading.warehouse import bulk_insert, read_frame
+from grading.warehouse import bulk_insert, exclusive, read_frame
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ def to_canonical(spec: SourceTable, frame: pd.DataFrame) -> pd.DataFrame:
 def extract_table(source: Engine, warehouse: Engine, spec: SourceTable, cutoff: datetime,
                   lookback: timedelta, extracted_at: datetime) -> int:
     """Replace the table's window in raw with the source's rows; returns rows extracted."""
-    with warehouse.begin() as wconn:
+    with exclusive(warehouse, f"grading.extract.{spec.name}") as wconn:
         previous = watermark(wconn, spec.name)
         start, end = extract_window(previous, cutoff, lookback)
         delete = f"DELETE FROM raw.{spec.name} WHERE {spec.event_time} < :cutoff"  # noqa: S608 - identifiers from code constants, values bound
@@ -83,7 +83,9 @@ def extract_table(source: Engine, warehouse: Engine, spec: SourceTable, cutoff: 
             params["start"] = start
         wconn.execute(sa.text(delete), params)
         rows = 0
-        with source.connect() as sconn:
+        # stream_results: a server-side cursor on PostgreSQL / MySQL, so a large window
+        # arrives in chunks instead of all at once.
+        with source.connect().execution_options(stream_results=True, max_row_buffer=CHUNK_ROWS) as sconn:
             for chunk in pd.read_sql(_source_query(spec, start, end), sconn, chunksize=CHUNK_ROWS):
                 frame = to_canonical(spec, chunk)
                 frame["extracted_at"] = extracted_at
@@ -105,7 +107,7 @@ def pseudonym(customer_id: str, key: bytes) -> str:
 
 def register_customer_keys(warehouse: Engine, key: bytes) -> int:
     """Give every extracted customer without one a pseudonymous key; returns keys added."""
-    with warehouse.begin() as conn:
+    with exclusive(warehouse, "grading.customer_keys") as conn:
         missing = read_frame(conn, (
             "SELECT c.customer_id FROM raw.customers AS c "
             "LEFT JOIN ops.customer_keys AS k ON k.customer_id = c.customer_id "

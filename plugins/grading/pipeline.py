@@ -19,6 +19,7 @@ import pandas as pd
 from sqlalchemy.engine import Engine
 
 from grading import candidates, extract, features, publish, review, tiers, validate
+from grading.catalog import apply_comments
 from grading.features import RULE_FEATURES
 from grading.rules import CandidateRules, TierRules, load_candidate_rules, load_tier_rules, rules_dir
 from grading.settings import SOURCE_CONN_ID, WAREHOUSE_CONN_ID, connection_url, pseudonym_key
@@ -79,10 +80,18 @@ def audited(warehouse: Engine, run_id: str, as_of: date, stage: str,
         log.info("stage %s for %s: %s in %.2fs", stage, as_of, status, (finished - started).total_seconds())
 
 
+def prepare_warehouse(warehouse: Engine) -> list[str]:
+    """Apply pending migrations and refresh the published tables' comments; returns migrations applied."""
+    applied = migrate(warehouse)
+    with warehouse.begin() as conn:
+        apply_comments(conn)
+    return applied
+
+
 def extract_stage(conns: Connections, as_of: date, run_id: str) -> dict:
-    """Migrate the warehouse if needed, then extract every source table up to ``as_of``."""
+    """Prepare the warehouse if needed, then extract every source table up to ``as_of``."""
     with open_engine(conns.warehouse_url) as warehouse, open_engine(conns.source_url) as source:
-        migrate(warehouse)
+        prepare_warehouse(warehouse)
         with audited(warehouse, run_id, as_of, "extract") as audit:
             batch = datetime.now(UTC).replace(tzinfo=None)
             rows = extract.extract(source, warehouse, as_of_instant(as_of), pseudonym_key(), batch=batch)
@@ -132,7 +141,7 @@ def publish_stage(conns: Connections, as_of: date, run_id: str) -> dict:
 
 def review_stage(conns: Connections, quarter: review.Quarter, run_id: str) -> pd.DataFrame:
     with open_engine(conns.warehouse_url) as warehouse:
-        migrate(warehouse)
+        prepare_warehouse(warehouse)
         with audited(warehouse, run_id, quarter.end, f"review {quarter}") as audit:
             table = review.tier_distribution(warehouse, quarter)
             audit["rows_out"] = len(table)

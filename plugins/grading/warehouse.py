@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import io
 import re
+import threading
+from collections import defaultdict
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -144,14 +146,35 @@ def migration_files() -> list[Path]:
     return files
 
 
-def migrate(engine: Engine) -> list[str]:
+_LOCAL_LOCKS: defaultdict[tuple[str, str], threading.Lock] = defaultdict(threading.Lock)
+
+
+@contextmanager
+def exclusive(engine: Engine, name: str) -> Iterator[Connection]:
+    """A transaction that holds the lock ``name``, so writers of the same rows queue up.
+
+    Runs may load different periods at the same time, but some writes span periods (a source
+    table's extraction window, the migration history, tables rebuilt from every period). On
+    PostgreSQL those wait for each other on a transaction-scoped advisory lock; an embedded
+    DuckDB file has a single writing process, whose threads wait on a lock of their own.
+    """
+    local = _LOCAL_LOCKS[(engine.url.render_as_string(), name)] if engine.dialect.name != "postgresql" \
+        else nullcontext()
+    with local, engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": name})
+        yield conn
+
+
+def migrate(engine: Engine, up_to: str | None = None) -> list[str]:
     """Apply the pending migrations in order, each in its own transaction; returns their names.
 
     The version table records what was applied, so a warehouse built by an older version
-    of the project upgrades in place.
+    of the project upgrades in place. ``up_to`` stops after that version (for tests of
+    upgrades).
     """
     applied_now = []
-    with engine.begin() as conn:
+    with exclusive(engine, "grading.migrate") as conn:
         conn.execute(sa.text("CREATE SCHEMA IF NOT EXISTS ops"))
         conn.execute(sa.text(
             f"CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} "
@@ -159,7 +182,9 @@ def migrate(engine: Engine) -> list[str]:
         ))
     for path in migration_files():
         version = path.name[:4]
-        with engine.begin() as conn:
+        if up_to is not None and version > up_to:
+            break
+        with exclusive(engine, "grading.migrate") as conn:
             if version in applied_migrations(conn):
                 continue
             for statement in split_statements(path.read_text(encoding="utf-8")):

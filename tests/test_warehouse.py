@@ -1,0 +1,168 @@
+"""The warehouse model: migrations, atomic and concurrent publishing, the catalogue, BI access."""
+
+from __future__ import annotations
+
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import date
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from grading import demo
+from grading.catalog import load_catalogue, published_columns, render_dictionary
+from grading.pipeline import (
+    Connections,
+    extract_stage,
+    features_stage,
+    flags_stage,
+    prepare_warehouse,
+    publish_stage,
+    run_grading,
+    tiers_stage,
+)
+from grading.warehouse import migrate, migration_files, open_engine
+from tests.helpers import published, scalar
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def demo_connections(tmp_path: Path, warehouse_url: str, customers: int = 200) -> Connections:
+    source_url = f"sqlite:///{tmp_path / 'source.sqlite'}"
+    demo.write_source(demo.generate(customers=customers, seed=9), source_url)
+    return Connections(source_url=source_url, warehouse_url=warehouse_url)
+
+
+def load_period(conns: Connections, as_of: date, run_id: str) -> None:
+    """The stages after extraction, as the DAG runs them."""
+    features_stage(conns, as_of, run_id)
+    tiers_stage(conns, as_of, run_id)
+    flags_stage(conns, as_of, run_id)
+    publish_stage(conns, as_of, run_id)
+
+
+def test_an_older_warehouse_upgrades_in_place_and_keeps_its_data(warehouse_url: str) -> None:
+    with open_engine(warehouse_url) as engine:
+        assert migrate(engine, up_to="0001") == ["0001_initial.sql"]
+        with engine.begin() as conn:
+            conn.execute(sa.text("INSERT INTO marts.customer_tier_snapshot VALUES "
+                                 "('2024-10-01', 'k1', 'gold', 2, 'gold_band', 'why', '1.0.0')"))
+        later = [p.name for p in migration_files()][1:]
+        assert later and prepare_warehouse(engine) == later
+        assert prepare_warehouse(engine) == []
+    assert scalar(warehouse_url, "SELECT tier FROM marts.customer_tier_snapshot WHERE customer_key = 'k1'") == "gold"
+    assert scalar(warehouse_url, "SELECT COUNT(*) FROM ops.schema_migrations") == len(migration_files())
+
+
+def test_a_failed_publish_leaves_nothing_of_the_period_and_earlier_periods_untouched(
+    tmp_path: Path, warehouse_url: str
+) -> None:
+    conns = demo_connections(tmp_path, warehouse_url)
+    run_grading(conns, date(2024, 10, 1))
+    before = published(warehouse_url)
+    extract_stage(conns, date(2025, 1, 1), "r2")
+    # The fault: the last table the publish writes has lost a column, so the transaction
+    # fails after the snapshot and tier tables of the period were already written in it.
+    with open_engine(warehouse_url) as engine, engine.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE marts.winback_candidates RENAME COLUMN reason TO reason_lost"))
+    with pytest.raises(sa.exc.DBAPIError):
+        load_period(conns, date(2025, 1, 1), "r2")
+    with open_engine(warehouse_url) as engine, engine.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE marts.winback_candidates RENAME COLUMN reason_lost TO reason"))
+    after = published(warehouse_url)
+    assert all(after[t].equals(before[t]) for t in before)
+    assert scalar(warehouse_url, "SELECT COUNT(*) FROM marts.customer_features_snapshot "
+                                 "WHERE as_of_date = '2025-01-01'") == 0
+    assert scalar(warehouse_url, "SELECT status FROM marts.run_audit WHERE run_id = 'r2' AND stage = 'publish'") \
+        == "failed"
+
+
+def test_two_periods_load_in_parallel_as_they_would_one_after_the_other(tmp_path: Path, warehouse_url: str) -> None:
+    conns = demo_connections(tmp_path, warehouse_url)
+    periods = [date(2024, 10, 1), date(2025, 1, 1)]
+    extract_stage(conns, periods[-1], "extract")
+    for as_of in periods:
+        load_period(conns, as_of, f"serial-{as_of}")
+    serial = published(warehouse_url)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        list(pool.map(lambda d: load_period(conns, d, f"parallel-{d}"), periods))
+    parallel = published(warehouse_url)
+    assert all(parallel[t].equals(serial[t]) for t in serial)
+    assert scalar(warehouse_url, "SELECT COUNT(DISTINCT as_of_date) FROM marts.customer_tier_snapshot") == 2
+    assert scalar(warehouse_url, "SELECT COUNT(*) FROM marts.tier_history WHERE valid_to IS NULL") == 200
+
+
+def test_tier_history_has_one_open_row_per_customer_and_follows_the_snapshots(
+    tmp_path: Path, warehouse_url: str
+) -> None:
+    conns = demo_connections(tmp_path, warehouse_url)
+    for as_of in (date(2024, 7, 1), date(2024, 10, 1), date(2025, 1, 1)):
+        run_grading(conns, as_of)
+    with open_engine(warehouse_url) as engine, engine.connect() as conn:
+        snapshots = conn.execute(sa.text(
+            "SELECT customer_key, as_of_date, tier FROM marts.customer_tier_snapshot ORDER BY 1, 2")).all()
+        history = conn.execute(sa.text(
+            "SELECT customer_key, tier, valid_from, valid_to FROM marts.tier_history ORDER BY 1, 3")).all()
+    # Replay the history: each snapshot must fall in exactly one stretch with its tier.
+    for key, as_of, tier in snapshots:
+        held = [h for h in history if h[0] == key and h[2] <= as_of and (h[3] is None or as_of < h[3])]
+        assert [h[1] for h in held] == [tier]
+    open_rows = [h for h in history if h[3] is None]
+    assert len(open_rows) == len({h[0] for h in history})
+
+
+def test_the_catalogue_documents_exactly_the_published_columns(tmp_path: Path) -> None:
+    url = f"duckdb:///{tmp_path / 'w.duckdb'}"
+    with open_engine(url) as engine:
+        prepare_warehouse(engine)
+        with engine.connect() as conn:
+            columns = published_columns(conn)
+            dictionary = render_dictionary(conn)
+    catalogue = load_catalogue()
+    assert set(catalogue) == set(columns)
+    for relation, pairs in columns.items():
+        assert list(catalogue[relation]["columns"]) == [c for c, _ in pairs], relation
+    committed = (ROOT / "docs" / "data-dictionary.md").read_text(encoding="utf-8")
+    assert committed == dictionary, "docs/data-dictionary.md is stale: run python -m grading docs"
+
+
+def test_column_comments_reach_postgresql(pg_url: str) -> None:
+    with open_engine(pg_url) as engine:
+        prepare_warehouse(engine)
+    comment = scalar(pg_url, "SELECT col_description('marts.customer_tier_snapshot'::regclass, 3)")
+    assert comment == load_catalogue()["customer_tier_snapshot"]["columns"]["tier"]
+
+
+def test_bi_role_reads_every_published_relation_and_nothing_else(tmp_path: Path, pg_url: str) -> None:
+    from grading.access import create_bi_role
+
+    conns = demo_connections(tmp_path, pg_url, customers=50)
+    run_grading(conns, date(2025, 1, 1))
+    role = f"bi_test_{uuid.uuid4().hex[:8]}"
+    with open_engine(pg_url) as engine:
+        create_bi_role(engine, role)
+        create_bi_role(engine, role)  # rerunnable
+    as_role = sa.make_url(pg_url).set(username=role).render_as_string(hide_password=False)
+    try:
+        with open_engine(as_role) as engine, engine.connect() as conn:
+            for relation in load_catalogue():
+                conn.execute(sa.text(f"SELECT * FROM marts.{relation} LIMIT 1"))  # noqa: S608
+            for forbidden in ("SELECT * FROM raw.orders", "SELECT * FROM ops.customer_keys",
+                              "SELECT * FROM staging.customer_features",
+                              "INSERT INTO marts.run_audit (run_id) VALUES ('x')",
+                              "DELETE FROM marts.customer_tier_snapshot", "CREATE TABLE marts.mine (a int)"):
+                with pytest.raises(sa.exc.ProgrammingError, match="permission denied"):
+                    conn.execute(sa.text(forbidden))
+                conn.rollback()
+    finally:
+        with open_engine(pg_url) as engine, engine.begin() as conn:
+            conn.execute(sa.text(f'DROP OWNED BY "{role}"'))
+            conn.execute(sa.text(f'DROP ROLE "{role}"'))
+
+
+def test_bi_role_names_are_checked(pg_url: str) -> None:
+    from grading.access import create_bi_role
+
+    with open_engine(pg_url) as engine, pytest.raises(ValueError, match="role name must match"):
+        create_bi_role(engine, 'x"; DROP TABLE marts.run_audit; --')
