@@ -1,6 +1,6 @@
 """customer_grading: grade every customer as of the end of each data interval.
 
-extract -> validate -> features -> tiers -> flags -> publish. Each task calls one stage
+extract -> validate -> features -> churn -> tiers -> flags -> publish. Each task calls one stage
 of grading.pipeline; data moves through the warehouse, only small summaries through XCom.
 The as-of date is the data interval's end (or the ``as_of`` param of a manual run), so a
 rerun or backfill of a period replaces exactly that period.
@@ -63,6 +63,12 @@ def customer_grading():
         return features_stage(_conns(), _as_of(data_interval_end, params), run_id)
 
     @task
+    def churn(data_interval_end=None, run_id=None, params=None) -> dict:
+        from grading.pipeline import churn_stage
+
+        return churn_stage(_conns(), _as_of(data_interval_end, params), run_id)
+
+    @task
     def tiers(data_interval_end=None, run_id=None, params=None) -> dict:
         from grading.pipeline import tiers_stage
 
@@ -81,7 +87,7 @@ def customer_grading():
         return publish_stage(_conns(), _as_of(data_interval_end, params), run_id)
 
     checked = validate(extract())
-    checked >> features() >> tiers() >> flags() >> publish()
+    checked >> features() >> churn() >> tiers() >> flags() >> publish()
 
 
 customer_grading()

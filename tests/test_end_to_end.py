@@ -80,7 +80,7 @@ def test_customer_grading_and_quarterly_review_end_to_end(
     # Published rows carry pseudonymous keys, never the source ids.
     keys = set(first["customer_tier_snapshot"]["customer_key"])
     assert not keys & set(data.customers["customer_id"])
-    assert scalar(warehouse_url, "SELECT COUNT(*) FROM marts.run_audit WHERE status = 'success'") == 6
+    assert scalar(warehouse_url, "SELECT COUNT(*) FROM marts.run_audit WHERE status = 'success'") == 7
 
     # A second run of the same period replaces it with identical rows.
     assert run_dag("customer_grading", AS_OF) == "success"

@@ -58,6 +58,17 @@ COLUMNS = ("tenure_days", "recency_days", "orders_365d", "monetary_365d", "margi
            "csat_mean_365d", "nps_mean_365d", "r_score", "f_score", "m_score")
 
 
+# aov, monetary_90d, monetary_prev_90d, refund_rate, complaint_rate, resolution_hours, open_tickets
+MORE_COLUMNS = ("avg_order_value_365d", "monetary_90d", "monetary_prev_90d", "refund_rate_365d",
+                "complaint_rate_365d", "resolution_hours_365d", "open_tickets")
+EXPECTED_MORE = {
+    "A": (200.0, 300.0, 0.0, 1 / 3, 0.5, 24.0, 1),     # T1 took 24 h; T2 is still open
+    "B": (None, 0.0, 0.0, None, None, None, 0),
+    "C": (None, 0.0, 0.0, 1.0, None, None, 0),         # refunds only: rate 1/(0+1)
+    "D": (400.0, 400.0, 0.0, 0.0, 0.0, None, 0),
+}
+
+
 def _value(v):
     return None if pd.isna(v) else float(v)
 
@@ -73,6 +84,9 @@ def test_features_match_hand_computed_values(warehouse_url: str) -> None:
         got = tuple(_value(frame.loc[customer, c]) for c in COLUMNS)
         want = tuple(None if v is None else float(v) for v in expected)
         assert got == want, f"customer {customer}: {dict(zip(COLUMNS, got, strict=True))}"
+        got = tuple(_value(frame.loc[customer, c]) for c in MORE_COLUMNS)
+        want = tuple(None if v is None else float(v) for v in EXPECTED_MORE[customer])
+        assert got == want, f"customer {customer}: {dict(zip(MORE_COLUMNS, got, strict=True))}"
     assert frame.loc["A", "last_order_at"] == datetime(2024, 12, 31, 23, 59, 59)
 
 
@@ -117,3 +131,31 @@ def test_customers_without_orders_still_appear(warehouse_url: str, as_of: date) 
             frame = load_features(conn, as_of)
     assert set(frame["orders_365d"]) == {0}
     assert set(frame["r_score"]) == {1}
+
+
+def test_features_and_tiers_are_identical_on_both_warehouses(tmp_path, grading_home, pg_url) -> None:
+    """The same SQL, the same rules: DuckDB and PostgreSQL must agree to the last digit."""
+    from datetime import datetime as dt
+
+    from grading import demo
+    from grading.extract import extract
+    from grading.pipeline import load_rules
+    from grading.tiers import assign_tiers
+    from grading.warehouse import migrate
+    from tests.helpers import normalised
+
+    source_url = f"sqlite:///{tmp_path / 'source.sqlite'}"
+    demo.write_source(demo.generate(customers=800, seed=21), source_url)
+    tier_rules, _ = load_rules()
+    results = []
+    for url in (f"duckdb:///{tmp_path / 'w.duckdb'}", pg_url):
+        with open_engine(source_url) as source, open_engine(url) as engine:
+            migrate(engine)
+            extract(source, engine, dt(2025, 1, 1), b"k", batch=dt(2025, 1, 1, 1))
+            compute_features(engine, AS_OF)
+            with engine.connect() as conn:
+                frame = load_features(conn, AS_OF).drop(columns=["as_of_date", "churn_propensity"])
+        results.append((normalised(frame), normalised(assign_tiers(frame, tier_rules))))
+    (duck_features, duck_tiers), (pg_features, pg_tiers) = results
+    pd.testing.assert_frame_equal(duck_features, pg_features)
+    pd.testing.assert_frame_equal(duck_tiers, pg_tiers)

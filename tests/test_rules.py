@@ -109,3 +109,24 @@ def test_conditions_treat_missing_values_as_not_meeting_a_comparison() -> None:
     tier_rules, _ = load_rules()
     frame = pd.DataFrame({"customer_id": ["a", "b"], "monetary_365d": [60000.0, float("nan")]})
     assert tier_rules.rules[0].when.evaluate(frame).tolist() == [True, False]
+
+
+@pytest.mark.parametrize("extra, expected", [
+    ("strategy: magic\n", r"field 'strategy': unknown strategy 'magic'"),
+    ("damping: {downgrade_after_periods: 0}\n", r"rule 'damping': field 'downgrade_after_periods': must be a whole"),
+    ("damping: {max_steps_down: -1}\n", r"rule 'damping': field 'max_steps_down': must be a whole number"),
+])
+def test_strategy_and_damping_mistakes(tmp_path: Path, extra: str, expected: str) -> None:
+    with pytest.raises(RuleError, match=expected):
+        load_tier_rules(write(tmp_path, VALID_TIERS + extra), RULE_FEATURES)
+
+
+def test_weighted_score_mistakes(tmp_path: Path) -> None:
+    text = VALID_TIERS.replace("rules:", "strategy: weighted_score\nweights:\n  - {feature: monetary_365d, weight: 0}\n"
+                                         "score_bands: {gold: 50}\nrules:")
+    with pytest.raises(RuleError, match=r"rule 'weights': field 'weight': must be above 0"):
+        load_tier_rules(write(tmp_path, text), RULE_FEATURES)
+    text = VALID_TIERS.replace("rules:", "strategy: weighted_score\nweights:\n  - {feature: monetary_365d, weight: 1}\n"
+                                         "score_bands: {diamond: 50}\nrules:")
+    with pytest.raises(RuleError, match=r"rule 'score_bands': field 'diamond': tier 'diamond' is not one of"):
+        load_tier_rules(write(tmp_path, text), RULE_FEATURES)

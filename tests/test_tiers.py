@@ -25,7 +25,7 @@ def test_value_bands_at_their_edges() -> None:
     assert tiers.loc["just_over", "tier_rule"] == "platinum_band"
     assert tiers.loc["just_over", "tier_reason"] == "platinum_band: monetary_365d=50000.01 (> 50000)"
     assert tiers.loc["zero", "tier_reason"] == "below_gold_band: no tier rule matched"
-    assert set(tiers["rule_version"]) == {"1.0.0"}
+    assert set(tiers["rule_version"]) == {"1.1.0"}
 
 
 def test_first_matching_rule_wins() -> None:
@@ -33,3 +33,113 @@ def test_first_matching_rule_wins() -> None:
     tier_rules, _ = load_rules()
     tiers = assign_tiers(pd.DataFrame({"customer_id": ["p"], "monetary_365d": [75000.0]}), tier_rules)
     assert tiers["tier_rule"].tolist() == ["platinum_band"]
+
+
+def _rules(tmp_path, text: str):
+    from grading.features import RULE_FEATURES
+    from grading.rules import load_tier_rules
+
+    path = tmp_path / "tiers.yaml"
+    path.write_text(text)
+    return load_tier_rules(path, RULE_FEATURES)
+
+
+HEADER = """\
+kind: tiers
+version: t1
+effective_date: 2025-01-01
+owner: test
+description: test
+"""
+
+
+def test_weighted_score_by_hand(tmp_path) -> None:
+    rules = _rules(tmp_path, HEADER + """\
+strategy: weighted_score
+tiers: [normal, gold, platinum]
+weights:
+  - {feature: monetary_365d, weight: 3}
+  - {feature: complaints_365d, weight: 1, better: lower}
+score_bands: {platinum: 90, gold: 50}
+default: {name: rest, tier: normal}
+""")
+    features = pd.DataFrame({"customer_id": list("abcd"), "monetary_365d": [10.0, 20.0, 30.0, 40.0],
+                             "complaints_365d": [3, 2, 1, 0]})
+    # percentiles: monetary .25 .5 .75 1; fewer complaints better: .25 .5 .75 1 -> score (3p + 1p) / 4
+    tiers = assign_tiers(features, rules).set_index("customer_id")
+    assert tiers["tier"].to_dict() == {"a": "normal", "b": "gold", "c": "gold", "d": "platinum"}
+    assert tiers.loc["d", "tier_reason"] == (
+        "score_band_platinum: weighted_score=100.0 (>= 90; monetary_365d x3, complaints_365d x1)")
+    assert tiers.loc["b", "tier_reason"].startswith("score_band_gold: weighted_score=50.0 (>= 50")
+
+
+def test_kmeans_maps_clusters_onto_tiers_by_value_and_is_seeded(tmp_path) -> None:
+    rules = _rules(tmp_path, HEADER + """\
+strategy: kmeans
+tiers: [normal, gold, platinum]
+kmeans: {features: [monetary_365d, orders_365d], order_by: monetary_365d, seed: 7}
+default: {name: rest, tier: normal}
+""")
+    values = [100, 120, 90, 110, 10_000, 12_000, 11_000, 200_000, 220_000, 210_000]
+    orders = [1, 1, 1, 2, 8, 9, 10, 40, 45, 50]
+    features = pd.DataFrame({"customer_id": [f"c{i}" for i in range(10)], "monetary_365d": values,
+                             "orders_365d": orders})
+    first, second = assign_tiers(features, rules), assign_tiers(features, rules)
+    assert first.equals(second)
+    assert first["tier"].tolist() == ["normal"] * 4 + ["gold"] * 3 + ["platinum"] * 3
+    assert first["tier_reason"].iloc[-1].startswith("kmeans_cluster_3: cluster mean monetary_365d=210000.00, rank 3")
+
+
+def test_rules_can_be_scoped_by_region() -> None:
+    from grading.features import RULE_FEATURES
+    from grading.rules import load_tier_rules
+    from grading.settings import include_dir
+
+    rules = load_tier_rules(include_dir() / "rules" / "examples" / "tiers_rfm_by_region.yaml", RULE_FEATURES)
+    features = pd.DataFrame({"customer_id": ["west", "east"], "region": ["West", "East"],
+                             "r_score": [5, 5], "f_score": [4, 4], "m_score": [4, 4]})
+    tiers = assign_tiers(features, rules).set_index("customer_id")["tier"].to_dict()
+    assert tiers == {"west": "gold", "east": "platinum"}  # the West needs M = 5 for platinum
+
+
+def test_every_example_rule_file_loads() -> None:
+    from grading.features import RULE_FEATURES
+    from grading.rules import load_tier_rules
+    from grading.settings import include_dir
+
+    files = sorted((include_dir() / "rules" / "examples").glob("tiers_*.yaml"))
+    assert len(files) >= 3
+    assert {load_tier_rules(f, RULE_FEATURES).strategy for f in files} == {"rules", "weighted_score", "kmeans"}
+
+
+def test_damping_over_a_sequence_of_periods() -> None:
+    """Upgrades at once; a downgrade waits two periods below, then drops one tier at a time."""
+    from grading.tiers import damp
+
+    tier_rules, _ = load_rules()
+    assert (tier_rules.damping.downgrade_after_periods, tier_rules.damping.max_steps_down) == (2, 1)
+    value = {"normal": 0.0, "gold": 20_000.0, "platinum": 80_000.0}
+    # customer x: platinum, then the rules say normal three times, then platinum again
+    sequence = ["platinum", "normal", "normal", "normal", "normal", "platinum"]
+    held, below, previous = [], [], pd.DataFrame(columns=["customer_id", "tier", "periods_below"])
+    for assigned_tier in sequence:
+        assigned = assign_tiers(pd.DataFrame({"customer_id": ["x"], "monetary_365d": [value[assigned_tier]]}),
+                                tier_rules)
+        result = damp(assigned, previous, tier_rules)
+        held.append(result["tier"].iloc[0])
+        below.append(int(result["periods_below"].iloc[0]))
+        previous = result[["customer_id", "tier", "periods_below"]]
+    assert held == ["platinum", "platinum", "gold", "gold", "normal", "platinum"]
+    assert below == [0, 1, 0, 1, 0, 0]
+
+
+def test_damped_rows_say_why() -> None:
+    from grading.tiers import damp
+
+    tier_rules, _ = load_rules()
+    assigned = assign_tiers(pd.DataFrame({"customer_id": ["x"], "monetary_365d": [500.0]}), tier_rules)
+    previous = pd.DataFrame({"customer_id": ["x"], "tier": ["gold"], "periods_below": [0]})
+    row = damp(assigned, previous, tier_rules).iloc[0]
+    assert (row["tier"], row["assigned_tier"], row["periods_below"]) == ("gold", "normal", 1)
+    assert row["tier_reason"] == ("held at gold: the rules assign normal (1 of 2 period(s) below) - "
+                                  "below_gold_band: no tier rule matched")

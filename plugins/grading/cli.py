@@ -7,6 +7,7 @@ import json
 import logging
 import sys
 from datetime import date
+from pathlib import Path
 
 from grading.settings import SOURCE_CONN_ID, WAREHOUSE_CONN_ID, connection_url
 
@@ -60,10 +61,23 @@ def cmd_review(args: argparse.Namespace) -> int:
 
 
 def cmd_rules_check(args: argparse.Namespace) -> int:
-    from grading.pipeline import load_rules
+    import yaml
 
-    tier_rules, candidate_rules = load_rules()
-    for rules in (tier_rules.source, candidate_rules.source):
+    from grading.features import RULE_FEATURES
+    from grading.pipeline import load_rules
+    from grading.rules import load_candidate_rules, load_tier_rules
+
+    if args.files:
+        loaders = {"tiers": load_tier_rules, "candidates": load_candidate_rules}
+        sources = []
+        for path in args.files:
+            kind = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("kind")
+            if kind not in loaders:
+                raise ValueError(f"{path}: kind must be one of {', '.join(loaders)}, got {kind!r}")
+            sources.append(loaders[kind](path, RULE_FEATURES).source)
+    else:
+        sources = [rules.source for rules in load_rules()]
+    for rules in sources:
         print(f"ok  {rules.path}  kind={rules.kind} version={rules.version} sha256={rules.content_hash[:12]}")
     return 0
 
@@ -74,7 +88,7 @@ def cmd_rules_dry_run(args: argparse.Namespace) -> int:
     from grading.tiers import assign_tiers
     from grading.warehouse import open_engine
 
-    tier_rules, _ = load_rules()
+    tier_rules, _ = load_rules(tier_file=args.tiers)
     with open_engine(connection_url(WAREHOUSE_CONN_ID)) as warehouse, warehouse.connect() as conn:
         frame = features_as_of(conn, args.as_of)
     tiers = assign_tiers(frame, tier_rules)
@@ -165,10 +179,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     rules = sub.add_parser("rules", help="check or dry-run the rule files in include/rules/")
     rules_sub = rules.add_subparsers(dest="rules_command", required=True)
-    check = rules_sub.add_parser("check", help="validate the rule files")
+    check = rules_sub.add_parser("check", help="validate rule files (default: the ones in force)")
+    check.add_argument("files", nargs="*", type=Path, help="rule files to check")
     check.set_defaults(func=cmd_rules_check)
     dry = rules_sub.add_parser("dry-run", help="count customers per tier rule as of a date; writes nothing")
     dry.add_argument("--as-of", type=_date, required=True)
+    dry.add_argument("--tiers", type=Path, help="a proposed tier rule file (default: the one in force)")
     dry.set_defaults(func=cmd_rules_dry_run)
     return parser
 

@@ -21,10 +21,12 @@ FEATURE_COLUMNS = (
     "as_of_date", "customer_id", "region", "industry", "channel", "tenure_days", "last_order_at",
     "recency_days", "orders_365d", "monetary_365d", "margin_365d", "refunds_365d", "orders_lifetime",
     "monetary_lifetime", "tickets_365d", "complaints_365d", "surveys_365d", "csat_mean_365d",
-    "nps_mean_365d", "r_score", "f_score", "m_score",
+    "nps_mean_365d", "r_score", "f_score", "m_score", "avg_order_value_365d", "monetary_90d", "monetary_prev_90d",
+    "refund_rate_365d", "complaint_rate_365d", "resolution_hours_365d", "open_tickets",
 )
 # What rule conditions may name: the features, plus what grading adds before flags are set.
-RULE_FEATURES = (*FEATURE_COLUMNS[2:], "tier", "tier_rank", "tier_year_ago", "tier_rank_year_ago")
+RULE_FEATURES = (*FEATURE_COLUMNS[2:], "churn_propensity", "tier", "tier_rank", "tier_year_ago",
+                 "tier_rank_year_ago")
 
 
 def features_as_of(conn: Connection, as_of: date) -> pd.DataFrame:
@@ -45,10 +47,12 @@ def compute_features(warehouse: Engine, as_of: date) -> int:
 
 
 def load_features(conn: Connection, as_of: date) -> pd.DataFrame:
-    """The stored feature rows of ``as_of``, ordered by customer."""
+    """The stored feature rows of ``as_of`` with the churn score (when scored), ordered by customer."""
+    columns = ", ".join(f"f.{c}" for c in FEATURE_COLUMNS)
     return read_frame(
         conn,
-        f"SELECT {', '.join(FEATURE_COLUMNS)} FROM staging.customer_features "  # noqa: S608 - identifiers from code constants, values bound
-        "WHERE as_of_date = :as_of ORDER BY customer_id",
+        f"SELECT {columns}, s.churn_propensity FROM staging.customer_features AS f "  # noqa: S608 - constant names
+        "LEFT JOIN staging.churn_scores AS s ON s.as_of_date = f.as_of_date AND s.customer_id = f.customer_id "
+        "WHERE f.as_of_date = :as_of ORDER BY f.customer_id",
         {"as_of": as_of},
     )

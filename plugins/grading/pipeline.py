@@ -14,11 +14,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import pandas as pd
 from sqlalchemy.engine import Engine
 
-from grading import candidates, extract, features, publish, review, tiers, validate
+from grading import candidates, churn, extract, features, publish, review, tiers, validate
 from grading.catalog import apply_comments
 from grading.features import RULE_FEATURES
 from grading.rules import CandidateRules, TierRules, load_candidate_rules, load_tier_rules, rules_dir
@@ -39,11 +40,11 @@ class Connections:
                    connection_url(WAREHOUSE_CONN_ID, ask_airflow=ask_airflow))
 
 
-def load_rules() -> tuple[TierRules, CandidateRules]:
-    """The tier and candidate rule files of include/rules/, checked."""
+def load_rules(tier_file: Path | None = None, candidate_file: Path | None = None) -> tuple[TierRules, CandidateRules]:
+    """The tier and candidate rule files in force (include/rules/), or the ones given, checked."""
     folder = rules_dir()
-    return (load_tier_rules(folder / "tiers.yaml", RULE_FEATURES),
-            load_candidate_rules(folder / "candidates.yaml", RULE_FEATURES))
+    return (load_tier_rules(tier_file or folder / "tiers.yaml", RULE_FEATURES),
+            load_candidate_rules(candidate_file or folder / "candidates.yaml", RULE_FEATURES))
 
 
 def new_run_id(as_of: date) -> str:
@@ -61,19 +62,19 @@ def audited(warehouse: Engine, run_id: str, as_of: date, stage: str,
     """Record the stage's outcome, duration and output rows in marts.run_audit, even on failure."""
     started = datetime.now(UTC).replace(tzinfo=None)
     clock = time.perf_counter()
-    outcome = {"rows_out": None}
-    status, message = "success", None
+    outcome = {"rows_out": None, "message": None}
+    status = "success"
     try:
         yield outcome
     except Exception as exc:
-        status, message = "failed", f"{type(exc).__name__}: {exc}"[:4000]
+        status, outcome["message"] = "failed", f"{type(exc).__name__}: {exc}"[:4000]
         raise
     finally:
         finished = started + timedelta(seconds=time.perf_counter() - clock)
         row = pd.DataFrame([{
             "run_id": run_id, "as_of_date": as_of, "stage": stage, "status": status,
             "rows_out": outcome["rows_out"], "started_at": started, "finished_at": finished,
-            "rule_version": rule_version, "message": message,
+            "rule_version": rule_version, "message": outcome["message"],
         }]).astype({"rows_out": "Int64", "rule_version": "string", "message": "string"})
         with warehouse.begin() as conn:
             bulk_insert(conn, "marts.run_audit", row)
@@ -110,6 +111,15 @@ def features_stage(conns: Connections, as_of: date, run_id: str) -> dict:
     with open_engine(conns.warehouse_url) as warehouse, audited(warehouse, run_id, as_of, "features") as audit:
         audit["rows_out"] = features.compute_features(warehouse, as_of)
     return {"customers": audit["rows_out"]}
+
+
+def churn_stage(conns: Connections, as_of: date, run_id: str) -> dict:
+    """Train and judge the churn model on history, then score every customer as of ``as_of``."""
+    with open_engine(conns.warehouse_url) as warehouse, audited(warehouse, run_id, as_of, "churn") as audit:
+        report = churn.score_churn(warehouse, as_of, run_id)
+        audit["rows_out"], audit["message"] = report.holdout_rows, report.note
+    return {"auc": report.auc, "baseline_auc": report.baseline_auc, "beats_baseline": report.beats_baseline,
+            "note": report.note}
 
 
 def tiers_stage(conns: Connections, as_of: date, run_id: str) -> dict:
@@ -156,6 +166,7 @@ def run_grading(conns: Connections, as_of: date, run_id: str | None = None) -> d
     summary["extract"] = extract_stage(conns, as_of, run_id)
     summary["validate"] = validate_stage(conns, as_of, run_id, summary["extract"]["batch"])
     summary["features"] = features_stage(conns, as_of, run_id)
+    summary["churn"] = churn_stage(conns, as_of, run_id)
     summary["tiers"] = tiers_stage(conns, as_of, run_id)
     summary["flags"] = flags_stage(conns, as_of, run_id)
     summary["publish"] = publish_stage(conns, as_of, run_id)

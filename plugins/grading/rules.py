@@ -127,12 +127,45 @@ class RuleFile:
 
 
 @dataclass(frozen=True)
+class WeightedFeature:
+    """One term of a weighted score: the customer's percentile on ``feature`` times ``weight``."""
+
+    feature: str
+    weight: float
+    higher_is_better: bool = True
+    missing: float = 0.0  # percentile given to customers without a value
+
+
+@dataclass(frozen=True)
+class Damping:
+    """How tier changes are slowed: upgrades are immediate, downgrades wait.
+
+    A customer assigned a lower tier than the one they hold keeps it until that has happened
+    in ``downgrade_after_periods`` consecutive periods, and then drops at most
+    ``max_steps_down`` tiers. The defaults (1 period, unlimited steps) mean no damping.
+    """
+
+    downgrade_after_periods: int = 1
+    max_steps_down: int | None = None
+
+
+STRATEGIES = ("rules", "weighted_score", "kmeans")
+
+
+@dataclass(frozen=True)
 class TierRules:
     source: RuleFile
     tiers: tuple[str, ...]  # lowest to highest
-    rules: tuple[Rule, ...]  # first match wins
     default_tier: str
     default_name: str
+    strategy: str = "rules"
+    rules: tuple[Rule, ...] = ()  # strategy "rules": first match wins
+    weights: tuple[WeightedFeature, ...] = ()  # strategy "weighted_score"
+    score_bands: tuple[tuple[str, float], ...] = ()  # (tier, lowest score), highest tier first
+    cluster_features: tuple[str, ...] = ()  # strategy "kmeans"
+    cluster_order_by: str | None = None
+    seed: int = 0
+    damping: Damping = Damping()
 
     def rank(self, tier: str) -> int:
         return self.tiers.index(tier) + 1
@@ -267,16 +300,83 @@ def load_tier_rules(path: Path, features: Iterable[str]) -> TierRules:
     tiers = check.require(doc, "tiers", list)
     if len(tiers) < 2 or len(set(tiers)) != len(tiers) or not all(isinstance(t, str) for t in tiers):
         check.fail(doc, "must list two or more distinct tier names, lowest first", None, "tiers")
-    rules = check.rules(doc.get("rules"), "rules", need=("tier",))
-    for rule, node in zip(rules, doc.get("rules") or [], strict=True):
-        if rule.tier not in tiers:
-            check.fail(node, f"tier {rule.tier!r} is not one of {tiers}", rule.name, "tier")
+    strategy = doc.get("strategy", "rules")
+    if strategy not in STRATEGIES:
+        check.fail(doc, f"unknown strategy {strategy!r}; use one of {', '.join(STRATEGIES)}", None, "strategy")
     default = check.require(doc, "default", dict)
     default_tier = check.require(default, "tier", str, "default")
     if default_tier not in tiers:
         check.fail(default, f"tier {default_tier!r} is not one of {tiers}", "default", "tier")
-    return TierRules(source=source, tiers=tuple(tiers), rules=rules, default_tier=default_tier,
-                     default_name=str(default.get("name", "default")))
+    common = {"source": source, "tiers": tuple(tiers), "default_tier": default_tier,
+              "default_name": str(default.get("name", "default")), "strategy": strategy,
+              "damping": _damping(check, doc.get("damping"))}
+    if strategy == "rules":
+        rules = check.rules(doc.get("rules"), "rules", need=("tier",))
+        for rule, node in zip(rules, doc.get("rules") or [], strict=True):
+            if rule.tier not in tiers:
+                check.fail(node, f"tier {rule.tier!r} is not one of {tiers}", rule.name, "tier")
+        return TierRules(**common, rules=rules)
+    if strategy == "weighted_score":
+        return TierRules(**common, weights=_weights(check, doc), score_bands=_score_bands(check, doc, tiers))
+    cluster = check.require(doc, "kmeans", dict)
+    features = check.require(cluster, "features", list, "kmeans")
+    for feature in features:
+        if feature not in check.features:
+            check.fail(cluster, f"unknown feature {feature!r}", "kmeans", "features")
+    order_by = check.require(cluster, "order_by", str, "kmeans")
+    if order_by not in check.features:
+        check.fail(cluster, f"unknown feature {order_by!r}", "kmeans", "order_by")
+    return TierRules(**common, cluster_features=tuple(features), cluster_order_by=order_by,
+                     seed=int(check.require(cluster, "seed", int, "kmeans")))
+
+
+def _damping(check: _Checker, node: Any) -> Damping:
+    if node is None:
+        return Damping()
+    if not isinstance(node, dict):
+        check.fail(node, "must be a mapping", "damping")
+    after = node.get("downgrade_after_periods", 1)
+    steps = node.get("max_steps_down")
+    if not isinstance(after, int) or isinstance(after, bool) or after < 1:
+        check.fail(node, f"must be a whole number of periods, 1 or more, got {after!r}", "damping",
+                   "downgrade_after_periods")
+    if steps is not None and (not isinstance(steps, int) or isinstance(steps, bool) or steps < 1):
+        check.fail(node, f"must be a whole number, 1 or more, got {steps!r}", "damping", "max_steps_down")
+    return Damping(downgrade_after_periods=after, max_steps_down=steps)
+
+
+def _weights(check: _Checker, doc: dict) -> tuple[WeightedFeature, ...]:
+    nodes = check.require(doc, "weights", list)
+    terms = []
+    for node in nodes:
+        feature = check.require(node, "feature", str, "weights")
+        if feature not in check.features:
+            check.fail(node, f"unknown feature {feature!r}", "weights", "feature")
+        weight = check.require(node, "weight", (int, float), "weights")
+        if weight <= 0:
+            check.fail(node, f"must be above 0, got {weight}", "weights", "weight")
+        better = node.get("better", "higher")
+        if better not in ("higher", "lower"):
+            check.fail(node, f"must be 'higher' or 'lower', got {better!r}", "weights", "better")
+        missing = node.get("missing", 0.0)
+        if not isinstance(missing, (int, float)) or not 0 <= missing <= 1:
+            check.fail(node, f"must be a percentile from 0 to 1, got {missing!r}", "weights", "missing")
+        terms.append(WeightedFeature(feature, float(weight), better == "higher", float(missing)))
+    if not terms:
+        check.fail(doc, "needs at least one feature", None, "weights")
+    return tuple(terms)
+
+
+def _score_bands(check: _Checker, doc: dict, tiers: list[str]) -> tuple[tuple[str, float], ...]:
+    node = check.require(doc, "score_bands", dict)
+    bands = []
+    for tier, lowest in node.items():
+        if tier not in tiers:
+            check.fail(node, f"tier {tier!r} is not one of {tiers}", "score_bands", tier)
+        if not isinstance(lowest, (int, float)) or not 0 <= lowest <= 100:
+            check.fail(node, f"lowest score must be from 0 to 100, got {lowest!r}", "score_bands", tier)
+        bands.append((tier, float(lowest)))
+    return tuple(sorted(bands, key=lambda band: -band[1]))
 
 
 def load_candidate_rules(path: Path, features: Iterable[str]) -> CandidateRules:

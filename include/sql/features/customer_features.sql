@@ -1,6 +1,10 @@
 -- Per-customer features as of :as_of (a date): every row before :as_of 00:00 UTC counts,
--- the 365-day window is [:as_of - 365 days, :as_of). One row per customer created before
--- :as_of, including customers with no orders at all.
+-- the 365-day window is [:as_of - 365 days, :as_of), the trend compares the last 90 days
+-- with the 90 before. One row per customer created before :as_of, including customers with
+-- no orders at all. Rates and means are empty (NULL) where their denominator is zero.
+-- Money is summed as exact NUMERIC and counts as integers; every ratio is then one IEEE
+-- division of two doubles, which both engines round identically (no ROUND, whose ties
+-- would differ between an exact and a binary engine).
 --
 -- Tie rule for the R/F/M scores (1-5): a customer's score is
 --   ceil(5 * share of scored customers whose value is at most theirs)
@@ -10,7 +14,9 @@
 WITH params AS (
     SELECT
         CAST(:as_of AS TIMESTAMP) AS as_of_ts,
-        CAST(:as_of AS TIMESTAMP) - INTERVAL '365 days' AS window_start
+        CAST(:as_of AS TIMESTAMP) - INTERVAL '365 days' AS window_start,
+        CAST(:as_of AS TIMESTAMP) - INTERVAL '90 days' AS recent_start,
+        CAST(:as_of AS TIMESTAMP) - INTERVAL '180 days' AS prior_start
 ),
 
 customers AS (
@@ -27,7 +33,9 @@ orders AS (
         o.status,
         o.amount,
         o.margin,
-        o.order_ts >= p.window_start AS in_window
+        o.order_ts >= p.window_start AS in_window,
+        o.order_ts >= p.recent_start AS in_recent,
+        o.order_ts >= p.prior_start AND o.order_ts < p.recent_start AS in_prior
     FROM raw.orders AS o
     CROSS JOIN params AS p
     WHERE o.order_ts < p.as_of_ts
@@ -42,7 +50,9 @@ order_features AS (
         SUM(CASE WHEN status = 'completed' AND in_window THEN COALESCE(margin, 0) ELSE 0 END) AS margin_365d,
         COUNT(CASE WHEN status = 'refunded' AND in_window THEN 1 END) AS refunds_365d,
         COUNT(CASE WHEN status = 'completed' THEN 1 END) AS orders_lifetime,
-        SUM(CASE WHEN status = 'completed' THEN amount ELSE 0 END) AS monetary_lifetime
+        SUM(CASE WHEN status = 'completed' THEN amount ELSE 0 END) AS monetary_lifetime,
+        SUM(CASE WHEN status = 'completed' AND in_recent THEN amount ELSE 0 END) AS monetary_90d,
+        SUM(CASE WHEN status = 'completed' AND in_prior THEN amount ELSE 0 END) AS monetary_prev_90d
     FROM orders
     GROUP BY customer_id
 ),
@@ -50,11 +60,18 @@ order_features AS (
 ticket_features AS (
     SELECT
         t.customer_id,
-        COUNT(*) AS tickets_365d,
-        COUNT(CASE WHEN t.category = 'complaint' THEN 1 END) AS complaints_365d
+        COUNT(CASE WHEN t.opened_at >= p.window_start THEN 1 END) AS tickets_365d,
+        COUNT(CASE WHEN t.opened_at >= p.window_start AND t.category = 'complaint' THEN 1 END) AS complaints_365d,
+        -- hours to close, for window tickets closed before the as-of instant
+        SUM(CASE WHEN t.opened_at >= p.window_start AND t.closed_at < p.as_of_ts
+                 THEN CAST(FLOOR(EXTRACT(EPOCH FROM (t.closed_at - t.opened_at))) AS BIGINT) END)
+            AS resolution_seconds,
+        COUNT(CASE WHEN t.opened_at >= p.window_start AND t.closed_at < p.as_of_ts THEN 1 END) AS resolved_count,
+        -- still open at the as-of instant, whenever opened
+        COUNT(CASE WHEN t.closed_at IS NULL OR t.closed_at >= p.as_of_ts THEN 1 END) AS open_tickets
     FROM raw.tickets AS t
     CROSS JOIN params AS p
-    WHERE t.opened_at >= p.window_start AND t.opened_at < p.as_of_ts
+    WHERE t.opened_at < p.as_of_ts
     GROUP BY t.customer_id
 ),
 
@@ -62,8 +79,10 @@ survey_features AS (
     SELECT
         s.customer_id,
         COUNT(*) AS surveys_365d,
-        ROUND(AVG(s.csat), 4) AS csat_mean_365d,
-        ROUND(AVG(s.nps), 4) AS nps_mean_365d
+        SUM(s.csat) AS csat_sum,
+        COUNT(s.csat) AS csat_count,
+        SUM(s.nps) AS nps_sum,
+        COUNT(s.nps) AS nps_count
     FROM raw.surveys AS s
     CROSS JOIN params AS p
     WHERE s.responded_at >= p.window_start AND s.responded_at < p.as_of_ts
@@ -88,8 +107,13 @@ joined AS (
         CAST(COALESCE(t.tickets_365d, 0) AS INTEGER) AS tickets_365d,
         CAST(COALESCE(t.complaints_365d, 0) AS INTEGER) AS complaints_365d,
         CAST(COALESCE(s.surveys_365d, 0) AS INTEGER) AS surveys_365d,
-        CAST(s.csat_mean_365d AS DOUBLE PRECISION) AS csat_mean_365d,
-        CAST(s.nps_mean_365d AS DOUBLE PRECISION) AS nps_mean_365d
+        CAST(s.csat_sum AS DOUBLE PRECISION) / NULLIF(s.csat_count, 0) AS csat_mean_365d,
+        CAST(s.nps_sum AS DOUBLE PRECISION) / NULLIF(s.nps_count, 0) AS nps_mean_365d,
+        CAST(COALESCE(o.monetary_90d, 0) AS DOUBLE PRECISION) AS monetary_90d,
+        CAST(COALESCE(o.monetary_prev_90d, 0) AS DOUBLE PRECISION) AS monetary_prev_90d,
+        CAST(t.resolution_seconds AS DOUBLE PRECISION) / NULLIF(t.resolved_count, 0) / 3600.0
+            AS resolution_hours_365d,
+        CAST(COALESCE(t.open_tickets, 0) AS INTEGER) AS open_tickets
     FROM customers AS c
     CROSS JOIN params AS p
     LEFT JOIN order_features AS o ON o.customer_id = c.customer_id
@@ -135,5 +159,12 @@ SELECT
     CASE WHEN orders_365d = 0 THEN 1
          ELSE CAST(FLOOR((5 * f_at_most + f_scored - 1) * 1.0 / f_scored) AS INTEGER) END AS f_score,
     CASE WHEN monetary_365d <= 0 THEN 1
-         ELSE CAST(FLOOR((5 * m_at_most + m_scored - 1) * 1.0 / m_scored) AS INTEGER) END AS m_score
+         ELSE CAST(FLOOR((5 * m_at_most + m_scored - 1) * 1.0 / m_scored) AS INTEGER) END AS m_score,
+    monetary_365d / NULLIF(CAST(orders_365d AS DOUBLE PRECISION), 0) AS avg_order_value_365d,
+    monetary_90d,
+    monetary_prev_90d,
+    CAST(refunds_365d AS DOUBLE PRECISION) / NULLIF(orders_365d + refunds_365d, 0) AS refund_rate_365d,
+    CAST(complaints_365d AS DOUBLE PRECISION) / NULLIF(orders_365d, 0) AS complaint_rate_365d,
+    resolution_hours_365d,
+    open_tickets
 FROM ranked
