@@ -19,7 +19,9 @@ echo "==> generating demo data"
 .venv/bin/python -m grading generate --customers "${DEMO_CUSTOMERS:-2000}" --seed 42
 run_dag customer_grading "$AS_OF"
 run_dag quarterly_review "$AS_OF"
+.venv/bin/python -m grading criteria > /dev/null
 echo
 .venv/bin/python -m grading summary --as-of "$AS_OF"
 echo
+echo "Published criteria: $GRADING_HOME/criteria/criteria.html"
 echo "Local files are in $GRADING_HOME (source.sqlite, warehouse.duckdb); Airflow home: $AIRFLOW_HOME"

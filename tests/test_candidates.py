@@ -1,61 +1,126 @@
-"""Elimination and win-back flags by the shipped rules, on crafted customers."""
+"""Elimination, win-back and core lists by the shipped rules, on crafted customers."""
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
+import pytest
 
 from grading.candidates import flag_candidates
 from grading.pipeline import load_rules
 
-BASE = {"tenure_days": 400, "orders_365d": 10, "complaints_365d": 0, "recency_days": 10,
-        "tier_year_ago": "normal", "tier": "normal"}
+# A healthy, ordinary customer: on no list. Each case below changes only what it needs.
+BASE = {
+    "tenure_days": 400, "orders_365d": 10, "complaints_365d": 0, "recency_days": 10, "monetary_365d": 5000.0,
+    "monetary_lifetime": 9000.0, "csat_mean_365d": 4.0, "tickets_365d": 1, "surveys_365d": 1, "open_tickets": 0,
+    "refunds_365d": 0, "active_quarters_4": 2, "churn_propensity": 0.2, "tier": "normal", "tier_rank": 1,
+    "tier_year_ago": "normal", "peak_tier_rank_recent": 1, "monetary_year_ago": 3000.0, "aov_change_year": 0.0,
+    "is_protected": 0, "last_order_at": pd.Timestamp("2024-12-20"),
+}
 
 
 def graded(**customers: dict) -> pd.DataFrame:
-    rows = [{"customer_id": cid, **BASE, **values} for cid, values in customers.items()]
-    frame = pd.DataFrame(rows)
-    frame["tier_year_ago"] = frame["tier_year_ago"].astype("string")
-    return frame
+    frame = pd.DataFrame([{"customer_id": cid, **BASE, **values} for cid, values in customers.items()])
+    return frame.astype({"tier_year_ago": "string"})
 
 
-def flags_of(frame: pd.DataFrame) -> dict[str, set[str]]:
+def lists_of(frame: pd.DataFrame) -> dict[str, dict[str, str]]:
     _, rules = load_rules()
     flags = flag_candidates(frame, rules)
-    return {name: set(flags.loc[flags["flag"] == name, "customer_id"]) for name in ("elimination", "win_back")}
+    return {name: dict(zip(rows["customer_id"], rows["rule_name"], strict=True))
+            for name, rows in flags.groupby("flag")} | {}
 
 
-def test_elimination_needs_few_orders_and_many_complaints() -> None:
+def test_each_elimination_rule_and_exemption() -> None:
     frame = graded(
-        flagged={"orders_365d": 4, "complaints_365d": 3},
-        five_orders={"orders_365d": 5, "complaints_365d": 3},        # not fewer than 5
-        two_complaints={"orders_365d": 4, "complaints_365d": 2},     # not more than 2
-        no_orders={"orders_365d": 0, "complaints_365d": 7},
-        new_customer={"orders_365d": 0, "complaints_365d": 7, "tenure_days": 89},  # exempt
-        just_not_new={"orders_365d": 0, "complaints_365d": 7, "tenure_days": 90},
+        healthy={},
+        complainer={"orders_365d": 4, "complaints_365d": 3},
+        five_orders={"orders_365d": 5, "complaints_365d": 3},           # not fewer than 5
+        two_complaints={"orders_365d": 4, "complaints_365d": 2},        # not more than 2
+        unhappy_small={"monetary_365d": 1500.0, "csat_mean_365d": 2.5},
+        unhappy_but_big={"monetary_365d": 2000.0, "csat_mean_365d": 2.5},  # not under 2,000
+        no_survey_small={"monetary_365d": 1500.0, "csat_mean_365d": np.nan},  # missing CSAT: not below 3
+        dormant_silent={"recency_days": 400, "monetary_lifetime": 800.0, "tickets_365d": 0, "monetary_365d": 0.0,
+                        "orders_365d": 0},
+        dormant_but_talking={"recency_days": 400, "monetary_lifetime": 800.0, "tickets_365d": 2, "monetary_365d": 0.0,
+                             "orders_365d": 0},                          # contact and no complaint: kept
+        new_complainer={"orders_365d": 0, "complaints_365d": 7, "tenure_days": 89},
+        complainer_waiting={"orders_365d": 0, "complaints_365d": 7, "open_tickets": 1},
+        protected_complainer={"orders_365d": 0, "complaints_365d": 7, "is_protected": 1},
     )
-    assert flags_of(frame)["elimination"] == {"flagged", "no_orders", "just_not_new"}
+    assert lists_of(frame)["elimination"] == {
+        "complainer": "few_orders_many_complaints",
+        "unhappy_small": "low_value_low_satisfaction",
+        "dormant_silent": "dormant_low_value",
+    }
 
 
-def test_win_back_needs_a_valuable_past_and_180_quiet_days() -> None:
+def test_elimination_carries_action_severity_and_the_values_that_triggered() -> None:
+    _, rules = load_rules()
+    flags = flag_candidates(graded(x={"orders_365d": 1, "complaints_365d": 4}), rules)
+    row = flags[flags["flag"] == "elimination"].iloc[0]
+    assert (row["action"], row["severity"]) == ("reduce_service_level", "high")
+    assert row["reason"] == "few_orders_many_complaints: orders_365d=1 (< 5); complaints_365d=4 (> 2)"
+
+
+def test_win_back_rules() -> None:
     frame = graded(
         lapsed_gold={"tier_year_ago": "gold", "recency_days": 180},
         lapsed_platinum={"tier_year_ago": "platinum", "recency_days": 400},
         recent_gold={"tier_year_ago": "gold", "recency_days": 179},
         lapsed_normal={"tier_year_ago": "normal", "recency_days": 300},
         not_a_customer_then={"tier_year_ago": None, "recency_days": 300},
-        never_ordered={"tier_year_ago": "gold", "recency_days": None},
+        slipping_gold={"peak_tier_rank_recent": 2, "churn_propensity": 0.85},
+        slipping_normal={"peak_tier_rank_recent": 1, "churn_propensity": 0.95},
     )
-    assert flags_of(frame)["win_back"] == {"lapsed_gold", "lapsed_platinum"}
+    assert lists_of(frame)["win_back"] == {"lapsed_gold": "lapsed_valuable", "lapsed_platinum": "lapsed_valuable",
+                                           "slipping_gold": "likely_to_lapse"}
 
 
-def test_each_flag_carries_reason_action_and_version() -> None:
+@pytest.mark.parametrize("signals, reason, action", [
+    ({"complaints_365d": 2}, "service", "apologise_and_fix_service_issue"),
+    ({"csat_mean_365d": 2.0}, "service", "apologise_and_fix_service_issue"),
+    ({"refunds_365d": 1}, "product_or_price", "offer_price_or_product_alternative"),
+    ({"aov_change_year": -0.25}, "product_or_price", "offer_price_or_product_alternative"),
+    ({"tickets_365d": 0, "surveys_365d": 0}, "engagement", "re_engage_with_account_manager"),
+    ({}, "unknown", "personal_call"),
+    ({"complaints_365d": 1, "refunds_365d": 1}, "service", "apologise_and_fix_service_issue"),  # first wins
+])
+def test_churn_reason_and_suggested_action(signals: dict, reason: str, action: str) -> None:
     _, rules = load_rules()
-    flags = flag_candidates(graded(x={"orders_365d": 1, "complaints_365d": 4, "tier_year_ago": "gold",
-                                      "recency_days": 200}), rules).set_index("flag")
-    assert flags.loc["elimination", "reason"] == (
-        "few_orders_many_complaints: orders_365d=1 (< 5); complaints_365d=4 (> 2)")
-    assert flags.loc["elimination", "action"] == "reduce_service_level"
-    assert flags.loc["win_back", "previous_tier"] == "gold"
-    assert flags.loc["win_back", "reason"] == (
-        "lapsed_valuable: tier_year_ago=gold (in [gold, platinum]); recency_days=200 (>= 180)")
-    assert set(flags["rule_version"]) == {"1.0.0"}
+    lapsed = {"tier_year_ago": "gold", "recency_days": 250, **signals}
+    flags = flag_candidates(graded(x=lapsed), rules)
+    row = flags[flags["flag"] == "win_back"].iloc[0]
+    assert (row["churn_reason"], row["action"]) == (reason, action)
+
+
+def test_win_back_priority_is_past_value_times_likelihood_of_return() -> None:
+    _, rules = load_rules()
+    frame = graded(a={"tier_year_ago": "gold", "recency_days": 250, "monetary_year_ago": 20000.0,
+                      "churn_propensity": 0.75},
+                   b={"tier_year_ago": "gold", "recency_days": 250, "monetary_year_ago": 20000.0,
+                      "churn_propensity": np.nan})  # no model this run: an even chance
+    flags = flag_candidates(frame, rules).set_index("customer_id")
+    assert flags.loc["a", "priority"] == 5000.0 and flags.loc["b", "priority"] == 10000.0
+    assert flags.loc["a", "previous_tier"] == "gold" and flags.loc["a", "value_before"] == 20000.0
+
+
+def test_core_customers() -> None:
+    frame = graded(
+        core={"tenure_days": 800, "active_quarters_4": 4, "csat_mean_365d": 4.5},
+        too_new={"tenure_days": 700, "active_quarters_4": 4, "csat_mean_365d": 4.5},
+        gap_quarter={"tenure_days": 800, "active_quarters_4": 3, "csat_mean_365d": 4.5},
+        lukewarm={"tenure_days": 800, "active_quarters_4": 4, "csat_mean_365d": 3.9},
+        complaining={"tenure_days": 800, "active_quarters_4": 4, "csat_mean_365d": 4.5, "complaints_365d": 2},
+    )
+    assert lists_of(frame)["core"] == {"core": "long_steady_satisfied"}
+
+
+def test_the_protected_list_is_read_from_its_file(tmp_path) -> None:
+    from grading.features import RULE_FEATURES
+    from grading.rules import load_candidate_rules, rules_dir
+
+    (tmp_path / "candidates.yaml").write_text((rules_dir() / "candidates.yaml").read_text())
+    (tmp_path / "protected_customers.txt").write_text("# strategic\nC0000042\n\n C0000043 \n")
+    rules = load_candidate_rules(tmp_path / "candidates.yaml", RULE_FEATURES)
+    assert rules.protected_ids == {"C0000042", "C0000043"}

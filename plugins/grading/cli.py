@@ -140,6 +140,18 @@ def cmd_bi_role(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_criteria(args: argparse.Namespace) -> int:
+    from grading import criteria
+    from grading.pipeline import load_rules
+    from grading.settings import grading_home
+
+    tier_rules, candidate_rules = load_rules(tier_file=args.tiers, candidate_file=args.candidates)
+    folder = args.output_dir or grading_home() / "criteria"
+    for path in criteria.write(tier_rules, candidate_rules, folder):
+        print(f"wrote {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m grading", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log every stage")
@@ -176,6 +188,12 @@ def build_parser() -> argparse.ArgumentParser:
     role.add_argument("--name", default="grading_bi_reader", help="role name (default grading_bi_reader)")
     role.add_argument("--password-env", help="environment variable holding the role's password")
     role.set_defaults(func=cmd_bi_role)
+
+    crit = sub.add_parser("criteria", help="publish the criteria in plain language (Markdown and HTML)")
+    crit.add_argument("--output-dir", type=Path, help="folder to write to (default: $GRADING_HOME/criteria)")
+    crit.add_argument("--tiers", type=Path, help="a tier rule file (default: the one in force)")
+    crit.add_argument("--candidates", type=Path, help="a candidate rule file (default: the one in force)")
+    crit.set_defaults(func=cmd_criteria)
 
     rules = sub.add_parser("rules", help="check or dry-run the rule files in include/rules/")
     rules_sub = rules.add_subparsers(dest="rules_command", required=True)

@@ -22,11 +22,13 @@ FEATURE_COLUMNS = (
     "recency_days", "orders_365d", "monetary_365d", "margin_365d", "refunds_365d", "orders_lifetime",
     "monetary_lifetime", "tickets_365d", "complaints_365d", "surveys_365d", "csat_mean_365d",
     "nps_mean_365d", "r_score", "f_score", "m_score", "avg_order_value_365d", "monetary_90d", "monetary_prev_90d",
-    "refund_rate_365d", "complaint_rate_365d", "resolution_hours_365d", "open_tickets",
+    "refund_rate_365d", "complaint_rate_365d", "resolution_hours_365d", "open_tickets", "active_quarters_4",
 )
-# What rule conditions may name: the features, plus what grading adds before flags are set.
+# What rule conditions may name: the features, the churn score, and what candidates.with_history
+# adds from other periods before the candidate lists are drawn.
 RULE_FEATURES = (*FEATURE_COLUMNS[2:], "churn_propensity", "tier", "tier_rank", "tier_year_ago",
-                 "tier_rank_year_ago")
+                 "tier_rank_year_ago", "peak_tier_rank_recent", "monetary_year_ago", "aov_year_ago",
+                 "m_score_year_ago", "aov_change_year", "is_protected")
 
 
 def features_as_of(conn: Connection, as_of: date) -> pd.DataFrame:

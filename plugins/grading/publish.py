@@ -18,6 +18,7 @@ from grading.warehouse import exclusive, run_sql_file
 
 PUBLISHED_TABLES = (
     "customer_features_snapshot", "customer_tier_snapshot", "elimination_candidates", "winback_candidates",
+    "core_customers",
 )
 
 

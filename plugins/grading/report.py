@@ -31,6 +31,7 @@ def print_run_summary(warehouse_url: str, as_of: date) -> None:
         checks = read_frame(conn, "SELECT success FROM marts.validation_results WHERE run_id = :run_id",
                             {"run_id": run_id})
         rows = published_counts(conn, as_of)
+        lost = read_frame(conn, "SELECT status, COUNT(*) AS n FROM marts.lost_customers GROUP BY status ORDER BY status")
         review = read_frame(conn, "SELECT quarter, tier, customers, customer_share, revenue, revenue_share "
                                   "FROM marts.review_tier_distribution WHERE quarter = "
                                   "(SELECT MAX(quarter) FROM marts.review_tier_distribution) ORDER BY tier_rank DESC")
@@ -40,13 +41,16 @@ def print_run_summary(warehouse_url: str, as_of: date) -> None:
     for row in tiers.itertuples():
         print(f"    {row.tier:<10} {row.customers:>8,}   365-day revenue {row.monetary_365d:>16,.2f}")
     print(f"  elimination candidates: {rows['elimination_candidates']:,}   "
-          f"win-back candidates: {rows['winback_candidates']:,}")
+          f"win-back candidates: {rows['winback_candidates']:,}   core customers: {rows['core_customers']:,}")
+    if not lost.empty:
+        print("  lost-customer register: " + ", ".join(f"{n:,} {s}" for s, n in lost.itertuples(index=False)))
     print(f"  validation: {len(checks)} Great Expectations checks, {int((~checks['success'].astype(bool)).sum())} "
           "failed")
     print(f"  warehouse: {make_url(warehouse_url).render_as_string(hide_password=True)}")
     for table, count in rows.items():
         print(f"    marts.{table:<28} {count:>8,} rows for {as_of}")
-    print("    views marts.current_customer_tier, marts.tier_summary; run log marts.run_audit")
+    print("    marts.tier_history, marts.lost_customers, marts.dim_customer, marts.model_runs; views "
+          "marts.current_customer_tier, marts.tier_summary; run log marts.run_audit")
     if not review.empty:
         print(f"  quarterly review {review['quarter'].iloc[0]} (marts.review_tier_distribution):")
         for row in review.itertuples():

@@ -112,6 +112,7 @@ class Rule:
     description: str = ""
     tier: str | None = None
     action: str | None = None
+    severity: str | None = None
 
 
 @dataclass(frozen=True)
@@ -177,11 +178,23 @@ class CandidateList:
     exemptions: tuple[Rule, ...]
 
 
+CANDIDATE_LISTS = ("elimination", "win_back", "core")
+SEVERITIES = ("high", "medium", "low")
+
+
 @dataclass(frozen=True)
 class CandidateRules:
     source: RuleFile
     elimination: CandidateList
     win_back: CandidateList
+    core: CandidateList
+    churn_reasons: tuple[Rule, ...] = ()  # why a win-back candidate stopped; first match wins
+    unknown_reason_action: str = "personal_call"
+    protected_ids: frozenset[str] = frozenset()
+    protected_list: Path | None = None
+
+    def lists(self) -> dict[str, CandidateList]:
+        return {name: getattr(self, name) for name in CANDIDATE_LISTS}
 
 
 class _Checker:
@@ -269,12 +282,15 @@ class _Checker:
             if name in seen:
                 self.fail(node, "duplicate rule name", name, "name")
             seen.add(name)
-            extra = set(node) - {"name", "description", "when", "tier", "action"}
+            extra = set(node) - {"name", "description", "when", "tier", "action", "severity"}
             if extra:
                 self.fail(node, f"unknown keys {sorted(extra)}", name)
             values = {k: self.require(node, k, str, name) for k in need}
+            severity = node.get("severity")
+            if severity is not None and severity not in SEVERITIES:
+                self.fail(node, f"must be one of {', '.join(SEVERITIES)}, got {severity!r}", name, "severity")
             built.append(Rule(name=name, when=self.condition(node.get("when"), name),
-                              description=str(node.get("description", "")), **values))
+                              description=str(node.get("description", "")), severity=severity, **values))
         return tuple(built)
 
 
@@ -380,18 +396,33 @@ def _score_bands(check: _Checker, doc: dict, tiers: list[str]) -> tuple[tuple[st
 
 
 def load_candidate_rules(path: Path, features: Iterable[str]) -> CandidateRules:
-    """Load and check an elimination / win-back rule file."""
+    """Load and check an elimination / win-back / core rule file (and its protected list)."""
     doc, raw = _parse(path)
     check = _Checker(path, features)
     source = check.header(doc, raw, "candidates")
     lists = {}
-    for section in ("elimination", "win_back"):
+    for section in CANDIDATE_LISTS:
         node = check.require(doc, section, dict)
+        unknown = set(node) - {"rules", "exemptions", "churn_reasons", "unknown_reason_action"}
+        if unknown:
+            check.fail(node, f"unknown keys {sorted(unknown)}", None, section)
         lists[section] = CandidateList(
             rules=check.rules(node.get("rules"), f"{section}.rules", need=("action",)),
             exemptions=check.rules(node.get("exemptions"), f"{section}.exemptions"),
         )
-    return CandidateRules(source=source, **lists)
+    win_back = doc["win_back"]
+    reasons = check.rules(win_back.get("churn_reasons"), "win_back.churn_reasons", need=("action",))
+    protected, protected_path = frozenset(), None
+    if doc.get("protected_list") is not None:
+        protected_path = path.parent / str(doc["protected_list"])
+        if not protected_path.is_file():
+            check.fail(doc, f"file {protected_path} does not exist", None, "protected_list")
+        lines = protected_path.read_text(encoding="utf-8").splitlines()
+        protected = frozenset(line.strip() for line in lines if line.strip() and not line.startswith("#"))
+    return CandidateRules(source=source, churn_reasons=reasons, protected_ids=protected,
+                          protected_list=protected_path,
+                          unknown_reason_action=str(win_back.get("unknown_reason_action", "personal_call")),
+                          **lists)
 
 
 def rules_dir() -> Path:
@@ -399,9 +430,13 @@ def rules_dir() -> Path:
 
 
 def explain(rule: Rule, frame: pd.DataFrame) -> pd.Series:
-    """Per row: the rule and the values that decided it, e.g. 'gold_band: monetary_365d=12000.0 (>= 10000)'."""
+    """Per row: the rule and the values that decided it, e.g. 'gold_band: monetary_365d=12000.0 (>= 10000)'.
+
+    Only the comparisons that held are shown, so an ``any`` group names the branch that fired.
+    """
     text = pd.Series(f"{rule.name}:", index=frame.index, dtype="string")
     for leaf in rule.when.leaves():
         shown = frame[leaf.feature].astype("string").fillna("missing")
-        text = text + f" {leaf.feature}=" + shown + f" ({leaf.describe().removeprefix(leaf.feature).strip()});"
+        part = f" {leaf.feature}=" + shown + f" ({leaf.describe().removeprefix(leaf.feature).strip()});"
+        text = text + part.where(leaf.evaluate(frame), "")
     return text.str.rstrip(";")

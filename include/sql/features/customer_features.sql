@@ -35,7 +35,13 @@ orders AS (
         o.margin,
         o.order_ts >= p.window_start AS in_window,
         o.order_ts >= p.recent_start AS in_recent,
-        o.order_ts >= p.prior_start AND o.order_ts < p.recent_start AS in_prior
+        o.order_ts >= p.prior_start AND o.order_ts < p.recent_start AS in_prior,
+        CASE
+            WHEN o.order_ts >= p.recent_start THEN 1
+            WHEN o.order_ts >= p.prior_start THEN 2
+            WHEN o.order_ts >= p.as_of_ts - INTERVAL '270 days' THEN 3
+            WHEN o.order_ts >= p.as_of_ts - INTERVAL '360 days' THEN 4
+        END AS quarter_back
     FROM raw.orders AS o
     CROSS JOIN params AS p
     WHERE o.order_ts < p.as_of_ts
@@ -52,7 +58,12 @@ order_features AS (
         COUNT(CASE WHEN status = 'completed' THEN 1 END) AS orders_lifetime,
         SUM(CASE WHEN status = 'completed' THEN amount ELSE 0 END) AS monetary_lifetime,
         SUM(CASE WHEN status = 'completed' AND in_recent THEN amount ELSE 0 END) AS monetary_90d,
-        SUM(CASE WHEN status = 'completed' AND in_prior THEN amount ELSE 0 END) AS monetary_prev_90d
+        SUM(CASE WHEN status = 'completed' AND in_prior THEN amount ELSE 0 END) AS monetary_prev_90d,
+        -- in how many of the last four 90-day quarters the customer completed an order
+        MAX(CASE WHEN status = 'completed' AND quarter_back = 1 THEN 1 ELSE 0 END)
+            + MAX(CASE WHEN status = 'completed' AND quarter_back = 2 THEN 1 ELSE 0 END)
+            + MAX(CASE WHEN status = 'completed' AND quarter_back = 3 THEN 1 ELSE 0 END)
+            + MAX(CASE WHEN status = 'completed' AND quarter_back = 4 THEN 1 ELSE 0 END) AS active_quarters_4
     FROM orders
     GROUP BY customer_id
 ),
@@ -113,7 +124,8 @@ joined AS (
         CAST(COALESCE(o.monetary_prev_90d, 0) AS DOUBLE PRECISION) AS monetary_prev_90d,
         CAST(t.resolution_seconds AS DOUBLE PRECISION) / NULLIF(t.resolved_count, 0) / 3600.0
             AS resolution_hours_365d,
-        CAST(COALESCE(t.open_tickets, 0) AS INTEGER) AS open_tickets
+        CAST(COALESCE(t.open_tickets, 0) AS INTEGER) AS open_tickets,
+        CAST(COALESCE(o.active_quarters_4, 0) AS INTEGER) AS active_quarters_4
     FROM customers AS c
     CROSS JOIN params AS p
     LEFT JOIN order_features AS o ON o.customer_id = c.customer_id
@@ -166,5 +178,6 @@ SELECT
     CAST(refunds_365d AS DOUBLE PRECISION) / NULLIF(orders_365d + refunds_365d, 0) AS refund_rate_365d,
     CAST(complaints_365d AS DOUBLE PRECISION) / NULLIF(orders_365d, 0) AS complaint_rate_365d,
     resolution_hours_365d,
-    open_tickets
+    open_tickets,
+    active_quarters_4
 FROM ranked
