@@ -11,6 +11,8 @@ import pandas as pd
 import pytest
 
 from grading import demo
+from grading.extract import pseudonym
+from grading.settings import pseudonym_key
 from tests.helpers import published, scalar
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -18,35 +20,53 @@ AS_OF = date(2025, 1, 1)
 CUSTOMERS = 400
 
 
-def expected_figures(data: demo.DemoData, as_of: date) -> dict:
-    """Tiers and flags worked out with plain pandas, following the published rules."""
+def expected_figures(data: demo.DemoData, as_of: date, churn: pd.Series) -> dict:
+    """Tiers and lists worked out with plain pandas from the source frames, following the
+    published rules; ``churn`` is the published churn propensity by source id (a model's
+    output cannot be recomputed independently)."""
     cutoff = pd.Timestamp(as_of)
     start, year_ago_start = cutoff - timedelta(days=365), cutoff - timedelta(days=730)
-    orders, tickets = data.orders, data.tickets
+    orders, tickets, surveys = data.orders, data.tickets, data.surveys
     completed = orders[(orders["status"] == "completed") & (orders["order_ts"] < cutoff)]
-    customers = data.customers.set_index("customer_id")
+    ids = data.customers.set_index("customer_id").index
+    created = data.customers.set_index("customer_id")["created_at"]
+
+    def per_customer(series: pd.Series, fill=0) -> pd.Series:
+        return series.reindex(ids, fill_value=fill)
 
     def value_between(lo, hi):
         rows = completed[(completed["order_ts"] >= lo) & (completed["order_ts"] < hi)]
-        return rows.groupby("customer_id")["amount"].sum().reindex(customers.index, fill_value=0.0)
+        return per_customer(rows.groupby("customer_id")["amount"].sum(), 0.0).round(2)
 
     def band(value):
         return "platinum" if value > 50000 else "gold" if value >= 10000 else "normal"
 
-    tier = value_between(start, cutoff).round(2).map(band)
+    monetary = value_between(start, cutoff)
+    tier = monetary.map(band)
     in_window = completed[completed["order_ts"] >= start]
-    orders_365 = in_window.groupby("customer_id").size().reindex(customers.index, fill_value=0)
-    complaints = tickets[(tickets["category"] == "complaint") & (tickets["opened_at"] >= start)
-                         & (tickets["opened_at"] < cutoff)].groupby("customer_id").size()
-    complaints = complaints.reindex(customers.index, fill_value=0)
-    tenure = (cutoff.normalize() - customers["created_at"].dt.normalize()).dt.days
-    eliminate = (orders_365 < 5) & (complaints > 2) & (tenure >= 90)
-
-    was_customer = customers["created_at"] < cutoff - timedelta(days=365)
-    tier_year_ago = value_between(year_ago_start, start).round(2).map(band).where(was_customer)
-    last_order = completed.groupby("customer_id")["order_ts"].max().reindex(customers.index)
+    orders_365 = per_customer(in_window.groupby("customer_id").size())
+    window_tickets = tickets[(tickets["opened_at"] >= start) & (tickets["opened_at"] < cutoff)]
+    tickets_365 = per_customer(window_tickets.groupby("customer_id").size())
+    complaints = per_customer(window_tickets[window_tickets["category"] == "complaint"].groupby("customer_id").size())
+    open_at_cutoff = tickets["closed_at"].isna() | (tickets["closed_at"] >= cutoff)
+    still_open = tickets[(tickets["opened_at"] < cutoff) & open_at_cutoff]
+    open_tickets = per_customer(still_open.groupby("customer_id").size())
+    window_surveys = surveys[(surveys["responded_at"] >= start) & (surveys["responded_at"] < cutoff)]
+    csat = window_surveys.groupby("customer_id")["csat"].mean().reindex(ids)
+    lifetime = per_customer(completed.groupby("customer_id")["amount"].sum(), 0.0)
+    last_order = completed.groupby("customer_id")["order_ts"].max().reindex(ids)
     recency = (cutoff.normalize() - last_order.dt.normalize()).dt.days
-    win_back = tier_year_ago.isin(["gold", "platinum"]) & (recency >= 180)
+    tenure = (cutoff.normalize() - created.dt.normalize()).dt.days
+
+    eliminate = (((orders_365 < 5) & (complaints > 2))
+                 | ((monetary < 2000) & (csat < 3))
+                 | ((recency >= 365) & (lifetime < 1000) & ((complaints >= 1) | (tickets_365 == 0))))
+    eliminate &= (tenure >= 90) & (open_tickets == 0)
+
+    was_customer = created < cutoff - timedelta(days=365)
+    tier_year_ago = value_between(year_ago_start, start).map(band).where(was_customer)
+    rank = tier.map({"normal": 1, "gold": 2, "platinum": 3})
+    win_back = (tier_year_ago.isin(["gold", "platinum"]) & (recency >= 180)) | ((rank >= 2) & (churn > 0.8))
     return {"tiers": tier.value_counts().to_dict(), "elimination": int(eliminate.sum()),
             "win_back": int(win_back.sum())}
 
@@ -70,8 +90,12 @@ def test_customer_grading_and_quarterly_review_end_to_end(
     monkeypatch.setenv("AIRFLOW_CONN_GRADING_WAREHOUSE", warehouse_url)
 
     assert run_dag("customer_grading", AS_OF) == "success"
-    want = expected_figures(data, AS_OF)
     first = published(warehouse_url, AS_OF)
+    key_of = {pseudonym(c, pseudonym_key()): c for c in data.customers["customer_id"]}
+    features = first["customer_features_snapshot"]
+    churn = pd.Series(features["churn_propensity"].astype(float).to_numpy(),
+                      index=features["customer_key"].map(key_of)).reindex(data.customers["customer_id"])
+    want = expected_figures(data, AS_OF, churn)
     tiers = first["customer_tier_snapshot"]["tier"].value_counts().to_dict()
     assert tiers == want["tiers"]
     assert len(first["elimination_candidates"]) == want["elimination"] > 0

@@ -38,7 +38,9 @@ def test_shipped_rule_files_load() -> None:
     tier_rules, candidate_rules = load_rules()
     assert tier_rules.tiers == ("normal", "gold", "platinum")
     assert [r.name for r in tier_rules.rules] == ["platinum_band", "gold_band"]
-    assert [r.name for r in candidate_rules.elimination.rules] == ["few_orders_many_complaints"]
+    assert [r.name for r in candidate_rules.elimination.rules] == [
+        "few_orders_many_complaints", "low_value_low_satisfaction", "dormant_low_value"]
+    assert [r.name for r in candidate_rules.churn_reasons] == ["service", "product_or_price", "engagement"]
     assert len(tier_rules.source.content_hash) == 64
 
 
