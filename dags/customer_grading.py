@@ -18,7 +18,9 @@ from datetime import date, timedelta
 import pendulum
 from airflow.sdk import Asset, CronDataIntervalTimetable, Param, dag, task
 
-PUBLISHED = Asset(name="grading_published_period", uri="file:///grading/marts/customer_tier_snapshot")
+from grading.settings import PUBLISHED_ASSET_NAME, PUBLISHED_ASSET_URI
+
+PUBLISHED = Asset(name=PUBLISHED_ASSET_NAME, uri=PUBLISHED_ASSET_URI)
 
 
 def _as_of(data_interval_end: pendulum.DateTime, params: dict) -> date:
@@ -81,10 +83,12 @@ def customer_grading():
         return flags_stage(_conns(), _as_of(data_interval_end, params), run_id)
 
     @task(outlets=[PUBLISHED])
-    def publish(data_interval_end=None, run_id=None, params=None) -> dict:
+    def publish(data_interval_end=None, run_id=None, params=None, outlet_events=None) -> dict:
         from grading.pipeline import publish_stage
 
-        return publish_stage(_conns(), _as_of(data_interval_end, params), run_id)
+        as_of = _as_of(data_interval_end, params)
+        outlet_events[PUBLISHED].extra = {"as_of": as_of.isoformat()}  # quarterly_review reads it
+        return publish_stage(_conns(), as_of, run_id)
 
     checked = validate(extract())
     checked >> features() >> churn() >> tiers() >> flags() >> publish()

@@ -54,9 +54,36 @@ def cmd_review(args: argparse.Namespace) -> int:
     from grading.review import Quarter
 
     quarter = Quarter.parse(args.quarter)
-    table = review_stage(Connections.resolve(), quarter, f"cli__review__{quarter}")
-    print(f"Tier distribution for {quarter} (snapshot of {table['snapshot_as_of'].iloc[0]}):")
-    print(table[["tier", "customers", "customer_share", "revenue", "revenue_share"]].to_string(index=False))
+    summary = review_stage(Connections.resolve(), quarter, f"cli__review__{quarter}", args.output_dir,
+                           args.proposed_tiers)
+    print(f"Quarterly review {quarter}: tables marts.review_* written")
+    for row in summary["tiers"]:
+        print(f"  {row['tier']:<10} {row['customers']:>8,} customers   {row['revenue_share']:6.1%} of revenue")
+    print(f"Report: {summary['report']}")
+    return 0
+
+
+def cmd_backtest(args: argparse.Namespace) -> int:
+    from grading import backtest
+    from grading.pipeline import load_rules
+    from grading.settings import grading_home
+    from grading.warehouse import open_engine
+
+    current, _ = load_rules()
+    proposed, _ = load_rules(tier_file=args.tiers)
+    with open_engine(connection_url(WAREHOUSE_CONN_ID)) as warehouse:
+        as_of = args.as_of or backtest.latest_graded(warehouse)
+        result = backtest.backtest(warehouse, as_of, current, proposed)
+    print(f"Backtest of {args.tiers} (version {proposed.source.version}) against the rules in force "
+          f"(version {current.source.version}) as of {as_of}; nothing published.")
+    print(result["summary"].to_string(index=False))
+    print(f"{len(result['movers']):,} customer(s) would change tier:")
+    print(result["moves"].to_string(index=False) if len(result["moves"]) else "  none")
+    folder = args.output_dir or grading_home() / "backtests" / f"{args.tiers.stem}_{as_of}"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("summary", "moves", "movers"):
+        result[name].to_csv(folder / f"{name}.csv", index=False)
+    print(f"CSV files (movers by pseudonymous key): {folder}")
     return 0
 
 
@@ -173,9 +200,17 @@ def build_parser() -> argparse.ArgumentParser:
     summ.add_argument("--as-of", type=_date, required=True)
     summ.set_defaults(func=cmd_summary)
 
-    rev = sub.add_parser("review", help="build the quarterly review tables for a quarter")
+    rev = sub.add_parser("review", help="build the quarterly review tables and the HTML report for a quarter")
     rev.add_argument("--quarter", required=True, help="quarter such as 2024Q4")
+    rev.add_argument("--output-dir", type=Path, help="report folder (default: $GRADING_HOME/reviews/QUARTER)")
+    rev.add_argument("--proposed-tiers", type=Path, help="add a backtest of this tier rule file to the report")
     rev.set_defaults(func=cmd_review)
+
+    back = sub.add_parser("backtest", help="compare a proposed tier rule file with the one in force; publishes nothing")
+    back.add_argument("--tiers", type=Path, required=True, help="the proposed tier rule file")
+    back.add_argument("--as-of", type=_date, help="graded as-of date to compare on (default: the latest)")
+    back.add_argument("--output-dir", type=Path, help="where the CSV files go")
+    back.set_defaults(func=cmd_backtest)
 
     mig = sub.add_parser("migrate", help="create or upgrade the warehouse schema (runs are doing it too)")
     mig.set_defaults(func=cmd_migrate)

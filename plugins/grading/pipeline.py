@@ -23,7 +23,7 @@ from grading import candidates, churn, extract, features, publish, review, tiers
 from grading.catalog import apply_comments
 from grading.features import RULE_FEATURES
 from grading.rules import CandidateRules, TierRules, load_candidate_rules, load_tier_rules, rules_dir
-from grading.settings import SOURCE_CONN_ID, WAREHOUSE_CONN_ID, connection_url, pseudonym_key
+from grading.settings import SOURCE_CONN_ID, WAREHOUSE_CONN_ID, connection_url, grading_home, pseudonym_key
 from grading.warehouse import bulk_insert, migrate, open_engine
 
 log = logging.getLogger(__name__)
@@ -149,13 +149,31 @@ def publish_stage(conns: Connections, as_of: date, run_id: str) -> dict:
     return rows
 
 
-def review_stage(conns: Connections, quarter: review.Quarter, run_id: str) -> pd.DataFrame:
+def review_stage(conns: Connections, quarter: review.Quarter, run_id: str, output_dir: Path | None = None,
+                 proposed_tiers: Path | None = None) -> dict:
+    """Build the quarter's evaluation tables and write its report (HTML + CSV) to ``output_dir``.
+
+    With ``proposed_tiers``, the report also shows what that rule file would have done at the
+    quarter's close (a backtest; nothing of it is published).
+    """
+    from grading import backtest, review_report
+
+    folder = output_dir or grading_home() / "reviews" / str(quarter)
     with open_engine(conns.warehouse_url) as warehouse:
         prepare_warehouse(warehouse)
         with audited(warehouse, run_id, quarter.end, f"review {quarter}") as audit:
-            table = review.tier_distribution(warehouse, quarter)
-            audit["rows_out"] = len(table)
-    return table
+            results = review.build_review(warehouse, quarter)
+            compared = None
+            if proposed_tiers:
+                current, _ = load_rules()
+                proposed, _ = load_rules(tier_file=proposed_tiers)
+                snapshot = results["_meta"]["snapshot"].iloc[0]
+                compared = backtest.backtest(warehouse, snapshot, current, proposed)
+            page = review_report.write(folder, quarter, results, compared)
+            audit["rows_out"] = sum(len(f) for name, f in results.items() if not name.startswith("_"))
+            audit["message"] = f"report: {page}"
+    return {"quarter": str(quarter), "report": str(page),
+            "tiers": results["tier_distribution"][["tier", "customers", "revenue_share"]].to_dict("records")}
 
 
 def run_grading(conns: Connections, as_of: date, run_id: str | None = None) -> dict:

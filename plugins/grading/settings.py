@@ -14,6 +14,10 @@ from pathlib import Path
 
 SOURCE_CONN_ID = "grading_source"
 WAREHOUSE_CONN_ID = "grading_warehouse"
+# The Airflow asset customer_grading updates when it publishes a period (quarterly_review
+# listens to it); kept here so both DAG files name the same asset.
+PUBLISHED_ASSET_NAME = "grading_published_period"
+PUBLISHED_ASSET_URI = "file:///grading/marts/customer_tier_snapshot"
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -28,12 +32,12 @@ _SCHEME_ALIASES = {
 
 def include_dir() -> Path:
     """The folder holding sql/, rules/ and expectations/ (override with GRADING_INCLUDE_DIR)."""
-    return Path(os.environ.get("GRADING_INCLUDE_DIR", PROJECT_ROOT / "include"))
+    return Path(os.environ.get("GRADING_INCLUDE_DIR") or PROJECT_ROOT / "include")
 
 
 def grading_home() -> Path:
     """The local folder for embedded databases, demo data and reports (GRADING_HOME)."""
-    home = Path(os.environ.get("GRADING_HOME", PROJECT_ROOT / ".grading"))
+    home = Path(os.environ.get("GRADING_HOME") or PROJECT_ROOT / ".grading")
     home.mkdir(parents=True, exist_ok=True)
     return home
 

@@ -1,17 +1,10 @@
--- Tier distribution and revenue share for a quarter [:quarter_start, :quarter_end).
--- Tiers come from the last published snapshot inside the quarter (an as-of date equal to
--- :quarter_end, the first day of the next quarter, covers the whole quarter); revenue is
--- the completed-order amount placed in the quarter.
-WITH snapshot AS (
-    SELECT MAX(as_of_date) AS as_of_date
+-- Tier distribution and revenue share: tiers of the quarter's snapshot (:snapshot, the last
+-- published as-of date in the quarter, or the first day after it), revenue = completed
+-- orders placed in [:quarter_start, :quarter_end).
+WITH tiers AS (
+    SELECT customer_key, tier, tier_rank
     FROM marts.customer_tier_snapshot
-    WHERE as_of_date > CAST(:quarter_start AS DATE) AND as_of_date <= CAST(:quarter_end AS DATE)
-),
-
-tiers AS (
-    SELECT t.customer_key, t.tier, t.tier_rank, t.as_of_date
-    FROM marts.customer_tier_snapshot AS t
-    JOIN snapshot AS s ON t.as_of_date = s.as_of_date
+    WHERE as_of_date = CAST(:snapshot AS DATE)
 ),
 
 revenue AS (
@@ -28,7 +21,6 @@ per_tier AS (
     SELECT
         t.tier,
         t.tier_rank,
-        MAX(t.as_of_date) AS snapshot_as_of,
         COUNT(*) AS customers,
         CAST(COALESCE(SUM(r.revenue), 0) AS DOUBLE PRECISION) AS revenue
     FROM tiers AS t
@@ -38,7 +30,7 @@ per_tier AS (
 
 SELECT
     CAST(:quarter AS VARCHAR) AS quarter,
-    snapshot_as_of,
+    CAST(:snapshot AS DATE) AS snapshot_as_of,
     tier,
     tier_rank,
     customers,
