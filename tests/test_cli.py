@@ -7,12 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parents[1]
+
 
 def grading(home: Path, *args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW_CONN_GRADING")}
     env["GRADING_HOME"] = str(home)
     return subprocess.run([sys.executable, "-m", "grading", *args], env=env, capture_output=True, text=True,
-                          timeout=300)
+                          timeout=300, cwd=ROOT)
 
 
 def test_generate_run_summary_review_and_rules(tmp_path: Path) -> None:
@@ -26,9 +28,19 @@ def test_generate_run_summary_review_and_rules(tmp_path: Path) -> None:
     assert "marts.customer_tier_snapshot" in out.stdout and "300 rows" in out.stdout
     assert (tmp_path / "warehouse.duckdb").exists()
 
-    out = grading(tmp_path, "review", "--quarter", "2024Q4")
+    out = grading(tmp_path, "review", "--quarter", "2024Q4", "--proposed-tiers",
+                  "include/rules/examples/tiers_weighted_score.yaml")
     assert out.returncode == 0, out.stderr
-    assert "Tier distribution for 2024Q4" in out.stdout and "platinum" in out.stdout
+    assert "Quarterly review 2024Q4" in out.stdout and "platinum" in out.stdout
+    report = tmp_path / "reviews" / "2024Q4" / "review.html"
+    assert report.exists() and "What the proposed rules would have done" in report.read_text()
+
+    out = grading(tmp_path, "backtest", "--tiers", "include/rules/examples/tiers_kmeans.yaml")
+    assert out.returncode == 0, out.stderr
+    assert "as of 2025-01-01; nothing published" in out.stdout and "would change tier" in out.stdout
+
+    out = grading(tmp_path, "criteria")
+    assert out.returncode == 0 and (tmp_path / "criteria" / "criteria.html").exists()
 
     out = grading(tmp_path, "rules", "check")
     assert out.returncode == 0 and "tiers.yaml" in out.stdout and "candidates.yaml" in out.stdout
@@ -47,6 +59,8 @@ def test_errors_are_short_and_exit_non_zero(tmp_path: Path) -> None:
 
 def test_every_subcommand_has_help(tmp_path: Path) -> None:
     for args in (["--help"], ["generate", "--help"], ["run", "--help"], ["summary", "--help"],
-                 ["review", "--help"], ["rules", "check", "--help"], ["rules", "dry-run", "--help"]):
+                 ["review", "--help"], ["backtest", "--help"], ["criteria", "--help"], ["migrate", "--help"],
+                 ["docs", "--help"], ["bi-role", "--help"], ["rules", "check", "--help"],
+                 ["rules", "dry-run", "--help"]):
         out = grading(tmp_path, *args)
         assert out.returncode == 0 and "usage: python -m grading" in out.stdout
