@@ -8,6 +8,14 @@ rerun or backfill of a period replaces exactly that period.
 Schedule: GRADING_SCHEDULE (cron, default monthly on the 1st, 00:00 UTC). The timetable
 is CronDataIntervalTimetable on purpose: a plain cron string gives Airflow 3 runs whose
 data interval has zero width.
+
+Operations: every task takes a slot of the pool ``grading_warehouse`` (every stage writes the
+warehouse; one slot serialises the writers an embedded DuckDB file needs serialised, more slots
+let PostgreSQL take parallel loads). A scheduler leaves tasks of a missing pool unscheduled, so
+create it (``airflow pools set grading_warehouse 1 ...``); ``dag.test()`` / ``airflow dags test``
+ignore pools. extract and publish, the tasks that talk to other systems or load a whole period,
+retry with exponential backoff; a task that finally fails sends an alert through grading.alerts
+(log, webhook or e-mail, chosen by the ``grading_alerts`` connection).
 """
 
 from __future__ import annotations
@@ -21,10 +29,22 @@ from airflow.sdk import Asset, CronDataIntervalTimetable, Param, dag, task
 from grading.settings import PUBLISHED_ASSET_NAME, PUBLISHED_ASSET_URI
 
 PUBLISHED = Asset(name=PUBLISHED_ASSET_NAME, uri=PUBLISHED_ASSET_URI)
+WAREHOUSE_POOL = "grading_warehouse"
+# Airflow 3 reads retry_exponential_backoff as a multiplier: 2.0 doubles the delay at each try
+# (1, 2, 4 minutes, with jitter, at most 15); True would mean 1.0, a constant delay.
+LOAD_RETRIES = {"retries": 3, "retry_delay": timedelta(minutes=1), "retry_exponential_backoff": 2.0,
+                "max_retry_delay": timedelta(minutes=15)}
 
 
 def _as_of(data_interval_end: pendulum.DateTime, params: dict) -> date:
     return date.fromisoformat(params["as_of"]) if params.get("as_of") else data_interval_end.date()
+
+
+def _alert(context: dict) -> None:
+    """on_failure_callback, imported lazily so that parsing the DAG file loads no pipeline code."""
+    from grading.alerts import on_failure
+
+    on_failure(context)
 
 
 def _conns():
@@ -39,14 +59,15 @@ def _conns():
     start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,  # an embedded DuckDB warehouse admits one writer at a time
-    default_args={"retries": 1, "retry_delay": timedelta(minutes=1), "retry_exponential_backoff": True},
+    default_args={"retries": 1, "retry_delay": timedelta(minutes=1), "retry_exponential_backoff": 2.0,
+                  "pool": WAREHOUSE_POOL, "on_failure_callback": _alert},
     params={"as_of": Param(None, type=["null", "string"], format="date",
                            description="grade as of this date instead of the data interval end")},
     tags=["grading"],
     doc_md=__doc__,
 )
 def customer_grading():
-    @task
+    @task(**LOAD_RETRIES)
     def extract(data_interval_end=None, run_id=None, params=None) -> dict:
         from grading.pipeline import extract_stage
 
@@ -82,7 +103,7 @@ def customer_grading():
 
         return flags_stage(_conns(), _as_of(data_interval_end, params), run_id)
 
-    @task(outlets=[PUBLISHED])
+    @task(outlets=[PUBLISHED], **LOAD_RETRIES)
     def publish(data_interval_end=None, run_id=None, params=None, outlet_events=None) -> dict:
         from grading.pipeline import publish_stage
 

@@ -29,6 +29,8 @@ os.environ.update({
 })
 for name in ("AIRFLOW_CONN_GRADING_SOURCE", "AIRFLOW_CONN_GRADING_WAREHOUSE"):
     os.environ.pop(name, None)
+# Files a test does not place itself (Data Docs, reports) go to a throwaway home, not the project's.
+os.environ["GRADING_HOME"] = tempfile.mkdtemp(prefix="grading-home-")
 
 PG_ADMIN_URL = os.environ.get("GRADING_TEST_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 

@@ -24,11 +24,16 @@ def graded(**customers: dict) -> pd.DataFrame:
     return frame.astype({"tier_year_ago": "string"})
 
 
+def met_before(frame: pd.DataFrame) -> dict[str, pd.Series]:
+    """As if every customer had met every list's criteria last period (elimination needs two in a row)."""
+    return {name: pd.Series(1, index=frame["customer_id"]) for name in ("elimination", "win_back", "core")}
+
+
 def lists_of(frame: pd.DataFrame) -> dict[str, dict[str, str]]:
     _, rules = load_rules()
-    flags = flag_candidates(frame, rules)
+    flags = flag_candidates(frame, rules, previous_met=met_before(frame))
     return {name: dict(zip(rows["customer_id"], rows["rule_name"], strict=True))
-            for name, rows in flags.groupby("flag")} | {}
+            for name, rows in flags.groupby("flag")}
 
 
 def test_each_elimination_rule_and_exemption() -> None:
@@ -57,7 +62,8 @@ def test_each_elimination_rule_and_exemption() -> None:
 
 def test_elimination_carries_action_severity_and_the_values_that_triggered() -> None:
     _, rules = load_rules()
-    flags = flag_candidates(graded(x={"orders_365d": 1, "complaints_365d": 4}), rules)
+    frame = graded(x={"orders_365d": 1, "complaints_365d": 4})
+    flags = flag_candidates(frame, rules, previous_met=met_before(frame))
     row = flags[flags["flag"] == "elimination"].iloc[0]
     assert (row["action"], row["severity"]) == ("reduce_service_level", "high")
     assert row["reason"] == "few_orders_many_complaints: orders_365d=1 (< 5); complaints_365d=4 (> 2)"
@@ -124,3 +130,10 @@ def test_the_protected_list_is_read_from_its_file(tmp_path) -> None:
     (tmp_path / "protected_customers.txt").write_text("# strategic\nC0000042\n\n C0000043 \n")
     rules = load_candidate_rules(tmp_path / "candidates.yaml", RULE_FEATURES)
     assert rules.protected_ids == {"C0000042", "C0000043"}
+
+
+def test_elimination_waits_for_a_second_period() -> None:
+    _, rules = load_rules()
+    frame = graded(x={"orders_365d": 1, "complaints_365d": 4})
+    first = flag_candidates(frame, rules)  # nothing met last period
+    assert first.loc[first["customer_id"] == "x", "flag"].tolist()[0] == "elimination_pending"

@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -17,6 +18,7 @@ from tests.helpers import published, scalar
 
 ROOT = Path(__file__).resolve().parents[1]
 AS_OF = date(2025, 1, 1)
+PREVIOUS = date(2024, 10, 1)
 CUSTOMERS = 400
 
 
@@ -66,8 +68,25 @@ def expected_figures(data: demo.DemoData, as_of: date, churn: pd.Series) -> dict
     was_customer = created < cutoff - timedelta(days=365)
     tier_year_ago = value_between(year_ago_start, start).map(band).where(was_customer)
     rank = tier.map({"normal": 1, "gold": 2, "platinum": 3})
-    win_back = (tier_year_ago.isin(["gold", "platinum"]) & (recency >= 180)) | ((rank >= 2) & (churn > 0.8))
-    return {"tiers": tier.value_counts().to_dict(), "elimination": int(eliminate.sum()),
+    eliminate = eliminate.reindex(ids, fill_value=False) & (created < cutoff)
+    return {"rank": rank, "eliminate": eliminate, "lapsed": tier_year_ago.isin(["gold", "platinum"]) & (recency >= 180),
+            "churn": churn}
+
+
+RANKS = {1: "normal", 2: "gold", 3: "platinum"}
+
+
+def expected_two_periods(data: demo.DemoData, churn: pd.Series) -> dict:
+    """The published lists of the second of two graded periods, as the rules in force make them:
+    damping holds a customer in last period's tier for one period below it, elimination needs
+    the criteria met in both periods, and 'likely to lapse' looks at the best recent tier."""
+    before = expected_figures(data, PREVIOUS, pd.Series(np.nan, index=churn.index))
+    now = expected_figures(data, AS_OF, churn)
+    held = np.maximum(now["rank"], before["rank"].reindex(now["rank"].index).fillna(0)).astype(int)
+    peak = np.maximum(held, before["rank"].reindex(held.index).fillna(0))
+    win_back = now["lapsed"] | ((peak >= 2) & (churn > 0.8))
+    return {"tiers": held.map(RANKS).value_counts().to_dict(),
+            "elimination": int((now["eliminate"] & before["eliminate"].reindex(held.index, fill_value=False)).sum()),
             "win_back": int(win_back.sum())}
 
 
@@ -89,13 +108,15 @@ def test_customer_grading_and_quarterly_review_end_to_end(
     monkeypatch.setenv("AIRFLOW_CONN_GRADING_SOURCE", source_url)
     monkeypatch.setenv("AIRFLOW_CONN_GRADING_WAREHOUSE", warehouse_url)
 
+    assert run_dag("customer_grading", PREVIOUS) == "success"
+    assert scalar(warehouse_url, "SELECT COUNT(*) FROM marts.elimination_candidates") == 0  # nobody met it twice yet
     assert run_dag("customer_grading", AS_OF) == "success"
     first = published(warehouse_url, AS_OF)
     key_of = {pseudonym(c, pseudonym_key()): c for c in data.customers["customer_id"]}
     features = first["customer_features_snapshot"]
     churn = pd.Series(features["churn_propensity"].astype(float).to_numpy(),
                       index=features["customer_key"].map(key_of)).reindex(data.customers["customer_id"])
-    want = expected_figures(data, AS_OF, churn)
+    want = expected_two_periods(data, churn)
     tiers = first["customer_tier_snapshot"]["tier"].value_counts().to_dict()
     assert tiers == want["tiers"]
     assert len(first["elimination_candidates"]) == want["elimination"] > 0
@@ -104,12 +125,12 @@ def test_customer_grading_and_quarterly_review_end_to_end(
     # Published rows carry pseudonymous keys, never the source ids.
     keys = set(first["customer_tier_snapshot"]["customer_key"])
     assert not keys & set(data.customers["customer_id"])
-    assert scalar(warehouse_url, "SELECT COUNT(*) FROM marts.run_audit WHERE status = 'success'") == 7
+    assert scalar(warehouse_url, "SELECT COUNT(*) FROM marts.run_audit WHERE status = 'success'") == 14
 
     # A second run of the same period replaces it with identical rows.
     assert run_dag("customer_grading", AS_OF) == "success"
     assert all(published(warehouse_url, AS_OF)[t].equals(first[t]) for t in first)
-    assert scalar(warehouse_url, "SELECT COUNT(DISTINCT as_of_date) FROM marts.customer_tier_snapshot") == 1
+    assert scalar(warehouse_url, "SELECT COUNT(DISTINCT as_of_date) FROM marts.customer_tier_snapshot") == 2
 
     # The quarter that closes on the as-of date: 2024Q4.
     assert run_dag("quarterly_review", AS_OF) == "success"

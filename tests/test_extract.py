@@ -105,3 +105,58 @@ def test_extracts_from_server_databases(tmp_path: Path, source_kind: str, reques
     assert _raw_counts(url) == _expected_counts(data, date(2025, 1, 1))
     want = data.orders[data.orders["order_ts"] < "2025-01-01"]["amount"].sum()
     assert float(scalar(url, "SELECT SUM(amount) FROM raw.orders")) == pytest.approx(want, abs=0.01)
+
+
+def _drop(folder: Path, day: str) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "orders.csv").write_text(
+        "Invoice,Client,Day,Total\n"
+        "I1,c1,03/11/2024,10.00\n"
+        "I2,,05/11/2024,99.00\n"
+        f"I3,c2,{day},5.50\n", encoding="utf-8")
+    (folder / "mapping.yaml").write_text(
+        "kind: source_mapping\nversion: '1'\nsource: {type: files, location: .}\ntables:\n"
+        "  customers:\n    from: orders.csv\n    group_by: customer_id\n"
+        "    columns: {customer_id: Client, created_at: {column: Day, format: '%d/%m/%Y'}}\n"
+        "  orders:\n    from: orders.csv\n"
+        "    columns: {order_id: Invoice, customer_id: Client, order_ts: {column: Day, format: '%d/%m/%Y'},\n"
+        "              status: {value: completed}, amount: Total}\n", encoding="utf-8")
+
+
+def test_a_source_that_fails_to_map_leaves_raw_and_watermarks_as_they_were(tmp_path: Path) -> None:
+    """Reading happens inside the transaction that cleared the window: a mapping error rolls it back."""
+    from grading.sources import SourceDataError, load_mapping
+
+    folder = tmp_path / "drop"
+    _drop(folder, "20/12/2024")
+    url = f"duckdb:///{tmp_path / 'w.duckdb'}"
+    with open_engine(url) as warehouse:
+        migrate(warehouse)
+        rows = extract(None, warehouse, datetime(2025, 1, 1), KEY, batch=datetime(2025, 1, 1, 1),
+                       mapping=load_mapping(folder / "mapping.yaml"))
+        assert (rows["orders"], rows["customers"]) == (2, 2)
+        assert rows["rejected"] == {"customers": {"missing customer_id": 1}, "orders": {"missing customer_id": 1}}
+        _drop(folder, "2024-12-20")  # a date off the declared format arrives
+        with pytest.raises(SourceDataError, match=r"orders.csv row 3: column 'Day' .*'2024-12-20' does not match"):
+            extract(None, warehouse, datetime(2025, 2, 1), KEY, batch=datetime(2025, 2, 1, 1),
+                    mapping=load_mapping(folder / "mapping.yaml"))
+    assert scalar(url, "SELECT COUNT(*) FROM raw.orders") == 2
+    assert scalar(url, "SELECT COUNT(*) FROM raw.customers") == 2
+    assert str(scalar(url, "SELECT MAX(extracted_through) FROM ops.extract_watermarks")).startswith("2025-01-01")
+
+
+def test_extract_stage_reads_a_file_drop_without_a_source_database(tmp_path: Path, grading_home: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from grading.pipeline import Connections, extract_stage
+
+    _drop(tmp_path / "drop", "20/12/2024")
+    monkeypatch.setenv("GRADING_SOURCE_MAPPING", str(tmp_path / "drop" / "mapping.yaml"))
+    monkeypatch.setenv("AIRFLOW_CONN_GRADING_SOURCE", "postgresql://nobody@127.0.0.1:1/none")  # never opened
+    url = f"duckdb:///{tmp_path / 'w.duckdb'}"
+    monkeypatch.setenv("AIRFLOW_CONN_GRADING_WAREHOUSE", url)
+    summary = extract_stage(Connections.resolve(), date(2025, 1, 1), "r1")
+    assert summary["rows"]["orders"] == 2 and summary["rows"]["customer_keys_added"] == 2
+    assert summary["rejected"] == {"customers": {"missing customer_id": 1}, "orders": {"missing customer_id": 1}}
+    message = scalar(url, "SELECT message FROM marts.run_audit WHERE stage = 'extract'")
+    assert message == ("rejected by the source mapping: customers 1 (missing customer_id); "
+                       "orders 1 (missing customer_id)")

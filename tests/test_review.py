@@ -37,7 +37,7 @@ def test_which_quarter_a_run_reviews() -> None:
 def review_tables(url: str) -> dict[str, pd.DataFrame]:
     with open_engine(url) as engine, engine.connect() as conn:
         return {name: normalised(read_frame(conn, f"SELECT * FROM marts.review_{name}"))  # noqa: S608
-                for name in [*EVALUATIONS, "drift"]}
+                for name in [*EVALUATIONS, "drift", "uplift", "scheme"]}
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +60,8 @@ def test_review_figures_match_pandas(graded) -> None:
     keys = {pseudonym(c, pseudonym_key()): c for c in data.customers["customer_id"]}
     with open_engine(url) as engine, engine.connect() as conn:
         tiers = read_frame(conn, "SELECT as_of_date, customer_key, tier FROM marts.customer_tier_snapshot")
-        features = read_frame(conn, "SELECT as_of_date, customer_key, orders_365d FROM marts.customer_features_snapshot")
+        features = read_frame(conn, "SELECT as_of_date, customer_key, orders_365d "
+                                    "FROM marts.customer_features_snapshot")
         winback = read_frame(conn, "SELECT as_of_date, customer_key, churn_reason FROM marts.winback_candidates")
         review = {n: read_frame(conn, f"SELECT * FROM marts.review_{n} WHERE quarter = '2024Q4'")  # noqa: S608
                   for n in ("tier_distribution", "retention", "winback", "tier_migration")}
@@ -158,13 +159,13 @@ def test_the_report_opens_in_chromium_with_every_section_and_chart(graded, tmp_p
     for section in SECTIONS:
         assert f'<section id="{section}">' in dom, section
     for chart in ("chart-customers", "chart-revenue", "chart-pareto", "chart-retention", "chart-csat",
-                  "chart-winback", "chart-elimination", "chart-fairness"):
+                  "chart-winback", "chart-scheme", "chart-elimination", "chart-fairness"):
         assert f'id="{chart}"' in dom, chart
     assert "<table" in dom and "http" not in report.read_text().replace("http://www.w3.org/2000/svg", "")
     assert console == []
     assert (tmp_path / "review.png").stat().st_size > 20_000
     csvs = {p.stem for p in report.parent.glob("*.csv")}
-    assert csvs == {*EVALUATIONS, "drift"}
+    assert csvs == {*EVALUATIONS, "drift", "uplift", "scheme"}
 
 
 def test_the_console_check_does_catch_errors(tmp_path: Path) -> None:
@@ -173,3 +174,19 @@ def test_the_console_check_does_catch_errors(tmp_path: Path) -> None:
     page.write_text("<!DOCTYPE html><html><body><script>console.error('boom'); undefinedCall();</script></body></html>")
     _, console = open_in_chromium(page, tmp_path / "broken.png", tmp_path / "profile")
     assert any("boom" in line for line in console)
+
+
+def test_scheme_checks_on_a_crafted_case() -> None:
+    from grading.uplift import normalised_gini, scheme_checks
+
+    base = pd.DataFrame({"customer_key": list("abcdef"), "tier": ["normal"] * 3 + ["gold"] * 2 + ["platinum"],
+                         "tier_rank": [1, 1, 1, 2, 2, 3], "revenue": [0.0, 10.0, 20.0, 50.0, 70.0, 300.0]})
+    checks = scheme_checks(base, "2024Q4").set_index("tier")
+    assert checks["revenue_per_customer"].to_dict() == {"normal": 10.0, "gold": 60.0, "platinum": 300.0}
+    assert checks.loc["platinum", "lift"] == pytest.approx(300 / (450 / 6))
+    assert checks["monotonic"].all()
+    assert normalised_gini(base["revenue"], base["revenue"]) == pytest.approx(1.0)
+    assert 0.8 < checks["gini"].iloc[0] < 1.0  # the tiers order customers almost as well as the revenue
+    shuffled = base.assign(tier_rank=[3, 2, 2, 1, 1, 1])
+    assert normalised_gini(shuffled["tier_rank"], shuffled["revenue"]) < 0
+    assert not scheme_checks(base.assign(revenue=[90.0, 90.0, 90.0, 1.0, 1.0, 1.0]), "q")["monotonic"].any()

@@ -143,3 +143,20 @@ def test_damped_rows_say_why() -> None:
     assert (row["tier"], row["assigned_tier"], row["periods_below"]) == ("gold", "normal", 1)
     assert row["tier_reason"] == ("held at gold: the rules assign normal (1 of 2 period(s) below) - "
                                   "below_gold_band: no tier rule matched")
+
+
+def test_distance_to_the_next_tier_and_to_keep_the_current_one() -> None:
+    from grading.tiers import damp, distances
+
+    tier_rules, _ = load_rules()
+    features = pd.DataFrame({"customer_id": ["n", "g", "p", "held"], "orders_365d": [1, 3, 9, 2],
+                             "monetary_365d": [4000.0, 30000.0, 90000.0, 7000.0]})
+    previous = pd.DataFrame({"customer_id": ["held"], "tier": ["gold"], "periods_below": [0]})
+    held = damp(assign_tiers(features, tier_rules), previous, tier_rules)
+    got = distances(features, held, tier_rules).set_index(features["customer_id"])
+    assert got.loc["n", "spend_to_next_tier"] == 6000.0          # gold from 10,000
+    assert got.loc["g", "spend_to_next_tier"] == 20000.01        # platinum above 50,000
+    assert pd.isna(got.loc["p", "spend_to_next_tier"])           # nothing above platinum
+    assert got.loc["g", "spend_to_keep_tier"] == 0.0 and got.loc["n", "spend_to_keep_tier"] == 0.0
+    assert got.loc["held", "spend_to_keep_tier"] == 3000.0       # held at gold while below: 3,000 short
+    assert got["orders_to_next_tier"].isna().all()               # the shipped bands do not count orders

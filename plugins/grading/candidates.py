@@ -14,6 +14,7 @@ brought the year before times their likelihood of returning (1 - churn propensit
 
 from __future__ import annotations
 
+import hashlib
 from datetime import date, timedelta
 
 import numpy as np
@@ -27,7 +28,9 @@ from grading.tiers import assign_tiers
 from grading.warehouse import bulk_insert, read_frame
 
 FLAG_COLUMNS = ("customer_id", "flag", "rule_name", "reason", "action", "severity", "previous_tier",
-                "churn_reason", "priority", "value_before", "last_order_at", "rule_version")
+                "churn_reason", "priority", "value_before", "last_order_at", "rule_version", "rules_sha256",
+                "periods_met", "control_group")
+PENDING = "_pending"  # suffix of a guarded list's rows that have not met the criteria long enough yet
 YEAR = timedelta(days=365)
 RECENT_PERIODS = 4
 # Used when no churn score exists (too little history to train): an even chance of return.
@@ -64,14 +67,49 @@ def churn_reasons(frame: pd.DataFrame, rules: CandidateRules) -> pd.DataFrame:
     return pd.DataFrame({"churn_reason": reason, "reason_action": action})
 
 
-def flag_candidates(graded: pd.DataFrame, rules: CandidateRules) -> pd.DataFrame:
+def in_control_group(customer_ids: pd.Series, as_of: date, share: float) -> pd.Series:
+    """Deterministic holdout: a hash of customer and period below ``share``. Reruns give the same groups."""
+    def draw(customer_id: str) -> float:
+        digest = hashlib.sha256(f"{customer_id}|{as_of.isoformat()}".encode()).digest()
+        return int.from_bytes(digest[:8], "big") / 2**64
+
+    return customer_ids.map(draw) < share
+
+
+def confirm(flags: pd.DataFrame, previous_met: pd.Series, rules: CandidateRules) -> pd.DataFrame:
+    """Count consecutive periods each guarded list's rows have met a rule; rows short of the
+    list's ``confirm_periods`` are renamed ``<list>_pending`` (kept in staging, not published)."""
+    flags["periods_met"] = 1
+    for name, rules_list in rules.lists().items():
+        rows = flags["flag"] == name
+        met = previous_met.get(name, pd.Series(dtype="int64"))
+        before = pd.to_numeric(flags.loc[rows, "customer_id"].map(dict(met.items())), errors="coerce").fillna(0)
+        flags.loc[rows, "periods_met"] = (before + 1).astype(int)
+        short = rows & (flags["periods_met"] < rules_list.confirm_periods)
+        flags.loc[short, "flag"] = name + PENDING
+    return flags
+
+
+def flag_candidates(graded: pd.DataFrame, rules: CandidateRules, as_of: date | None = None,
+                    previous_met: dict[str, pd.Series] | None = None) -> pd.DataFrame:
     """Rows for every list (elimination, win_back, core) for ``graded`` customers.
 
-    ``graded`` holds the features plus the columns of :func:`with_history`.
+    ``graded`` holds the features plus the columns of :func:`with_history`; ``previous_met``
+    maps each list to the periods its customers had met it as of the previous period.
     """
     version = rules.source.version
     flags = pd.concat([_flag_list(graded, rules_list, name, version)
                        for name, rules_list in rules.lists().items()])
+    flags["rules_sha256"] = rules.source.content_hash
+    # True / False for rows eligible for the list's control draw; empty for the others.
+    flags["control_group"] = pd.Series(pd.NA, index=flags.index, dtype="boolean")
+    for name, rules_list in rules.lists().items():
+        eligible = flags["flag"] == name
+        if rules_list.control_actions is not None:
+            eligible &= flags["action"].isin(rules_list.control_actions)
+        if rules_list.control_share > 0 and eligible.any():
+            flags.loc[eligible, "control_group"] = in_control_group(
+                flags.loc[eligible, "customer_id"], as_of or date.min, rules_list.control_share)
     context = graded.loc[flags.index]
     flags["previous_tier"] = context.get("tier_year_ago", pd.Series(pd.NA, index=context.index))
     flags["value_before"] = context.get("monetary_year_ago", pd.Series(np.nan, index=context.index))
@@ -83,9 +121,20 @@ def flag_candidates(graded: pd.DataFrame, rules: CandidateRules) -> pd.DataFrame
     flags["churn_reason"] = why["churn_reason"].where(win_back)
     flags["priority"] = priority.where(win_back)
     flags.loc[win_back, "action"] = why.loc[win_back, "reason_action"]
+    flags = confirm(flags, previous_met or {}, rules)
     out = flags.reset_index(drop=True)[list(FLAG_COLUMNS)]
     return out.astype({"previous_tier": "string", "severity": "string", "churn_reason": "string",
-                       "priority": "float64", "value_before": "float64"})
+                       "priority": "float64", "value_before": "float64", "control_group": "boolean"})
+
+
+def periods_met_before(conn: Connection, as_of: date) -> dict[str, pd.Series]:
+    """Per list, the consecutive periods each customer had met it at the previous graded period."""
+    rows = read_frame(conn, (
+        "SELECT flag, customer_id, periods_met FROM staging.customer_flags WHERE as_of_date = "
+        "(SELECT MAX(as_of_date) FROM staging.customer_tiers WHERE as_of_date < :as_of)"
+    ), {"as_of": as_of})
+    rows["flag"] = rows["flag"].str.removesuffix(PENDING)
+    return {name: group.set_index("customer_id")["periods_met"].astype(int) for name, group in rows.groupby("flag")}
 
 
 def with_history(features: pd.DataFrame, current: pd.DataFrame, year_ago: pd.DataFrame,
@@ -124,7 +173,7 @@ def flag(warehouse: Engine, as_of: date, tier_rules: TierRules, rules: Candidate
         year_ago = features_as_of(conn, as_of - YEAR)
         graded = with_history(features, current, year_ago, assign_tiers(year_ago, tier_rules),
                               peak_tier_rank_recent(conn, as_of), rules.protected_ids)
-        flags = flag_candidates(graded, rules)
+        flags = flag_candidates(graded, rules, as_of, periods_met_before(conn, as_of))
         flags.insert(0, "as_of_date", as_of)
         conn.execute(sa.text("DELETE FROM staging.customer_flags WHERE as_of_date = :as_of"), {"as_of": as_of})
         bulk_insert(conn, "staging.customer_flags", flags)

@@ -62,8 +62,14 @@ def labelled(conn: Connection, as_of: date) -> pd.DataFrame:
     return frame
 
 
-def matrix(frame: pd.DataFrame) -> np.ndarray:
-    return frame[list(MODEL_FEATURES)].apply(pd.to_numeric, errors="coerce").astype(float).to_numpy()
+def matrix(frame: pd.DataFrame, columns: tuple[str, ...] = MODEL_FEATURES) -> np.ndarray:
+    return frame[list(columns)].apply(pd.to_numeric, errors="coerce").astype(float).to_numpy()
+
+
+def usable_features(frame: pd.DataFrame) -> tuple[str, ...]:
+    """The model features with at least two distinct values in training: a source without
+    surveys (or tickets) leaves those columns empty, and a constant column teaches nothing."""
+    return tuple(c for c in MODEL_FEATURES if pd.to_numeric(frame[c], errors="coerce").nunique() > 1)
 
 
 def precision_at_top_decile(labels: np.ndarray, scores: np.ndarray) -> float:
@@ -89,11 +95,15 @@ def train(train_frame: pd.DataFrame, holdout: pd.DataFrame, train_as_of: date, h
                 f"holdout customers (need {MIN_ROWS} each, with both outcomes); no churn scores this run")
         return None, ModelReport(**base, **empty, note=note)
 
+    if not usable_features(train_frame):
+        return None, ModelReport(**base, **empty, note="no feature varies among the training customers; no churn "
+                                                      "scores this run")
     model = HistGradientBoostingClassifier(max_iter=150, learning_rate=0.05, max_leaf_nodes=15,
                                            early_stopping=False, random_state=SEED)
-    model.fit(matrix(train_frame), train_frame["churned"].to_numpy())
+    model.grading_features = usable_features(train_frame)
+    model.fit(matrix(train_frame, model.grading_features), train_frame["churned"].to_numpy())
     labels = holdout["churned"].to_numpy()
-    scores = model.predict_proba(matrix(holdout))[:, 1]
+    scores = model.predict_proba(matrix(holdout, model.grading_features))[:, 1]
     baseline = holdout["recency_days"].astype(float).to_numpy()
     auc, baseline_auc = float(roc_auc_score(labels, scores)), float(roc_auc_score(labels, baseline))
     beats = auc > baseline_auc
@@ -116,7 +126,7 @@ def score_churn(warehouse: Engine, as_of: date, run_id: str) -> ModelReport:
             current = load_features(conn, as_of)
             scores = pd.DataFrame({
                 "as_of_date": as_of, "customer_id": current["customer_id"],
-                "churn_propensity": np.round(model.predict_proba(matrix(current))[:, 1], 4),
+                "churn_propensity": np.round(model.predict_proba(matrix(current, model.grading_features))[:, 1], 4),
             })
             bulk_insert(conn, "staging.churn_scores", scores)
         conn.execute(sa.text("DELETE FROM marts.model_runs WHERE as_of_date = :as_of AND model = :model"),

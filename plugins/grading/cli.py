@@ -8,8 +8,12 @@ import logging
 import sys
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from grading.settings import SOURCE_CONN_ID, WAREHOUSE_CONN_ID, connection_url
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def _date(text: str) -> date:
@@ -179,6 +183,97 @@ def cmd_criteria(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_report(audit: pd.DataFrame) -> pd.DataFrame:
+    """One row per run from marts.run_audit rows: when, how long, how it ended, and why not.
+
+    A stage's outcome is its latest row (a retried stage leaves a failed row, then a good one);
+    a run failed if any stage's latest attempt failed, succeeded if its publish (or review) did.
+    """
+    import pandas as pd
+
+    audit = audit.sort_values(["run_id", "finished_at"])
+    rows = []
+    for run_id, stages in audit.groupby("run_id", sort=False):
+        latest = stages.drop_duplicates("stage", keep="last")
+        failed = latest[latest["status"] != "success"]
+        done = latest[latest["status"] == "success"]["stage"]
+        status = "failed" if not failed.empty else \
+            "success" if done.eq("publish").any() or done.str.startswith("review").any() else "incomplete"
+        seconds = int((stages["finished_at"].max() - stages["started_at"].min()).total_seconds())
+        publish = latest[latest["stage"] == "publish"]["rows_out"]
+        versions = latest["rule_version"].dropna()
+        problem = "" if failed.empty else f"{failed['stage'].iloc[-1]}: {failed['message'].iloc[-1] or ''}"
+        rows.append({
+            "run_id": run_id, "as_of": stages["as_of_date"].max(), "started_utc": stages["started_at"].min(),
+            "duration": f"{seconds // 60}m{seconds % 60:02d}s", "status": status,
+            "last_stage": stages.iloc[-1]["stage"], "retries": len(stages) - stages["stage"].nunique(),
+            "published_rows": "" if publish.empty or pd.isna(publish.iloc[0]) else int(publish.iloc[0]),
+            "rules": versions.iloc[0] if not versions.empty else "",
+            "problem": problem if len(problem) <= 100 else problem[:99] + "…",
+        })
+    columns = ["run_id", "as_of", "started_utc", "duration", "status", "last_stage", "retries", "published_rows",
+               "rules", "problem"]
+    return pd.DataFrame(rows, columns=columns).sort_values("started_utc", ascending=False, ignore_index=True)
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    import pandas as pd
+    import sqlalchemy as sa
+
+    from grading.warehouse import open_engine, read_frame
+
+    url = connection_url(WAREHOUSE_CONN_ID)
+    with open_engine(url) as warehouse, warehouse.connect() as conn:
+        if not sa.inspect(conn).has_table("run_audit", schema="marts"):
+            raise LookupError("the warehouse has no marts.run_audit yet: nothing has run against it "
+                              "(python -m grading migrate creates it)")
+        audit = read_frame(conn, "SELECT run_id, as_of_date, stage, status, rows_out, started_at, finished_at, "
+                                 "rule_version, message FROM marts.run_audit "
+                                 "WHERE CAST(:as_of AS DATE) IS NULL OR as_of_date = CAST(:as_of AS DATE)",
+                           {"as_of": args.as_of})
+    for column in ("started_at", "finished_at"):
+        audit[column] = pd.to_datetime(audit[column])
+    report = _run_report(audit)
+    if args.failed:
+        report = report[report["status"] == "failed"]
+    report = report.head(args.limit)
+    if report.empty:
+        print("no runs recorded in marts.run_audit" + (f" for as-of {args.as_of}" if args.as_of else "")
+              + (" that failed" if args.failed else ""))
+        return 0
+    report["started_utc"] = report["started_utc"].dt.strftime("%Y-%m-%d %H:%M:%S")
+    print(f"Recent runs in marts.run_audit, newest first ({len(report)} shown):")
+    print(report.to_string(index=False))
+    return 0
+
+
+def cmd_eliminations(args: argparse.Namespace) -> int:
+    from grading import decisions
+    from grading.warehouse import open_engine
+
+    with open_engine(connection_url(WAREHOUSE_CONN_ID)) as warehouse:
+        if args.eliminations_command == "decide":
+            decisions.decide(warehouse, args.customer_key, args.as_of, args.decision, args.reviewer, args.note)
+            print(f"{args.decision}: {args.customer_key} as of {args.as_of} by {args.reviewer}")
+            return 0
+        listed = decisions.candidates_by_status(warehouse, args.status, args.as_of)
+    columns = ["as_of_date", "customer_key", "rule_name", "action", "control_group", "review_status", "reviewer"]
+    print(listed[columns].to_string(index=False) if len(listed) else "no elimination candidates match")
+    return 0
+
+
+def cmd_erase(args: argparse.Namespace) -> int:
+    from grading.erasure import erase
+    from grading.settings import pseudonym_key
+    from grading.warehouse import open_engine
+
+    with open_engine(connection_url(WAREHOUSE_CONN_ID)) as warehouse:
+        deleted = erase(warehouse, args.customer_id, pseudonym_key())
+    print(f"erased {sum(deleted.values()):,} row(s) from {len(deleted)} table(s); recorded in ops.erasures "
+          "by pseudonymous key. Erase the customer from the source too, or the next extraction brings them back.")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m grading", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log every stage")
@@ -199,6 +294,12 @@ def build_parser() -> argparse.ArgumentParser:
     summ = sub.add_parser("summary", help="print what the warehouse holds for an as-of date (tiers, candidates)")
     summ.add_argument("--as-of", type=_date, required=True)
     summ.set_defaults(func=cmd_summary)
+
+    runs = sub.add_parser("runs", help="report the recent runs recorded in marts.run_audit (status, time, errors)")
+    runs.add_argument("--limit", type=int, default=10, help="how many runs to show (default 10)")
+    runs.add_argument("--as-of", type=_date, help="only runs of this as-of date")
+    runs.add_argument("--failed", action="store_true", help="only runs that failed")
+    runs.set_defaults(func=cmd_runs)
 
     rev = sub.add_parser("review", help="build the quarterly review tables and the HTML report for a quarter")
     rev.add_argument("--quarter", required=True, help="quarter such as 2024Q4")
@@ -229,6 +330,24 @@ def build_parser() -> argparse.ArgumentParser:
     crit.add_argument("--tiers", type=Path, help="a tier rule file (default: the one in force)")
     crit.add_argument("--candidates", type=Path, help="a candidate rule file (default: the one in force)")
     crit.set_defaults(func=cmd_criteria)
+
+    elim = sub.add_parser("eliminations", help="list elimination candidates by review status, or record a decision")
+    elim_sub = elim.add_subparsers(dest="eliminations_command", required=True)
+    listing = elim_sub.add_parser("list", help="candidates with their review status")
+    listing.add_argument("--status", choices=["proposed", "approved", "rejected", "expired"])
+    listing.add_argument("--as-of", type=_date)
+    listing.set_defaults(func=cmd_eliminations)
+    decide = elim_sub.add_parser("decide", help="approve or reject a proposed candidate (kept with your name)")
+    decide.add_argument("--customer-key", required=True)
+    decide.add_argument("--as-of", type=_date, required=True)
+    decide.add_argument("--decision", required=True, choices=["approved", "rejected"])
+    decide.add_argument("--reviewer", required=True)
+    decide.add_argument("--note")
+    decide.set_defaults(func=cmd_eliminations)
+
+    erase = sub.add_parser("erase", help="remove one customer (by source id) from every warehouse table")
+    erase.add_argument("--customer-id", required=True, help="the customer's id in the source")
+    erase.set_defaults(func=cmd_erase)
 
     rules = sub.add_parser("rules", help="check or dry-run the rule files in include/rules/")
     rules_sub = rules.add_subparsers(dest="rules_command", required=True)

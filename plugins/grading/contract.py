@@ -1,8 +1,10 @@
 """The canonical source schema: the tables the pipeline reads and the columns it keeps.
 
 One source of truth for extraction (what to select, how to type it), validation
-(required columns, keys) and the raw layer's DDL. PII columns of the source
-(name, email, phone) are deliberately absent: they are never extracted.
+(required columns, keys), source mappings (what a real export may be mapped onto, and
+which values a column accepts) and the raw layer's DDL. PII columns of the source
+(name, email, phone) are deliberately absent: they are never extracted, and a mapping
+cannot name them because they are not canonical columns.
 """
 
 from __future__ import annotations
@@ -20,10 +22,27 @@ class SourceTable:
     amounts: tuple[str, ...] = ()
     integers: tuple[str, ...] = ()
     flags: tuple[str, ...] = ()
+    # NOT NULL in raw besides the key and the event time: a mapped row without one is rejected.
+    required: tuple[str, ...] = ()
 
     @property
     def columns(self) -> tuple[str, ...]:
         return (self.key, *self.texts, *self.timestamps, *self.amounts, *self.integers, *self.flags)
+
+    @property
+    def not_null(self) -> tuple[str, ...]:
+        """Columns every raw row must have: the key, the event time and the required ones."""
+        return (self.key, *(c for c in self.required if c != self.key), self.event_time)
+
+    def kind(self, column: str) -> str:
+        """How a column is typed: timestamp, amount, integer, flag or text."""
+        for kind, columns in (("timestamp", self.timestamps), ("amount", self.amounts),
+                              ("integer", self.integers), ("flag", self.flags)):
+            if column in columns:
+                return kind
+        if column == self.key or column in self.texts:
+            return "text"
+        raise KeyError(f"{self.name} has no column {column!r}")
 
 
 SOURCE_TABLES: dict[str, SourceTable] = {
@@ -32,14 +51,31 @@ SOURCE_TABLES: dict[str, SourceTable] = {
         SourceTable("customers", key="customer_id", event_time="created_at",
                     timestamps=("created_at",), texts=("region", "industry", "channel")),
         SourceTable("orders", key="order_id", event_time="order_ts",
-                    timestamps=("order_ts",), texts=("customer_id", "status"), amounts=("amount", "margin")),
+                    timestamps=("order_ts",), texts=("customer_id", "status"), amounts=("amount", "margin"),
+                    required=("customer_id", "status", "amount")),
         SourceTable("tickets", key="ticket_id", event_time="opened_at",
                     timestamps=("opened_at", "closed_at"),
-                    texts=("customer_id", "category", "severity"), flags=("resolved",)),
+                    texts=("customer_id", "category", "severity"), flags=("resolved",),
+                    required=("customer_id", "category")),
         SourceTable("surveys", key="survey_id", event_time="responded_at",
-                    timestamps=("responded_at",), texts=("customer_id",), integers=("csat", "nps")),
+                    timestamps=("responded_at",), texts=("customer_id",), integers=("csat", "nps"),
+                    required=("customer_id",)),
     )
 }
 
+# Interactions (calls, visits, e-mails) are part of the data contract but not yet of the raw
+# layer: a mapping may feed them, and extraction writes them once a migration creates
+# raw.interactions. Kept out of SOURCE_TABLES so validation and features do not expect them.
+INTERACTIONS = SourceTable("interactions", key="interaction_id", event_time="ts", timestamps=("ts",),
+                           texts=("customer_id", "kind"), required=("customer_id",))
+
+MAPPABLE_TABLES: dict[str, SourceTable] = {**SOURCE_TABLES, INTERACTIONS.name: INTERACTIONS}
+
 ORDER_STATUSES = ("completed", "cancelled", "refunded")
 TICKET_CATEGORIES = ("complaint", "inquiry", "after-sales")
+
+# Columns whose values must come from a fixed set; a mapping translates the source's values.
+VALUE_SETS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("orders", "status"): ORDER_STATUSES,
+    ("tickets", "category"): TICKET_CATEGORIES,
+}

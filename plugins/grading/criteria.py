@@ -95,6 +95,13 @@ def _list_section(title: str, intro: str, rules_list: CandidateList, with_severi
         section.rows.append((rule.name, plain(rule.when), rule.action or "", *severity, rule.description))
     for exemption in rules_list.exemptions:
         section.notes.append(f"Exempt ({exemption.name}): {plain(exemption.when)}. {exemption.description}")
+    if rules_list.confirm_periods > 1:
+        section.notes.append(f"A customer is listed only after meeting a criterion in {rules_list.confirm_periods} "
+                             "consecutive periods, and each listing is reviewed and approved or rejected by a person.")
+    if rules_list.control_share > 0:
+        which = f" of those with action {', '.join(rules_list.control_actions)}" if rules_list.control_actions else ""
+        section.notes.append(f"{rules_list.control_share:.0%}{which} are drawn at random (fixed per customer and "
+                             "period) into a control group that is left alone, to measure whether acting works.")
     return section
 
 

@@ -4,6 +4,11 @@ Extraction is incremental by a watermark per source table: each run reads from t
 previous watermark (less a look-back for late-arriving rows) up to the as-of instant, and
 replaces exactly those rows in raw. The first run reads all history before the as-of date.
 Rerunning a period re-reads the same window and writes the same rows.
+
+Rows come either from a SQL source already in the canonical schema (the default), or
+through a source mapping (grading.sources) from a real export: a SQL database with its own
+names, or CSV / Parquet file drops. Both paths share the window, the replacement and the
+watermark, so a file drop is exactly as incremental and idempotent as a database.
 """
 
 from __future__ import annotations
@@ -11,13 +16,16 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
+from typing import Any
 
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from grading.contract import SOURCE_TABLES, SourceTable
+from grading.contract import INTERACTIONS, SOURCE_TABLES, SourceTable
+from grading.sources import MappedSource, SourceMapping
 from grading.warehouse import bulk_insert, exclusive, read_frame
 
 log = logging.getLogger(__name__)
@@ -70,9 +78,45 @@ def to_canonical(spec: SourceTable, frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def extract_table(source: Engine, warehouse: Engine, spec: SourceTable, cutoff: datetime,
-                  lookback: timedelta, extracted_at: datetime) -> int:
-    """Replace the table's window in raw with the source's rows; returns rows extracted."""
+# Reads the canonical rows of one table in [start, cutoff) (start None: all history), in chunks.
+Reader = Callable[[Connection, datetime | None, datetime], Iterable[pd.DataFrame]]
+
+
+def canonical_reader(source: Engine, spec: SourceTable) -> Reader:
+    """Read a source table that is already in the canonical schema, streaming large windows."""
+    def read(_wconn: Connection, start: datetime | None, end: datetime) -> Iterable[pd.DataFrame]:
+        # stream_results: a server-side cursor on PostgreSQL / MySQL, so a large window
+        # arrives in chunks instead of all at once.
+        with source.connect().execution_options(stream_results=True, max_row_buffer=CHUNK_ROWS) as sconn:
+            for chunk in pd.read_sql(_source_query(spec, start, end), sconn, chunksize=CHUNK_ROWS):
+                yield to_canonical(spec, chunk)
+    return read
+
+
+def mapped_reader(mapped: MappedSource, spec: SourceTable, rejected: dict[str, dict[str, int]]) -> Reader:
+    """Read a table through a source mapping; rows it rejects are counted into ``rejected``."""
+    def read(wconn: Connection, start: datetime | None, end: datetime) -> Iterable[pd.DataFrame]:
+        def known_customers() -> set[str]:
+            rows = read_frame(wconn, "SELECT customer_id FROM raw.customers WHERE created_at < :start",
+                              {"start": start})
+            return set(rows["customer_id"].astype(str))
+
+        result = mapped.read_table(spec.name, start, end, known_customers)
+        if result.rejected:
+            rejected[spec.name] = dict(sorted(result.rejected.items()))
+        yield result.frame
+    return read
+
+
+def extract_table(source: Engine | None, warehouse: Engine, spec: SourceTable, cutoff: datetime,
+                  lookback: timedelta, extracted_at: datetime, read: Reader | None = None) -> int:
+    """Replace the table's window in raw with the source's rows; returns rows extracted.
+
+    ``read`` supplies the rows (default: the canonical SQL table of ``source``). Reading
+    happens inside the transaction that deleted the window, so a source that fails to map
+    leaves raw and the watermark as they were.
+    """
+    read = read or canonical_reader(source, spec)
     with exclusive(warehouse, f"grading.extract.{spec.name}") as wconn:
         previous = watermark(wconn, spec.name)
         start, end = extract_window(previous, cutoff, lookback)
@@ -83,13 +127,10 @@ def extract_table(source: Engine, warehouse: Engine, spec: SourceTable, cutoff: 
             params["start"] = start
         wconn.execute(sa.text(delete), params)
         rows = 0
-        # stream_results: a server-side cursor on PostgreSQL / MySQL, so a large window
-        # arrives in chunks instead of all at once.
-        with source.connect().execution_options(stream_results=True, max_row_buffer=CHUNK_ROWS) as sconn:
-            for chunk in pd.read_sql(_source_query(spec, start, end), sconn, chunksize=CHUNK_ROWS):
-                frame = to_canonical(spec, chunk)
-                frame["extracted_at"] = extracted_at
-                rows += bulk_insert(wconn, f"raw.{spec.name}", frame)
+        for frame in read(wconn, start, end):
+            frame = frame.copy()
+            frame["extracted_at"] = extracted_at
+            rows += bulk_insert(wconn, f"raw.{spec.name}", frame)
         wconn.execute(sa.text("DELETE FROM ops.extract_watermarks WHERE source_table = :t"), {"t": spec.name})
         wconn.execute(
             sa.text("INSERT INTO ops.extract_watermarks (source_table, extracted_through, updated_at) "
@@ -118,16 +159,39 @@ def register_customer_keys(warehouse: Engine, key: bytes) -> int:
         return bulk_insert(conn, "ops.customer_keys", keys)
 
 
-def extract(source: Engine, warehouse: Engine, as_of: datetime, pseudonym_key: bytes, batch: datetime,
-            lookback: timedelta = timedelta(days=3)) -> dict[str, int]:
+def extract(source: Engine | None, warehouse: Engine, as_of: datetime, pseudonym_key: bytes, batch: datetime,
+            lookback: timedelta = timedelta(days=3), mapping: SourceMapping | None = None) -> dict[str, Any]:
     """Extract every source table up to ``as_of`` (exclusive) as one batch; returns rows per table.
 
     ``batch`` stamps every row written (raw.*.extracted_at), so validation checks exactly
-    the rows this run brought in.
+    the rows this run brought in. With a ``mapping``, rows come through it (``source`` is
+    then the SQL source of a SQL mapping, or None for a file drop), and the result also
+    holds ``rejected``: per table, the rows of the window the mapping could not key or
+    place, by reason (e.g. ``{"orders": {"missing customer_id": 135080}}``).
     """
-    rows = {
-        name: extract_table(source, warehouse, spec, as_of, lookback, batch)
+    rejected: dict[str, dict[str, int]] = {}
+    if mapping is None:
+        readers = {name: canonical_reader(source, spec) for name, spec in SOURCE_TABLES.items()}
+    else:
+        mapped = MappedSource(mapping, source)
+        readers = {name: mapped_reader(mapped, spec, rejected) for name, spec in SOURCE_TABLES.items()}
+    rows: dict[str, Any] = {
+        name: extract_table(source, warehouse, spec, as_of, lookback, batch, read=readers[name])
         for name, spec in SOURCE_TABLES.items()
     }
+    if mapping is not None and INTERACTIONS.name in mapping.feeds:
+        with warehouse.connect() as conn:
+            ready = sa.inspect(conn).has_table(INTERACTIONS.name, schema="raw")
+        if ready:
+            rows[INTERACTIONS.name] = extract_table(source, warehouse, INTERACTIONS, as_of, lookback, batch,
+                                                    read=mapped_reader(mapped, INTERACTIONS, rejected))
+        else:
+            log.warning("%s feeds interactions, but the warehouse has no raw.interactions table yet: "
+                        "not extracted", mapping.path.name)
     rows["customer_keys_added"] = register_customer_keys(warehouse, pseudonym_key)
+    if mapping is not None:
+        rows["rejected"] = rejected
+        for table, reasons in rejected.items():
+            for reason, count in reasons.items():
+                log.warning("rejected %d %s row(s) of the window: %s", count, table, reason)
     return rows

@@ -11,19 +11,28 @@ import logging
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from grading import candidates, churn, extract, features, publish, review, tiers, validate
 from grading.catalog import apply_comments
 from grading.features import RULE_FEATURES
-from grading.rules import CandidateRules, TierRules, load_candidate_rules, load_tier_rules, rules_dir
-from grading.settings import SOURCE_CONN_ID, WAREHOUSE_CONN_ID, connection_url, grading_home, pseudonym_key
+from grading.rules import CandidateRules, RuleFile, TierRules, load_candidate_rules, load_tier_rules, rules_dir
+from grading.settings import (
+    SOURCE_CONN_ID,
+    WAREHOUSE_CONN_ID,
+    connection_url,
+    grading_home,
+    pseudonym_key,
+    source_mapping,
+)
+from grading.sources import load_mapping
 from grading.warehouse import bulk_insert, migrate, open_engine
 
 log = logging.getLogger(__name__)
@@ -33,11 +42,14 @@ log = logging.getLogger(__name__)
 class Connections:
     source_url: str
     warehouse_url: str
+    source_mapping: str | None = None  # a mapping file (GRADING_SOURCE_MAPPING); None: canonical source
 
     @classmethod
     def resolve(cls, *, ask_airflow: bool = False) -> Connections:
+        mapping = source_mapping()
         return cls(connection_url(SOURCE_CONN_ID, ask_airflow=ask_airflow),
-                   connection_url(WAREHOUSE_CONN_ID, ask_airflow=ask_airflow))
+                   connection_url(WAREHOUSE_CONN_ID, ask_airflow=ask_airflow),
+                   str(mapping) if mapping else None)
 
 
 def load_rules(tier_file: Path | None = None, candidate_file: Path | None = None) -> tuple[TierRules, CandidateRules]:
@@ -90,21 +102,38 @@ def prepare_warehouse(warehouse: Engine) -> list[str]:
 
 
 def extract_stage(conns: Connections, as_of: date, run_id: str) -> dict:
-    """Prepare the warehouse if needed, then extract every source table up to ``as_of``."""
-    with open_engine(conns.warehouse_url) as warehouse, open_engine(conns.source_url) as source:
+    """Prepare the warehouse if needed, then extract every source table up to ``as_of``.
+
+    With a source mapping, the mapping is checked before the warehouse is touched, a file
+    drop needs no source database, and rows the mapping rejected are counted in the
+    summary (``rejected``) and the audit message.
+    """
+    mapping = load_mapping(conns.source_mapping) if conns.source_mapping else None
+    needs_source = mapping is None or mapping.kind == "sql"
+    with open_engine(conns.warehouse_url) as warehouse, \
+            (open_engine(conns.source_url) if needs_source else nullcontext()) as source:
         prepare_warehouse(warehouse)
         with audited(warehouse, run_id, as_of, "extract") as audit:
             batch = datetime.now(UTC).replace(tzinfo=None)
-            rows = extract.extract(source, warehouse, as_of_instant(as_of), pseudonym_key(), batch=batch)
+            rows = extract.extract(source, warehouse, as_of_instant(as_of), pseudonym_key(), batch=batch,
+                                   mapping=mapping)
+            rejected = rows.pop("rejected", {})
             audit["rows_out"] = sum(v for k, v in rows.items() if k != "customer_keys_added")
-    return {"batch": batch.isoformat(), "rows": rows}
+            if rejected:
+                audit["message"] = "rejected by the source mapping: " + "; ".join(
+                    f"{table} {count} ({reason})" for table, reasons in rejected.items()
+                    for reason, count in reasons.items())
+    return {"batch": batch.isoformat(), "rows": rows, "rejected": rejected}
 
 
 def validate_stage(conns: Connections, as_of: date, run_id: str, batch: str) -> dict:
-    with open_engine(conns.warehouse_url) as warehouse, audited(warehouse, run_id, as_of, "validate") as audit:
-        results = validate.validate(warehouse, as_of, datetime.fromisoformat(batch), run_id)
-        audit["rows_out"] = len(results)
-    return {"checks": len(results), "failed": sum(not r.success for r in results)}
+    """Gate the extract batch; the source is opened too, to tell a quiet period from a broken feed."""
+    with open_engine(conns.warehouse_url) as warehouse, open_engine(conns.source_url) as source, \
+            audited(warehouse, run_id, as_of, "validate") as audit:
+        report = validate.validate(warehouse, as_of, datetime.fromisoformat(batch), run_id, source=source)
+        audit["rows_out"] = len(report.results)
+    return {"checks": len(report.results), "failed": len(report.failed),
+            "quarantined": report.quarantined, "data_docs": report.data_docs}
 
 
 def features_stage(conns: Connections, as_of: date, run_id: str) -> dict:
@@ -122,12 +151,23 @@ def churn_stage(conns: Connections, as_of: date, run_id: str) -> dict:
             "note": report.note}
 
 
+def record_rule_file(warehouse: Engine, run_id: str, as_of: date, source: RuleFile) -> None:
+    """Note in marts.run_rule_files which rule file (version and content hash) the run applied."""
+    row = pd.DataFrame([{"run_id": run_id, "as_of_date": as_of, "kind": source.kind, "file_name": source.path.name,
+                         "version": source.version, "rules_sha256": source.content_hash}])
+    with warehouse.begin() as conn:
+        conn.execute(sa.text("DELETE FROM marts.run_rule_files WHERE run_id = :run_id AND kind = :kind"),
+                     {"run_id": run_id, "kind": source.kind})
+        bulk_insert(conn, "marts.run_rule_files", row)
+
+
 def tiers_stage(conns: Connections, as_of: date, run_id: str) -> dict:
     tier_rules, _ = load_rules()
     version = tier_rules.source.version
     with open_engine(conns.warehouse_url) as warehouse, \
             audited(warehouse, run_id, as_of, "tiers", version) as audit:
         counts = tiers.grade(warehouse, as_of, tier_rules)
+        record_rule_file(warehouse, run_id, as_of, tier_rules.source)
         audit["rows_out"] = int(counts.sum())
     return {"tiers": {k: int(v) for k, v in counts.items()}, "rule_version": version}
 
@@ -138,6 +178,7 @@ def flags_stage(conns: Connections, as_of: date, run_id: str) -> dict:
     with open_engine(conns.warehouse_url) as warehouse, \
             audited(warehouse, run_id, as_of, "flags", version) as audit:
         counts = candidates.flag(warehouse, as_of, tier_rules, candidate_rules)
+        record_rule_file(warehouse, run_id, as_of, candidate_rules.source)
         audit["rows_out"] = sum(counts.values())
     return counts
 

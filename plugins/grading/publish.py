@@ -5,16 +5,21 @@ period's snapshot, tiers and candidate lists appear together or not at all, a re
 replaces exactly that period, and other periods' rows are never touched. The tables that
 span periods (tier history, the customer dimension) are rebuilt in the same transaction;
 publishes therefore queue up behind a lock, while every other stage may run in parallel.
+The cut points behind the period's R/F/M scores are kept with it (marts.score_cut_points).
 """
 
 from __future__ import annotations
 
 from datetime import date
 
+import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from grading.warehouse import exclusive, run_sql_file
+from grading.warehouse import bulk_insert, exclusive, read_query_file, run_sql_file
+
+# A cut point moving by more than this share between periods gets a drift note.
+CUT_POINT_DRIFT = 0.25
 
 PUBLISHED_TABLES = (
     "customer_features_snapshot", "customer_tier_snapshot", "elimination_candidates", "winback_candidates",
@@ -26,7 +31,21 @@ def publish(warehouse: Engine, as_of: date) -> dict[str, int]:
     """Replace the published rows of ``as_of``; returns rows per published table."""
     with exclusive(warehouse, "grading.publish") as conn:  # tier history and the dimension span all periods
         run_sql_file(conn, "publish/publish_period", {"as_of": as_of})
+        store_cut_points(conn, as_of)
         return published_counts(conn, as_of)
+
+
+def store_cut_points(conn: Connection, as_of: date, drift_share: float = CUT_POINT_DRIFT) -> pd.DataFrame:
+    """Keep the R/F/M cut points of ``as_of`` with a note where one moved more than ``drift_share``."""
+    cuts = read_query_file(conn, "publish/score_cut_points", {"as_of": as_of})
+    cuts["note"] = [
+        f"{score} {value} now ends at {high:g} against {before:g} last period ({moved:.0%} move)"
+        if pd.notna(moved) and moved > drift_share else "steady" if pd.notna(moved) else "first period"
+        for score, value, high, before, moved in zip(cuts["score"], cuts["score_value"], cuts["max_value"],
+                                                      cuts["previous_max_value"], cuts["moved_share"], strict=True)]
+    conn.execute(sa.text("DELETE FROM marts.score_cut_points WHERE as_of_date = :as_of"), {"as_of": as_of})
+    bulk_insert(conn, "marts.score_cut_points", cuts)
+    return cuts
 
 
 def published_counts(conn: Connection, as_of: date) -> dict[str, int]:

@@ -11,6 +11,7 @@ from datetime import date
 from sqlalchemy.engine import make_url
 
 from grading.publish import published_counts
+from grading.validate import data_docs_dir
 from grading.warehouse import open_engine, read_frame
 
 
@@ -28,10 +29,11 @@ def print_run_summary(warehouse_url: str, as_of: date) -> None:
         run_id = runs["run_id"].iloc[0]
         tiers = read_frame(conn, "SELECT tier, customers, monetary_365d FROM marts.tier_summary "
                                  "WHERE as_of_date = :as_of ORDER BY tier_rank DESC", {"as_of": as_of})
-        checks = read_frame(conn, "SELECT success FROM marts.validation_results WHERE run_id = :run_id",
-                            {"run_id": run_id})
+        checks = read_frame(conn, "SELECT success, severity, unexpected_count FROM marts.validation_results "
+                                  "WHERE run_id = :run_id", {"run_id": run_id})
         rows = published_counts(conn, as_of)
-        lost = read_frame(conn, "SELECT status, COUNT(*) AS n FROM marts.lost_customers GROUP BY status ORDER BY status")
+        lost = read_frame(conn, "SELECT status, COUNT(*) AS n FROM marts.lost_customers "
+                                "GROUP BY status ORDER BY status")
         review = read_frame(conn, "SELECT quarter, tier, customers, customer_share, revenue, revenue_share "
                                   "FROM marts.review_tier_distribution WHERE quarter = "
                                   "(SELECT MAX(quarter) FROM marts.review_tier_distribution) ORDER BY tier_rank DESC")
@@ -44,8 +46,13 @@ def print_run_summary(warehouse_url: str, as_of: date) -> None:
           f"win-back candidates: {rows['winback_candidates']:,}   core customers: {rows['core_customers']:,}")
     if not lost.empty:
         print("  lost-customer register: " + ", ".join(f"{n:,} {s}" for s, n in lost.itertuples(index=False)))
-    print(f"  validation: {len(checks)} Great Expectations checks, {int((~checks['success'].astype(bool)).sum())} "
-          "failed")
+    failed = checks[~checks["success"].astype(bool)]
+    docs = data_docs_dir()
+    print(f"  validation: {len(checks)} checks (Great Expectations and SQL), {len(failed)} failed, "
+          f"{int(failed.loc[failed['severity'] == 'row', 'unexpected_count'].fillna(0).sum()):,} row(s) "
+          "quarantined (ops.quarantine); results in marts.validation_results")
+    if docs is not None and (docs / "index.html").exists():
+        print(f"  Data Docs: {docs / 'index.html'}")
     print(f"  warehouse: {make_url(warehouse_url).render_as_string(hide_password=True)}")
     for table, count in rows.items():
         print(f"    marts.{table:<28} {count:>8,} rows for {as_of}")

@@ -17,6 +17,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from grading.uplift import scheme_checks, uplift_table
 from grading.warehouse import bulk_insert, read_query_file
 
 _QUARTER = re.compile(r"^(\d{4})Q([1-4])$")
@@ -147,6 +148,12 @@ def build_review(warehouse: Engine, quarter: Quarter) -> dict[str, pd.DataFrame]
                 read_query_file(conn, f"review/{name}", params)
             results[name] = _store(conn, name, str(quarter), frame)
         results["drift"] = _store(conn, "drift", str(quarter), threshold_drift(conn, quarter, snapshot))
+        base = read_query_file(conn, "review/uplift_base", params) if previous else pd.DataFrame()
+        results["uplift"] = _store(conn, "uplift", str(quarter),
+                                   uplift_table(base, str(quarter)) if len(base) else pd.DataFrame())
+        graded = read_query_file(conn, "review/scheme_base", params) if previous else pd.DataFrame()
+        results["scheme"] = _store(conn, "scheme", str(quarter),
+                                   scheme_checks(graded, str(quarter)) if len(graded) else pd.DataFrame())
     results["_meta"] = pd.DataFrame([{"quarter": str(quarter), "snapshot": snapshot, "previous_snapshot": previous}])
     return results
 

@@ -126,8 +126,8 @@ def _section(section_id: str, title: str, intro: str, *content: str) -> str:
     return (f"<section id='{section_id}'><h2>{_esc(title)}</h2><p>{_esc(intro)}</p>{''.join(content)}</section>")
 
 
-SECTIONS = ("summary", "distribution", "pareto", "migration", "retention", "satisfaction", "winback", "elimination",
-            "stability", "fairness", "drift")
+SECTIONS = ("summary", "distribution", "pareto", "migration", "retention", "satisfaction", "winback", "uplift",
+            "scheme", "elimination", "stability", "fairness", "drift")
 
 
 def render(quarter: Quarter, results: dict[str, pd.DataFrame], backtest: dict[str, pd.DataFrame] | None = None) -> str:
@@ -137,6 +137,8 @@ def render(quarter: Quarter, results: dict[str, pd.DataFrame], backtest: dict[st
     retention, sat = results["retention"], results["satisfaction"]
     winback, elimination = results["winback"], results["elimination"]
     stability, fairness, drift = results["stability"], results["fairness"], results["drift"]
+    uplift = results.get("uplift", pd.DataFrame())
+    scheme = results.get("scheme", pd.DataFrame())
     top = dist.sort_values("tier_rank").iloc[-1]
     figures = [("customers graded", f"{int(dist['customers'].sum()):,}"),
                ("revenue in the quarter", f"{dist['revenue'].sum():,.2f}"),
@@ -191,6 +193,25 @@ def render(quarter: Quarter, results: dict[str, pd.DataFrame], backtest: dict[st
                  table(winback, {"churn_reason": "churn reason", "candidates": "candidates", "returned": "returned",
                                  "return_rate": "return rate", "revenue_recovered": "revenue recovered"},
                        ("return_rate",))),
+        _section("uplift", "Did acting work? Treated against control",
+                 "A share of last quarter's win-back and nurture candidates was held out and left alone. Return rate "
+                 "(an order this quarter) of the contacted (treated) against the held-out (control) customers, the "
+                 "difference (uplift) and its 95% interval; read the verdict before the numbers.",
+                 table(uplift, {"list": "list", "segment_type": "by", "segment": "segment", "treated": "treated",
+                                "control": "control", "treated_rate": "treated rate", "control_rate": "control rate",
+                                "uplift": "uplift", "ci_low": "95% low", "ci_high": "95% high",
+                                "verdict": "verdict"},
+                       ("treated_rate", "control_rate", "uplift", "ci_low", "ci_high"))),
+        _section("scheme", "Does the tiering predict value?",
+                 "Customers by the tier they held at the previous close and the revenue each brought this quarter. "
+                 "Revenue per customer should rise with the tier; the normalised Gini says how well the tiers rank "
+                 "customers by that revenue (1 = perfectly, 0 = no better than chance).",
+                 (f"<p><b>{'Rises with every tier' if scheme['monotonic'].iloc[0] else 'Does NOT rise with every tier'}"
+                  f"</b>; normalised Gini {_fmt(scheme['gini'].iloc[0])}.</p>" if len(scheme) else ""),
+                 bar_chart("Revenue per customer next quarter", scheme["tier"].tolist(),
+                           scheme["revenue_per_customer"].tolist(), "", "chart-scheme") if len(scheme) else "",
+                 table(scheme, {"tier": "tier", "customers": "customers",
+                                "revenue_per_customer": "revenue per customer", "lift": "lift"})),
         _section("elimination", "Elimination outcomes", "Last quarter's elimination candidates by rule: what they "
                  "brought and cost this quarter, and how many no longer meet the criteria.",
                  bar_chart("Improved (no longer candidates)", elimination["rule_name"].tolist(),

@@ -176,6 +176,12 @@ class TierRules:
 class CandidateList:
     rules: tuple[Rule, ...]
     exemptions: tuple[Rule, ...]
+    # Guarded lists: a customer is listed only after meeting a rule this many consecutive periods.
+    confirm_periods: int = 1
+    # Control group: this share of the list (only rows whose action is in control_actions,
+    # when given) is held out, deterministically by customer and period.
+    control_share: float = 0.0
+    control_actions: tuple[str, ...] | None = None
 
 
 CANDIDATE_LISTS = ("elimination", "win_back", "core")
@@ -403,12 +409,25 @@ def load_candidate_rules(path: Path, features: Iterable[str]) -> CandidateRules:
     lists = {}
     for section in CANDIDATE_LISTS:
         node = check.require(doc, section, dict)
-        unknown = set(node) - {"rules", "exemptions", "churn_reasons", "unknown_reason_action"}
+        unknown = set(node) - {"rules", "exemptions", "churn_reasons", "unknown_reason_action", "confirm_periods",
+                               "control_share", "control_actions"}
         if unknown:
             check.fail(node, f"unknown keys {sorted(unknown)}", None, section)
+        confirm = node.get("confirm_periods", 1)
+        if not isinstance(confirm, int) or isinstance(confirm, bool) or confirm < 1:
+            check.fail(node, f"must be a whole number of periods, 1 or more, got {confirm!r}", section,
+                       "confirm_periods")
+        share = node.get("control_share", 0.0)
+        if not isinstance(share, (int, float)) or isinstance(share, bool) or not 0 <= share < 1:
+            check.fail(node, f"must be a share from 0 to below 1, got {share!r}", section, "control_share")
+        actions = node.get("control_actions")
+        if actions is not None and (not isinstance(actions, list) or not all(isinstance(a, str) for a in actions)):
+            check.fail(node, "must be a list of action names", section, "control_actions")
         lists[section] = CandidateList(
             rules=check.rules(node.get("rules"), f"{section}.rules", need=("action",)),
             exemptions=check.rules(node.get("exemptions"), f"{section}.exemptions"),
+            confirm_periods=confirm, control_share=float(share),
+            control_actions=tuple(actions) if actions is not None else None,
         )
     win_back = doc["win_back"]
     reasons = check.rules(win_back.get("churn_reasons"), "win_back.churn_reasons", need=("action",))

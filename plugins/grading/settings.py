@@ -114,6 +114,21 @@ def connection_url(conn_id: str, *, ask_airflow: bool = False) -> str:
     )
 
 
+def source_mapping() -> Path | None:
+    """The source mapping file named by GRADING_SOURCE_MAPPING; None reads the canonical schema.
+
+    A bare name (``superstore``) means ``include/mappings/<name>.yaml``; anything else is a
+    path to a mapping file.
+    """
+    value = os.environ.get("GRADING_SOURCE_MAPPING", "").strip()
+    if not value:
+        return None
+    path = Path(value).expanduser()
+    if len(path.parts) == 1 and not path.suffix:
+        return include_dir() / "mappings" / f"{value}.yaml"
+    return path
+
+
 def pseudonym_key() -> bytes:
     """The secret key for customer pseudonyms (GRADING_PSEUDONYM_KEY); a fixed dev key otherwise."""
     return os.environ.get("GRADING_PSEUDONYM_KEY", "grading-dev-key-change-me").encode()

@@ -29,7 +29,51 @@ from grading.rules import TierRules, explain
 from grading.warehouse import bulk_insert, read_frame
 
 TIER_COLUMNS = ("customer_id", "tier", "tier_rank", "tier_rule", "tier_reason", "rule_version")
-STAGED_COLUMNS = (*TIER_COLUMNS, "assigned_tier", "periods_below")
+STAGED_COLUMNS = (*TIER_COLUMNS, "assigned_tier", "periods_below", "rules_sha256", "spend_to_next_tier",
+                  "orders_to_next_tier", "spend_to_keep_tier")
+# Smallest step of money and of order counts, for strict thresholds ("more than 50,000").
+CENT = 0.01
+
+
+def _floor(rules: TierRules, tier: str, feature: str) -> float | None:
+    """The lowest value of ``feature`` the first rule giving ``tier`` asks for (> or >= comparisons)."""
+    for rule in rules.rules:
+        if rule.tier != tier:
+            continue
+        for leaf in rule.when.leaves():
+            if leaf.feature == feature and leaf.op in (">", ">=") and isinstance(leaf.value, (int, float)):
+                step = CENT if feature == "monetary_365d" else 1
+                return float(leaf.value) + (step if leaf.op == ">" else 0)
+        return None
+    return None
+
+
+def distances(features: pd.DataFrame, held: pd.DataFrame, rules: TierRules) -> pd.DataFrame:
+    """Per customer: spend and orders (365-day window) still needed to reach the next tier, and
+    spend needed to keep the tier held at the next review (0 when already enough).
+
+    Read from the value thresholds of the ``rules`` strategy (other conditions of a rule may
+    apply as well); empty for the score and clustering strategies and at the top tier.
+    """
+    out = pd.DataFrame(index=held.index, columns=["spend_to_next_tier", "orders_to_next_tier", "spend_to_keep_tier"],
+                       dtype="float64")
+    if rules.strategy != "rules":
+        return out
+    spend = features["monetary_365d"].astype(float).to_numpy()
+    orders = features["orders_365d"].astype(float).to_numpy()
+    for position, tier in enumerate(rules.tiers):
+        here = (held["tier"] == tier).to_numpy()
+        if position + 1 < len(rules.tiers):
+            upper = rules.tiers[position + 1]
+            for column, values, feature in (("spend_to_next_tier", spend, "monetary_365d"),
+                                            ("orders_to_next_tier", orders, "orders_365d")):
+                floor = _floor(rules, upper, feature)
+                if floor is not None:
+                    out.loc[here, column] = np.round(np.maximum(floor - values[here], 0), 2)
+        keep = _floor(rules, tier, "monetary_365d") if tier != rules.default_tier else 0.0
+        if keep is not None:
+            out.loc[here, "spend_to_keep_tier"] = np.round(np.maximum(keep - spend[here], 0), 2)
+    return out
 
 
 def percentile(values: pd.Series) -> pd.Series:
@@ -132,6 +176,9 @@ def damp(assigned: pd.DataFrame, previous: pd.DataFrame, rules: TierRules) -> pd
     out["tier_rank"] = final
     out["tier"] = [rules.tiers[rank - 1] for rank in final]
     out["periods_below"] = np.where(waits, count, 0)
+    out["rules_sha256"] = rules.source.content_hash
+    for column in ("spend_to_next_tier", "orders_to_next_tier", "spend_to_keep_tier"):
+        out[column] = np.nan
     changed = final != new
     out.loc[changed, "tier_reason"] = [
         f"{'held at' if wait else 'soft landing to'} {tier}: the rules assign {rule_tier} "
@@ -154,8 +201,10 @@ def previous_tiers(conn: sa.Connection, as_of: date) -> pd.DataFrame:
 def grade(warehouse: Engine, as_of: date, rules: TierRules) -> pd.Series:
     """Replace the staging tier rows of ``as_of``; returns customers per (held) tier."""
     with warehouse.begin() as conn:
-        assigned = assign_tiers(load_features(conn, as_of), rules)
-        tiers = damp(assigned, previous_tiers(conn, as_of), rules)
+        features = load_features(conn, as_of)
+        tiers = damp(assign_tiers(features, rules), previous_tiers(conn, as_of), rules)
+        tiers[["spend_to_next_tier", "orders_to_next_tier", "spend_to_keep_tier"]] = distances(features, tiers, rules)
+        tiers = tiers.astype({"orders_to_next_tier": "Int64"})
         tiers.insert(0, "as_of_date", as_of)
         conn.execute(sa.text("DELETE FROM staging.customer_tiers WHERE as_of_date = :as_of"), {"as_of": as_of})
         bulk_insert(conn, "staging.customer_tiers", tiers)

@@ -1,9 +1,28 @@
-"""Validate: check each extracted batch with Great Expectations before anything is published.
+"""Validate: gate each extracted batch before anything is published.
 
-Suites live in include/expectations/<table>.json, one per source table, and run in an
-ephemeral GX context created here (no cloud, no network). A failed critical expectation
-stops the run with a message naming the table, column, check, row count and a few keys;
-every result is kept in marts.validation_results.
+Each source table has a suite in include/expectations/<table>.json with two kinds of check:
+
+- ``expectations``: Great Expectations 1.x expectations, run by an ephemeral GX context
+  created here (no cloud, no network). On PostgreSQL they run as SQL inside the database
+  through a GX postgres data source whose table asset is a view of exactly the batch's
+  rows (found by index), so the work scales with the server instead of pulling rows into
+  Python. GX has no DuckDB data source (and its generic SQL source fails on DuckDB), so on
+  the embedded warehouse the batch is read into a pandas frame, which GX supports best.
+- ``checks``: what GX cannot express across tables or batches - customers referenced,
+  keys loaded by an earlier batch, rows older than their customer, an empty period, the
+  period's volume against the previous ones, the raw columns' types. They run as plain
+  SQL on either warehouse and are reported in the same way.
+
+Every check has a severity. ``critical``: the run stops before anything is published; the
+batch's raw rows are removed and the tables' extraction watermarks rewound, so no later
+run grades on rows that failed and the next run re-extracts them. ``row``: the offending
+rows move from raw.<table> to ops.quarantine (with the check, the reason and the row as
+JSON) in one transaction, and the run continues on the good rows.
+
+Every result goes to marts.validation_results (with a few offending keys and a message
+saying what to do), GX Data Docs HTML is written to GRADING_DATA_DOCS_DIR (default
+$GRADING_HOME/data_docs), and the outcome of each batch to ops.validation_batches.
+Great Expectations is imported inside functions only: DAG files must not pay for it.
 """
 
 from __future__ import annotations
@@ -11,29 +30,159 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import dataclass
-from datetime import UTC, date, datetime
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
-from grading.contract import SOURCE_TABLES
-from grading.settings import include_dir
-from grading.warehouse import bulk_insert, read_frame
+from grading.contract import SOURCE_TABLES, SourceTable
+from grading.extract import pseudonym
+from grading.settings import grading_home, include_dir, pseudonym_key
+from grading.warehouse import bulk_insert, exclusive, read_frame
 
 log = logging.getLogger(__name__)
 
 SAMPLE_KEYS = 5
+SEVERITIES = ("critical", "row")
+DATA_DOCS_ENV = "GRADING_DATA_DOCS_DIR"
+DATA_DOCS_SITE = "grading"
+_RESULTS_FOLDER = "_results"  # GX validation results (JSON) behind the Data Docs, inside the docs folder
+
+# GX expectations that may be row-level: the quarantine moves their offending rows with SQL,
+# so each needs a translation into a SQL predicate (see _gx_predicate).
+_ROW_LEVEL_GX = {
+    "expect_column_values_to_be_between", "expect_column_values_to_be_in_set",
+    "expect_column_values_to_not_be_null", "expect_column_pair_values_a_to_be_greater_than_b",
+}
+_SQL_CHECKS = {
+    "expect_columns_to_have_usable_types", "expect_column_values_to_reference_known_customers",
+    "expect_keys_not_loaded_by_an_earlier_batch", "expect_event_time_not_before_customer_created",
+    "expect_interval_not_empty", "expect_interval_volume_within_band",
+}
+_ROW_LEVEL_SQL = {"expect_column_values_to_reference_known_customers", "expect_event_time_not_before_customer_created"}
 
 
 class ValidationFailed(RuntimeError):
-    """Critical expectations failed; nothing of the run was published."""
+    """Critical checks failed: nothing of the period was published."""
+
+
+class SuiteError(ValueError):
+    """A suite file is malformed; raised before any data is touched."""
+
+
+# ---------------------------------------------------------------------------------------
+# Suites
+
+
+@dataclass(frozen=True)
+class Check:
+    """One check of a suite: a GX expectation (``by_gx``) or a SQL check run here."""
+
+    type: str
+    kwargs: Mapping[str, Any]
+    severity: str
+    action: str
+    reason: str
+    by_gx: bool
+    index: int  # position in its list, to find the check again from a GX result
+
+    @property
+    def column(self) -> str | None:
+        return self.kwargs.get("column") or self.kwargs.get("column_A")
+
+    def gx_config(self) -> dict[str, Any]:
+        """The expectation as GX takes it; meta carries what the gate needs back from results."""
+        return {"type": self.type, "kwargs": dict(self.kwargs),
+                "meta": {"severity": self.severity, "action": self.action, "reason": self.reason,
+                         "check": self.index}}
+
+
+@dataclass(frozen=True)
+class Suite:
+    """A table's checks, loaded from its JSON file and checked against the canonical schema."""
+
+    table: str
+    name: str
+    spec: SourceTable
+    expectations: tuple[Check, ...]
+    checks: tuple[Check, ...]
+    future_tolerance: timedelta
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def row_level(self) -> list[Check]:
+        return [c for c in (*self.expectations, *self.checks) if c.severity == "row"]
+
+
+def suite_path(table: str) -> Path:
+    return include_dir() / "expectations" / f"{table}.json"
+
+
+def load_suite(table: str, spec: SourceTable | None = None) -> Suite:
+    """Read and check include/expectations/<table>.json against the canonical schema.
+
+    Checked here, before any data is touched, because a typo in a suite would otherwise
+    show up as a failed check on good data, or - for row-level checks - as rows moved
+    to quarantine for the wrong reason.
+    """
+    spec = spec or SOURCE_TABLES[table]
+    path = suite_path(table)
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise SuiteError(f"{path}: cannot read the suite: {exc}") from exc
+    columns = set(spec.columns)
+
+    def parse(item: Mapping[str, Any], where: str, index: int, by_gx: bool) -> Check:
+        kind, kwargs, meta = item.get("type"), item.get("kwargs") or {}, item.get("meta") or {}
+        severity = meta.get("severity")
+        if severity not in SEVERITIES:
+            raise SuiteError(f"{path}: {where}: severity must be one of {SEVERITIES}, not {severity!r}")
+        if not meta.get("action"):
+            raise SuiteError(f"{path}: {where}: meta.action (what to do when it fails) is required")
+        if severity == "row" and not meta.get("reason"):
+            raise SuiteError(f"{path}: {where}: a row-level check needs meta.reason (kept with each quarantined row)")
+        if not by_gx and kind not in _SQL_CHECKS:
+            raise SuiteError(f"{path}: {where}: unknown check {kind!r}; known: {sorted(_SQL_CHECKS)}")
+        if severity == "row" and kind not in (_ROW_LEVEL_GX if by_gx else _ROW_LEVEL_SQL):
+            raise SuiteError(f"{path}: {where}: {kind} cannot be row-level (its rows cannot be quarantined)")
+        for name in ("column", "column_A", "column_B"):
+            if name in kwargs and kwargs[name] not in columns:
+                raise SuiteError(f"{path}: {where}: {name} {kwargs[name]!r} is not a column of raw.{table}")
+        return Check(kind, kwargs, severity, meta["action"], meta.get("reason", ""), by_gx, index)
+
+    expectations = tuple(parse(e, f"expectations[{i}] {e.get('type')}", i, True)
+                         for i, e in enumerate(raw.get("expectations", [])))
+    checks = tuple(parse(c, f"checks[{i}] {c.get('type')}", i, False) for i, c in enumerate(raw.get("checks", [])))
+    meta = raw.get("meta") or {}
+    tolerance = timedelta(hours=float(meta.get("future_tolerance_hours", 24)))
+    return Suite(table=table, name=raw.get("name") or f"raw_{table}", spec=spec, expectations=expectations,
+                 checks=checks, future_tolerance=tolerance, meta=meta)
+
+
+def load_suites() -> dict[str, Suite]:
+    """The suite of every table of the canonical schema; a table without one is an error."""
+    missing = [t for t in SOURCE_TABLES if not suite_path(t).exists()]
+    if missing:
+        raise SuiteError(f"no expectation suite for {', '.join(missing)} in {include_dir() / 'expectations'}")
+    return {table: load_suite(table) for table in SOURCE_TABLES}
+
+
+# ---------------------------------------------------------------------------------------
+# Results
 
 
 @dataclass(frozen=True)
 class CheckResult:
+    """The outcome of one check on one batch, GX or SQL alike: what is stored and reported."""
+
     suite: str
     table: str
     expectation: str
@@ -43,80 +192,752 @@ class CheckResult:
     unexpected_count: int | None
     observed_value: str | None
     sample_keys: tuple[str, ...]
+    action: str = ""
+    reason: str = ""
+    check: Check | None = field(default=None, compare=False, repr=False)
 
     def message(self) -> str:
+        """Table, column, check, rows, a few keys and what to do, in one line."""
         where = f"{self.table}.{self.column}" if self.column else self.table
         count = f" in {self.unexpected_count} row(s)" if self.unexpected_count else ""
         keys = f" (e.g. {', '.join(self.sample_keys)})" if self.sample_keys else ""
         observed = f"; observed {self.observed_value}" if self.observed_value and not self.unexpected_count else ""
-        return f"{where}: {self.expectation} failed{count}{keys}{observed}"
+        quarantined = f"; quarantine reason: {self.reason}" if self.severity == "row" and self.unexpected_count else ""
+        lookup = (" Keys of raw.customers are shown as pseudonymous customer_key: find the source ids with "
+                  "SELECT customer_id FROM ops.customer_keys WHERE customer_key IN (...).") \
+            if self.sample_keys and self.table == "raw.customers" else ""
+        action = f" {self.action}" if self.action else ""
+        return f"{where}: {self.expectation} failed{count}{keys}{observed}{quarantined}.{action}{lookup}"
 
 
-def load_suite(table: str) -> dict[str, Any]:
-    return json.loads((include_dir() / "expectations" / f"{table}.json").read_text(encoding="utf-8"))
+@dataclass(frozen=True)
+class ValidationReport:
+    """What the validate stage found for one batch."""
+
+    results: list[CheckResult]
+    quarantined: dict[str, int]
+    data_docs: str | None
+    seconds: float
+
+    @property
+    def failed(self) -> list[CheckResult]:
+        return [r for r in self.results if not r.success]
 
 
-def _context():
+def _sample(values: Iterator[Any]) -> tuple[str, ...]:
+    """A few keys, sorted so messages do not depend on row order or engine."""
+    return tuple(sorted(str(v) for v in values if v is not None and not pd.isna(v))[:SAMPLE_KEYS])
+
+
+def _protect_keys(table: str, keys: tuple[str, ...]) -> tuple[str, ...]:
+    """Customer ids leave the pipeline only as pseudonyms: marts are BI-readable."""
+    if table != "customers":
+        return keys
+    secret = pseudonym_key()
+    return tuple(pseudonym(k, secret) for k in keys)
+
+
+def _result(suite: Suite, check: Check, *, success: bool, unexpected: int | None, observed: str | None,
+            keys: tuple[str, ...]) -> CheckResult:
+    return CheckResult(
+        suite=suite.name, table=f"raw.{suite.table}", expectation=check.type, column=check.column,
+        severity=check.severity, success=success, unexpected_count=unexpected,
+        observed_value=None if observed is None else observed[:500], sample_keys=_protect_keys(suite.table, keys),
+        action=check.action, reason=check.reason, check=check,
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# Great Expectations
+
+
+def data_docs_dir() -> Path | None:
+    """Where Data Docs go: GRADING_DATA_DOCS_DIR, default $GRADING_HOME/data_docs; ``off`` for none."""
+    value = os.environ.get(DATA_DOCS_ENV, "").strip()
+    if value.lower() in ("off", "none", "false", "0"):
+        return None
+    return Path(value) if value else grading_home() / "data_docs"
+
+
+def _gx_context(docs: Path | None):
+    """An ephemeral GX context: suites and definitions in memory, results and docs in ``docs``.
+
+    Results are stored as JSON under the docs folder so the Data Docs index lists every
+    earlier run too, not only this process's.
+    """
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
     import great_expectations as gx
-    from great_expectations.data_context.types.base import ProgressBarsConfig
+    from great_expectations.data_context.types.base import (
+        DataContextConfig,
+        InMemoryStoreBackendDefaults,
+        ProgressBarsConfig,
+    )
 
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
-    context = gx.get_context(mode="ephemeral")
-    context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    return gx, context
+    defaults = InMemoryStoreBackendDefaults()
+    stores, sites = dict(defaults.stores), {}
+    if docs is not None:
+        stores[defaults.validation_results_store_name] = {
+            "class_name": "ValidationResultsStore",
+            "store_backend": {"class_name": "TupleFilesystemStoreBackend",
+                              "base_directory": str(docs / _RESULTS_FOLDER)},
+        }
+        sites = {DATA_DOCS_SITE: {
+            "class_name": "SiteBuilder", "show_how_to_buttons": False,
+            "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs)},
+            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+        }}
+    config = DataContextConfig(store_backend_defaults=defaults, stores=stores, data_docs_sites=sites,
+                               progress_bars=ProgressBarsConfig(globally=False), analytics_enabled=False)
+    return gx, gx.get_context(project_config=config, mode="ephemeral")
 
 
-def check_frame(table: str, frame: pd.DataFrame) -> list[CheckResult]:
-    """Run the table's suite over ``frame`` (the rows of one extract batch)."""
-    gx, context = _context()
-    spec = load_suite(table)
-    key = SOURCE_TABLES[table].key
-    suite = context.suites.add(gx.ExpectationSuite(name=spec["name"], expectations=spec["expectations"]))
-    batch = context.data_sources.add_pandas(f"{table}_source").add_dataframe_asset(table) \
-        .add_batch_definition_whole_dataframe("batch")
+def _gx_run(gx, context, suite: Suite, data, *, batch_parameters: dict | None, now: datetime,
+            run_name: str, run_time: datetime, key_available: bool = True) -> list[CheckResult]:
+    """Run a suite's GX expectations over one batch definition and turn the outcome into results."""
+    from great_expectations.core.run_identifier import RunIdentifier
+
+    key = suite.spec.key
+    gx_suite = context.suites.add(gx.ExpectationSuite(
+        name=suite.name, expectations=[c.gx_config() for c in suite.expectations], meta=dict(suite.meta)))
     definition = context.validation_definitions.add(
-        gx.ValidationDefinition(name=f"{table}_validation", data=batch, suite=suite))
+        gx.ValidationDefinition(name=f"{suite.table}_batch", data=data, suite=gx_suite))
     outcome = definition.run(
-        batch_parameters={"dataframe": frame},
-        result_format={"result_format": "SUMMARY", "unexpected_index_column_names": [key]}
-        if key in frame.columns else "SUMMARY",
+        batch_parameters=batch_parameters,
+        expectation_parameters={"future_limit": now + suite.future_tolerance},
+        result_format={"result_format": "SUMMARY", "partial_unexpected_count": 20,
+                       **({"unexpected_index_column_names": [key]} if key_available else {})},
+        run_id=RunIdentifier(run_name=run_name, run_time=run_time),
     )
     results = []
     for item in outcome.results:
-        config, detail = item.expectation_config, item.result or {}
-        keys = tuple(str(row.get(key)) for row in detail.get("partial_unexpected_index_list") or []
-                     if isinstance(row, dict))[:SAMPLE_KEYS]
+        check = suite.expectations[int(item.expectation_config.meta["check"])]
+        detail = item.result or {}
         observed = detail.get("observed_value")
-        results.append(CheckResult(
-            suite=spec["name"], table=f"raw.{table}", expectation=config.type,
-            column=config.kwargs.get("column"), severity=(config.meta or {}).get("severity", "critical"),
-            success=bool(item.success), unexpected_count=detail.get("unexpected_count"),
-            observed_value=None if observed is None else str(observed)[:500], sample_keys=keys,
-        ))
-    return results
+        if item.exception_info and item.exception_info.get("raised_exception"):
+            observed = f"error: {item.exception_info.get('exception_message')}"
+        rows = detail.get("partial_unexpected_index_list") or []
+        keys = _sample(row.get(key) for row in rows if isinstance(row, dict))
+        unexpected = detail.get("unexpected_count")
+        results.append(_result(suite, check, success=bool(item.success),
+                               unexpected=None if unexpected is None else int(unexpected),
+                               observed=None if observed is None else str(observed), keys=keys))
+    return sorted(results, key=lambda r: r.check.index)
 
 
-def validate(warehouse: Engine, as_of: date, batch: datetime, run_id: str) -> list[CheckResult]:
-    """Validate the rows of extract ``batch``, store the results, and stop on a critical failure."""
-    results: list[CheckResult] = []
+def check_frame(table: str, frame: pd.DataFrame, spec: SourceTable | None = None) -> list[CheckResult]:
+    """Run the table's GX expectations over ``frame`` (no warehouse, no SQL checks, no docs).
+
+    For unit tests and ad-hoc checks of a file before it is loaded; ``spec`` for a table
+    not (yet) in the canonical schema.
+    """
+    suite = load_suite(table, spec)
+    gx, context = _gx_context(None)
+    data = context.data_sources.add_pandas("frames").add_dataframe_asset(table) \
+        .add_batch_definition_whole_dataframe("batch")
+    now = datetime.now(UTC)
+    return _gx_run(gx, context, suite, data, batch_parameters={"dataframe": frame}, now=now.replace(tzinfo=None),
+                   run_name="check_frame", run_time=now, key_available=suite.spec.key in frame.columns)
+
+
+def _batch_select(spec: SourceTable) -> str:
+    return f"SELECT {', '.join(spec.columns)} FROM raw.{spec.name}"  # noqa: S608 - identifiers from the contract
+
+
+def _read_batches(conn: Connection, suites: Mapping[str, Suite], batch: datetime) -> dict[str, pd.DataFrame]:
+    """The batch's rows of every table as pandas frames, for GX on the embedded warehouse."""
+    return {table: read_frame(conn, f"{_batch_select(suite.spec)} WHERE extracted_at = :batch", {"batch": batch})
+            for table, suite in suites.items()}
+
+
+def _batch_views(warehouse: Engine, suites: Mapping[str, Suite], batch: datetime) -> dict[str, str]:
+    """One view per table over the batch's rows, named after the batch so concurrent runs never share one."""
+    stamp = batch.isoformat(sep=" ", timespec="microseconds")  # a datetime of ours, not user text
+    views = {table: f"gx_batch_{table}_{batch:%Y%m%d%H%M%S%f}" for table in suites}
+    with warehouse.begin() as conn:
+        for table, suite in suites.items():
+            conn.execute(sa.text(f"CREATE OR REPLACE VIEW ops.{views[table]} AS {_batch_select(suite.spec)} "
+                                 f"WHERE extracted_at = TIMESTAMP '{stamp}'"))
+    return views
+
+
+def ensure_indexes(warehouse: Engine) -> list[str]:
+    """Create the PostgreSQL indexes the gate relies on; returns the ones created.
+
+    The batch is found by its stamp and loaded keys by key; without these indexes every
+    metric query and the loaded-keys check scan the whole table (85 s instead of a few for a
+    month's batch on 20M orders). Made here, once, rather than in a migration: migrations run
+    unchanged on DuckDB, whose indexes would only slow loading (it prunes by zone maps and
+    joins by hashing).
+    """
+    if warehouse.dialect.name != "postgresql":
+        return []
+    wanted = {f"{name}_{column}_idx": (name, column) for name, spec in SOURCE_TABLES.items()
+              for column in ("extracted_at", spec.key)}
     with warehouse.connect() as conn:
-        for table in SOURCE_TABLES:
-            frame = read_frame(conn, f"SELECT * FROM raw.{table} WHERE extracted_at = :batch", {"batch": batch})  # noqa: S608 - identifiers from code constants, values bound
-            results.extend(check_frame(table, frame.drop(columns=["extracted_at"])))
-    store_results(warehouse, as_of, run_id, results)
-    failed = [r for r in results if not r.success and r.severity == "critical"]
-    log.info("validation: %d checks, %d failed critically", len(results), len(failed))
-    if failed:
-        raise ValidationFailed(
-            f"{len(failed)} critical check(s) failed for as-of {as_of}; nothing was published. "
-            "Fix the source rows (or the mapping) and rerun the period:\n- "
-            + "\n- ".join(r.message() for r in failed)
-        )
+        existing = set(conn.execute(sa.text("SELECT indexname FROM pg_indexes WHERE schemaname = 'raw'")).scalars())
+    missing = [name for name in wanted if name not in existing]
+    if missing:
+        with exclusive(warehouse, "grading.validate.indexes") as conn:
+            for name in missing:
+                table, column = wanted[name]
+                conn.execute(sa.text(f"CREATE INDEX IF NOT EXISTS {name} ON raw.{table} ({column})"))
+        log.info("created indexes for validation: %s", ", ".join(missing))
+    return missing
+
+
+def _run_expectations(warehouse: Engine, suites: Mapping[str, Suite], frames: Mapping[str, pd.DataFrame] | None,
+                      batch: datetime, run_id: str, now: datetime, docs: Path | None
+                      ) -> tuple[list[CheckResult], str | None]:
+    """Every suite's GX expectations over the batch; returns results and the Data Docs URL.
+
+    ``frames`` holds the batch as pandas frames on DuckDB; on PostgreSQL it is None and GX
+    queries the database itself.
+    """
+    gx, context = _gx_context(docs)
+    run_time = datetime.now(UTC)
+    results: list[CheckResult] = []
+    if frames is None:
+        # In the database: GX sends one query per metric over a view of exactly the batch's rows.
+        # A table asset, not a query asset: for a query GX learns the columns by running it,
+        # which would fetch the whole batch into Python.
+        source = context.data_sources.add_postgres(
+            "warehouse", connection_string=warehouse.url.render_as_string(hide_password=False))
+        views = _batch_views(warehouse, suites, batch)
+        try:
+            for table, suite in suites.items():
+                data = source.add_table_asset(table, table_name=views[table], schema_name="ops") \
+                    .add_batch_definition_whole_table("batch")
+                results += _gx_run(gx, context, suite, data, batch_parameters=None, now=now,
+                                   run_name=run_id, run_time=run_time)
+        finally:
+            # GX keeps a pooled engine in the data source and another in its execution engine;
+            # neither may hold a connection once the stage ends.
+            source.get_engine().dispose()
+            source.get_execution_engine().engine.dispose()
+            with warehouse.begin() as conn:
+                for view in views.values():
+                    conn.execute(sa.text(f"DROP VIEW IF EXISTS ops.{view}"))
+    else:
+        # Embedded DuckDB: GX has no DuckDB source, so each batch goes through a pandas frame.
+        source = context.data_sources.add_pandas("warehouse")
+        for table, suite in suites.items():
+            data = source.add_dataframe_asset(table).add_batch_definition_whole_dataframe("batch")
+            results += _gx_run(gx, context, suite, data, batch_parameters={"dataframe": frames[table]}, now=now,
+                               run_name=run_id, run_time=run_time)
+    return results, _build_docs(context, suites, run_id, run_time, docs)
+
+
+def _build_docs(context, suites: Mapping[str, Suite], run_id: str, run_time: datetime,
+                docs: Path | None) -> str | None:
+    """Render this run's results (and the index of all runs) into the Data Docs folder.
+
+    Only this run's pages are rendered, so the cost does not grow with the history. Docs
+    are a by-product: a folder that cannot be written is logged, not fatal to the run.
+    """
+    if docs is None:
+        return None
+    from great_expectations.data_context.types.resource_identifiers import ExpectationSuiteIdentifier
+
+    try:
+        keys = [k for k in context.validation_results_store.list_keys()
+                if k.run_id.run_name == run_id and k.run_id.run_time == run_time]
+        urls = context.build_data_docs(
+            site_names=[DATA_DOCS_SITE],
+            resource_identifiers=[*keys, *(ExpectationSuiteIdentifier(name=s.name) for s in suites.values())])
+        return urls.get(DATA_DOCS_SITE)
+    except Exception as exc:  # noqa: BLE001 - docs must not decide the run's outcome
+        log.warning("Great Expectations Data Docs were not written to %s: %s: %s", docs, type(exc).__name__, exc)
+        return None
+
+
+# ---------------------------------------------------------------------------------------
+# SQL: predicates of row-level checks and the checks GX cannot express
+
+
+@dataclass(frozen=True)
+class _Scope:
+    """What the SQL checks need to know about the batch under validation."""
+
+    batch: datetime
+    cutoff: datetime  # the as-of instant: rows before it belong to the run
+    previous: datetime | None  # the as-of instant of the latest earlier validated period
+    source: Engine | None
+
+
+_OPERATORS = {"==": "=", "!=": "<>", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
+
+
+def _condition(condition: Mapping[str, Any], columns: set[str], params: dict, prefix: str) -> str:
+    """SQL for a GX row_condition (comparison, nullity, and-groups) over alias ``r``."""
+    kind = condition.get("type")
+    if kind == "and":
+        return " AND ".join(f"({_condition(c, columns, params, f'{prefix}{i}')})"
+                            for i, c in enumerate(condition["conditions"]))
+    column = condition.get("column", {}).get("name")
+    if column not in columns:
+        raise SuiteError(f"row_condition on unknown column {column!r}")
+    if kind == "nullity":
+        return f"r.{column} IS {'NULL' if condition['is_null'] else 'NOT NULL'}"
+    if kind == "comparison" and condition.get("operator") in _OPERATORS:
+        params[prefix] = condition["parameter"]
+        return f"r.{column} {_OPERATORS[condition['operator']]} :{prefix}"
+    raise SuiteError(f"unsupported row_condition {condition!r} (use comparisons, nullity and 'and')")
+
+
+def _gx_predicate(suite: Suite, check: Check, params: dict, prefix: str) -> str:
+    """SQL that selects exactly the rows the GX expectation counts as unexpected (alias ``r``).
+
+    GX ignores missing values in these expectations, and so does the predicate; the
+    quarantine compares the rows it moves with GX's count and refuses to commit on a mismatch.
+    """
+    k, columns = check.kwargs, set(suite.spec.columns)
+    column = f"r.{check.column}"
+    if check.type == "expect_column_values_to_be_between":
+        outside = []
+        if k.get("min_value") is not None:
+            params[f"{prefix}min"] = k["min_value"]
+            outside.append(f"{column} {'<=' if k.get('strict_min') else '<'} :{prefix}min")
+        if k.get("max_value") is not None:
+            params[f"{prefix}max"] = k["max_value"]
+            outside.append(f"{column} {'>=' if k.get('strict_max') else '>'} :{prefix}max")
+        predicate = f"{column} IS NOT NULL AND ({' OR '.join(outside)})"
+    elif check.type == "expect_column_values_to_be_in_set":
+        names = []
+        for i, value in enumerate(k["value_set"]):
+            params[f"{prefix}v{i}"] = value
+            names.append(f":{prefix}v{i}")
+        predicate = f"{column} IS NOT NULL AND {column} NOT IN ({', '.join(names)})"
+    elif check.type == "expect_column_values_to_not_be_null":
+        predicate = f"{column} IS NULL"
+    elif check.type == "expect_column_pair_values_a_to_be_greater_than_b":
+        a, b = f"r.{k['column_A']}", f"r.{k['column_B']}"
+        predicate = f"{a} IS NOT NULL AND {b} IS NOT NULL AND {a} {'<' if k.get('or_equal') else '<='} {b}"
+    else:
+        raise SuiteError(f"{check.type} has no SQL translation")
+    if k.get("row_condition"):
+        predicate = f"({predicate}) AND ({_condition(k['row_condition'], columns, params, f'{prefix}c')})"
+    return predicate
+
+
+def _sql_predicate(suite: Suite, check: Check) -> str:
+    """SQL selecting the offending rows of a row-wise SQL check (alias ``r``)."""
+    spec = suite.spec
+    if check.type == "expect_column_values_to_reference_known_customers":
+        column = check.column
+        return (f"r.{column} IS NOT NULL AND NOT EXISTS "  # noqa: S608 - identifiers checked against the contract
+                f"(SELECT 1 FROM raw.customers AS c WHERE c.customer_id = r.{column})")
+    if check.type == "expect_event_time_not_before_customer_created":
+        hours = int(check.kwargs.get("tolerance_hours", 24))
+        return (f"EXISTS (SELECT 1 FROM raw.customers AS c WHERE c.customer_id = r.customer_id "  # noqa: S608
+                f"AND r.{check.column} < c.created_at - INTERVAL '{hours} hours')")
+    if check.type == "expect_keys_not_loaded_by_an_earlier_batch":
+        return (f"EXISTS (SELECT 1 FROM raw.{spec.name} AS o "  # noqa: S608 - identifiers from the contract
+                f"WHERE o.{spec.key} = r.{spec.key} AND o.extracted_at <> :batch)")
+    raise SuiteError(f"{check.type} is not a row-wise check")
+
+
+def predicate(suite: Suite, check: Check) -> tuple[str, dict]:
+    """The offending-row predicate of any row-wise check, with its bound parameters."""
+    params: dict[str, Any] = {}
+    sql = _gx_predicate(suite, check, params, f"p{check.index}_") if check.by_gx else _sql_predicate(suite, check)
+    return sql, params
+
+
+def _offending(conn: Connection, suite: Suite, check: Check, scope: _Scope,
+               where: str | None = None) -> tuple[int, tuple[str, ...]]:
+    """How many of the batch's rows a row-wise check rejects, and a few of their keys."""
+    default, params = predicate(suite, check)
+    where = where or default
+    base = f"FROM raw.{suite.table} AS r WHERE r.extracted_at = :batch AND ({where})"  # noqa: S608 - identifiers from the contract
+    params = {**params, "batch": scope.batch}
+    count = _row(conn.execute(sa.text(f"SELECT COUNT(*) {base}"), params))[0]
+    keys = conn.execute(sa.text(f"SELECT r.{suite.spec.key} {base} ORDER BY 1 LIMIT {SAMPLE_KEYS}"), params) \
+        .scalars().all() if count else []
+    return int(count), _sample(keys)
+
+
+# Type families by the names information_schema gives on DuckDB and PostgreSQL.
+_TYPE_FAMILIES = (
+    ("timestamps", ("TIMESTAMP",)),
+    ("amounts", ("NUMERIC", "DECIMAL", "DOUBLE", "REAL", "FLOAT")),
+    ("integers", ("INTEGER", "BIGINT", "SMALLINT", "INT", "HUGEINT")),
+    ("flags", ("BOOLEAN",)),
+)
+_TEXT_TYPES = ("VARCHAR", "CHARACTER VARYING", "TEXT", "STRING")
+
+
+def _usable_types(conn: Connection, suite: Suite) -> str | None:
+    """None if every canonical column exists in raw with a type of its family, else what is wrong."""
+    spec = suite.spec
+    found = {name: data_type.upper() for name, data_type in conn.execute(sa.text(
+        "SELECT column_name, data_type FROM information_schema.columns "
+        "WHERE table_schema = 'raw' AND table_name = :t"), {"t": spec.name})}
+    wrong = []
+    for column in spec.columns:
+        family, names = next(((attr, n) for attr, n in _TYPE_FAMILIES if column in getattr(spec, attr)),
+                             ("texts", _TEXT_TYPES))
+        if column not in found:
+            wrong.append(f"{column} missing")
+        elif not found[column].startswith(names):
+            wrong.append(f"{column} is {found[column]}, not one of {family}' types {', '.join(names)}")
+    return "; ".join(wrong) or None
+
+
+def _source_has_rows(scope: _Scope, table: str) -> bool | None:
+    """Whether the source table holds any row; None when there is no source to ask."""
+    if scope.source is None:
+        return None
+    try:
+        with scope.source.connect() as conn:
+            return bool(conn.execute(sa.select(sa.literal(1)).select_from(sa.table(table)).limit(1)).all())
+    except sa.exc.SQLAlchemyError as exc:
+        log.warning("could not count source table %s: %s", table, exc)
+        return None
+
+
+@dataclass(frozen=True)
+class _Counts:
+    """A table's rows by period, from one scan: what the emptiness and volume checks judge."""
+
+    first: datetime | None  # earliest event time in raw
+    total: int  # rows in raw
+    batch: int  # rows of the batch under validation
+    before_cutoff: int  # rows before the as-of instant
+    in_period: int  # rows in [previous as-of, as-of); all before the as-of for a first period
+    trailing: tuple[int, ...]  # rows in each period of the same length before it, latest first
+    edges: tuple[datetime, ...]  # cutoff, period start, then the trailing periods' starts
+
+
+def _counts(conn: Connection, suite: Suite, scope: _Scope) -> _Counts:
+    trailing = max((int(c.kwargs.get("trailing_intervals", 3)) for c in suite.checks
+                    if c.type == "expect_interval_volume_within_band"), default=0)
+    ts, edges = suite.spec.event_time, [scope.cutoff]
+    columns = [f"MIN({ts})", "COUNT(*)", "COUNT(CASE WHEN extracted_at = :batch THEN 1 END)",
+               f"COUNT(CASE WHEN {ts} < :e0 THEN 1 END)"]
+    if scope.previous is not None:
+        length = scope.cutoff - scope.previous
+        edges = [scope.cutoff - i * length for i in range(trailing + 2)]
+        columns += [f"COUNT(CASE WHEN {ts} >= :e{i + 1} AND {ts} < :e{i} THEN 1 END)" for i in range(trailing + 1)]
+    row = conn.execute(sa.text(f"SELECT {', '.join(columns)} FROM raw.{suite.table}"),  # noqa: S608 - identifiers from the contract
+                       {"batch": scope.batch, **{f"e{i}": e for i, e in enumerate(edges)}}).all()[0]
+    first = None if row[0] is None else pd.Timestamp(row[0]).to_pydatetime()
+    values = [int(v or 0) for v in row[1:]]
+    in_period = values[3] if scope.previous is not None else values[2]
+    return _Counts(first, values[0], values[1], values[2], in_period, tuple(values[4:]), tuple(edges))
+
+
+def _not_empty(suite: Suite, check: Check, scope: _Scope, counts: _Counts) -> tuple[bool, str]:
+    """An empty period is a broken feed when the source (or an earlier period) had rows.
+
+    ``scope: interval`` looks at the period since the latest earlier validated as-of date
+    (all history for the first run); ``history`` at everything before the as-of date.
+    """
+    interval = check.kwargs.get("scope", "interval") == "interval" and scope.previous is not None
+    rows = counts.in_period if interval else counts.before_cutoff
+    earlier = counts.before_cutoff - counts.in_period if interval else 0
+    period = f"in [{scope.previous:%Y-%m-%d %H:%M}, {scope.cutoff:%Y-%m-%d %H:%M})" if interval \
+        else f"before {scope.cutoff:%Y-%m-%d}"
+    if rows:
+        return True, f"{rows} row(s) {period}"
+    source = _source_has_rows(scope, suite.spec.name)
+    if source or earlier:
+        evidence = "the source table has rows" if source else f"earlier periods hold {earlier} row(s)"
+        return False, f"0 rows {period} although {evidence}"
+    return True, f"0 rows {period}; the source table is empty too"
+
+
+def _volume(check: Check, scope: _Scope, counts: _Counts) -> tuple[bool, str]:
+    """The period's rows against the average of the previous periods of the same length.
+
+    The period is the time since the latest earlier validated as-of date, so the band
+    follows the schedule (monthly runs compare months). Periods before the table's first
+    row do not count, and a small trailing average (min_rows) is too noisy to judge.
+    """
+    if scope.previous is None:
+        return True, "not checked: no earlier validated period to compare with"
+    k, edges = check.kwargs, counts.edges
+    trailing = int(k.get("trailing_intervals", 3))
+    length, current = scope.cutoff - scope.previous, counts.in_period
+    period = f"{current} rows in [{edges[1]:%Y-%m-%d}, {edges[0]:%Y-%m-%d})"
+    if current == 0:
+        return True, f"{period}; see expect_interval_not_empty"
+    complete = [c for c, start in zip(counts.trailing[:trailing], edges[2:2 + trailing], strict=True)
+                if counts.first is not None and start >= counts.first]
+    if not complete:
+        return True, f"{period}; not checked: no complete earlier period of {length.days} days"
+    average = sum(complete) / len(complete)
+    if average < float(k.get("min_rows", 100)):
+        return True, f"{period}; not checked: trailing average {average:.1f} is below min_rows {k.get('min_rows', 100)}"
+    ratio = current / average
+    low, high = float(k.get("min_ratio", 0.7)), float(k.get("max_ratio", 2.0))
+    return low <= ratio <= high, (f"{period} vs a trailing average of {average:.1f} over {len(complete)} "
+                                  f"period(s) of {length.days} days: ratio {ratio:.2f}, band [{low}, {high}]")
+
+
+def _run_checks(conn: Connection, suites: Mapping[str, Suite], scope: _Scope) -> list[CheckResult]:
+    """Every suite's SQL checks over the batch, as results like GX's."""
+    results = []
+    for suite in suites.values():
+        counts = _counts(conn, suite, scope)
+        for check in suite.checks:
+            if check.type in _ROW_LEVEL_SQL or check.type == "expect_keys_not_loaded_by_an_earlier_batch":
+                where = None
+                if check.type == "expect_keys_not_loaded_by_an_earlier_batch" and \
+                        conn.dialect.name == "postgresql" and counts.batch * 4 < counts.total:
+                    # A batch small against what is loaded: probe the key index once per batch row,
+                    # instead of the semi-join PostgreSQL would plan (hashing every loaded row).
+                    where = (f"(SELECT COUNT(*) FROM raw.{suite.table} AS o WHERE o.{suite.spec.key} = "  # noqa: S608
+                             f"r.{suite.spec.key} AND o.extracted_at <> :batch) > 0")
+                count, keys = _offending(conn, suite, check, scope, where)
+                results.append(_result(suite, check, success=count == 0, unexpected=count, observed=None,
+                                       keys=keys))
+                continue
+            if check.type == "expect_columns_to_have_usable_types":
+                wrong = _usable_types(conn, suite)
+                success, observed = wrong is None, wrong or "every canonical column has a usable type"
+            elif check.type == "expect_interval_not_empty":
+                success, observed = _not_empty(suite, check, scope, counts)
+            else:
+                success, observed = _volume(check, scope, counts)
+            results.append(_result(suite, check, success=success, unexpected=None, observed=observed, keys=()))
     return results
 
 
-def store_results(warehouse: Engine, as_of: date, run_id: str, results: list[CheckResult]) -> None:
+# ---------------------------------------------------------------------------------------
+# The gate
+
+
+@contextmanager
+def _gate(warehouse: Engine) -> Iterator[Connection]:
+    """One transaction that also holds every source table's extraction lock.
+
+    Quarantine and rejection rewrite raw rows and watermarks, so an extraction of the same
+    table in a concurrent run (PostgreSQL) waits; the locks are taken in a fixed order.
+    """
+    with exclusive(warehouse, "grading.validate") as conn:
+        if conn.dialect.name == "postgresql":
+            for table in sorted(SOURCE_TABLES):
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:name))"),
+                             {"name": f"grading.extract.{table}"})
+        yield conn
+
+
+def _row_json(conn: Connection, spec: SourceTable) -> str:
+    """The row's canonical columns as JSON text, built by the database (no rows pass through Python)."""
+    function = "json_build_object" if conn.dialect.name == "postgresql" else "json_object"
+    pairs = ", ".join(f"'{c}', r.{c}" for c in spec.columns)
+    return f"CAST({function}({pairs}) AS VARCHAR)"
+
+
+def _reason_sql(check: Check, suite: Suite) -> str:
+    """The check's reason followed by the offending values, e.g. ``... (amount=-5.00)``."""
+    columns = [check.kwargs[c] for c in ("column_A", "column_B") if c in check.kwargs] \
+        or [check.column or suite.spec.key]
+    values = " || ', ' || ".join(f"'{c}=' || COALESCE(CAST(r.{c} AS VARCHAR), 'null')" for c in columns)
+    return f":reason || ' (' || {values} || ')'"
+
+
+def _quarantine(conn: Connection, suites: Mapping[str, Suite], results: list[CheckResult], scope: _Scope,
+                run_id: str, as_of: date, now: datetime) -> dict[str, int]:
+    """Move the rows of failed row-level checks from raw to ops.quarantine; returns rows moved per table.
+
+    Entries of re-extracted rows are replaced first, so a rerun of the period gives the same
+    quarantine and a row fixed at the source leaves it.
+    """
+    moved = {}
+    for table, suite in suites.items():
+        key, batch = suite.spec.key, {"batch": scope.batch, "t": table}
+        conn.execute(sa.text(
+            f"DELETE FROM ops.quarantine WHERE source_table = :t AND row_key IN "  # noqa: S608 - contract identifiers
+            f"(SELECT CAST({key} AS VARCHAR) FROM raw.{table} WHERE extracted_at = :batch)"), batch)
+        for result in results:
+            check = result.check
+            if result.table != f"raw.{table}" or result.success or check is None or check.severity != "row":
+                continue
+            where, params = predicate(suite, check)
+            conn.execute(sa.text(
+                "INSERT INTO ops.quarantine (run_id, as_of_date, source_table, row_key, expectation, column_name, "  # noqa: S608
+                "reason, row_json, extracted_at, quarantined_at) "
+                f"SELECT :run_id, :as_of, :t, CAST(r.{key} AS VARCHAR), :expectation, :column, "
+                f"{_reason_sql(check, suite)}, {_row_json(conn, suite.spec)}, r.extracted_at, :now "
+                f"FROM raw.{table} AS r WHERE r.extracted_at = :batch AND ({where})"),
+                {**params, **batch, "run_id": run_id, "as_of": as_of, "expectation": check.type,
+                 "column": check.column, "reason": check.reason, "now": now})
+            entered = conn.execute(sa.text(
+                "SELECT COUNT(*) FROM ops.quarantine WHERE source_table = :t AND extracted_at = :batch "
+                "AND expectation = :expectation AND run_id = :run_id AND COALESCE(column_name, '') = :column"),
+                {**batch, "expectation": check.type, "run_id": run_id, "column": check.column or ""}).all()[0][0]
+            if entered != result.unexpected_count:
+                raise RuntimeError(
+                    f"quarantine of raw.{table} by {check.type} on {check.column}: SQL selected {entered} row(s) "
+                    f"but the check counted {result.unexpected_count}; nothing was moved")
+        moved[table] = conn.execute(sa.text(
+            f"DELETE FROM raw.{table} WHERE extracted_at = :batch AND {key} IN "  # noqa: S608 - identifiers from the contract
+            "(SELECT row_key FROM ops.quarantine WHERE source_table = :t AND extracted_at = :batch)"), batch).rowcount
+    return moved
+
+
+def _row(result: sa.CursorResult) -> sa.Row:
+    """The single row of a result, fetched to the end: DuckDB refuses new work on a half-read result."""
+    return result.all()[0]
+
+
+def _batch_rows(conn: Connection, table: str, batch: datetime) -> int:
+    return conn.execute(sa.text(f"SELECT COUNT(*) FROM raw.{table} WHERE extracted_at = :batch"),  # noqa: S608 - identifiers from the contract
+                        {"batch": batch}).all()[0][0]
+
+
+def _watermark(conn: Connection, table: str) -> datetime | None:
+    value = conn.execute(sa.text("SELECT MAX(extracted_through) FROM ops.extract_watermarks WHERE source_table = :t"),
+                         {"t": table}).all()[0][0]
+    return None if value is None else pd.Timestamp(value).to_pydatetime()
+
+
+def _record(conn: Connection, rows: list[dict]) -> None:
+    frame = pd.DataFrame(rows).astype({"rows_checked": "int64", "rows_quarantined": "int64",
+                                       "extracted_through": "datetime64[us]", "message": "string"})
+    bulk_insert(conn, "ops.validation_batches", frame)
+
+
+def _reject(conn: Connection, suites: Mapping[str, Suite], scope: _Scope, run_id: str, as_of: date,
+            now: datetime, message: str) -> None:
+    """Remove a failed batch from raw and rewind the watermarks, so nothing grades on it.
+
+    Each table's watermark goes back to where the last validated batch left it, or to the
+    earliest removed row if that is earlier; without any validated batch it is dropped, so
+    the next run extracts the table's whole history again. Either way the next extraction
+    re-reads every removed row, as the source has it then.
+    """
+    records = []
+    for table, suite in suites.items():
+        ts = suite.spec.event_time
+        first, rows = _row(conn.execute(sa.text(
+            f"SELECT MIN({ts}), COUNT(*) FROM raw.{table} WHERE extracted_at = :batch"),  # noqa: S608 - identifiers from the contract
+            {"batch": scope.batch}))
+        conn.execute(sa.text(f"DELETE FROM raw.{table} WHERE extracted_at = :batch"), {"batch": scope.batch})  # noqa: S608 - identifiers from the contract
+        passed = conn.execute(sa.text(
+            "SELECT extracted_through FROM ops.validation_batches WHERE source_table = :t AND status = 'passed' "
+            "AND extracted_through IS NOT NULL ORDER BY validated_at DESC LIMIT 1"), {"t": table}).all()
+        current = _watermark(conn, table)
+        if not passed:
+            target = None
+            conn.execute(sa.text("DELETE FROM ops.extract_watermarks WHERE source_table = :t"), {"t": table})
+        else:
+            target = min(pd.Timestamp(v).to_pydatetime() for v in (passed[0][0], first) if v is not None)
+            if current is not None and target < current:
+                conn.execute(sa.text("UPDATE ops.extract_watermarks SET extracted_through = :w "
+                                     "WHERE source_table = :t"), {"w": target, "t": table})
+            else:
+                target = current
+        records.append({"run_id": run_id, "as_of_date": as_of, "source_table": table,
+                        "extracted_at": scope.batch, "status": "failed", "rows_checked": int(rows),
+                        "rows_quarantined": 0, "extracted_through": target, "message": message[:4000],
+                        "validated_at": now})
+    _record(conn, records)
+
+
+def _accept(conn: Connection, suites: Mapping[str, Suite], results: list[CheckResult], scope: _Scope,
+            run_id: str, as_of: date, now: datetime) -> dict[str, int]:
+    """Quarantine the row-level failures and record the batch as passed."""
+    checked = {table: _batch_rows(conn, table, scope.batch) for table in suites}
+    moved = _quarantine(conn, suites, results, scope, run_id, as_of, now)
+    _record(conn, [{"run_id": run_id, "as_of_date": as_of, "source_table": table, "extracted_at": scope.batch,
+                    "status": "passed", "rows_checked": checked[table], "rows_quarantined": moved[table],
+                    "extracted_through": _watermark(conn, table), "message": None, "validated_at": now}
+                   for table in suites])
+    return moved
+
+
+def _previous_period(conn: Connection, as_of: datetime) -> datetime | None:
+    """The as-of instant of the latest earlier period whose batch passed: the period's start."""
+    value = conn.execute(sa.text(
+        "SELECT MAX(as_of_date) FROM ops.validation_batches WHERE status = 'passed' AND as_of_date < :as_of"),
+        {"as_of": as_of.date()}).all()[0][0]
+    return None if value is None else datetime.combine(pd.Timestamp(value).date(), datetime.min.time())
+
+
+def _prior_outcome(conn: Connection, batch: datetime) -> tuple[str, str, str | None] | None:
+    """(status, run_id, message) if this batch was validated before (a retried or cleared task)."""
+    rows = conn.execute(sa.text(
+        "SELECT status, run_id, message FROM ops.validation_batches WHERE extracted_at = :batch "
+        "ORDER BY CASE WHEN status = 'failed' THEN 0 ELSE 1 END, validated_at DESC LIMIT 1"),
+        {"batch": batch}).all()
+    return (rows[0][0], rows[0][1], rows[0][2]) if rows else None
+
+
+def validate(warehouse: Engine, as_of: date, batch: datetime, run_id: str,
+             source: Engine | None = None) -> ValidationReport:
+    """Validate extract ``batch``: store every result, quarantine bad rows, stop on a critical failure.
+
+    ``source`` (optional) lets the emptiness check tell a quiet period from a broken feed.
+    Raises ValidationFailed, with a message naming table, column, check, rows, keys and what
+    to do, when a critical check fails; the batch's raw rows are then removed. All reads
+    share one connection and all writes one transaction (results, quarantine or rejection,
+    the batch's outcome), so a failure half-way leaves nothing half-written.
+    """
+    clock = time.perf_counter()
+    suites = load_suites()
+    ensure_indexes(warehouse)
+    now = datetime.now(UTC).replace(tzinfo=None)
+    cutoff = datetime.combine(as_of, datetime.min.time())
+    with warehouse.connect() as conn:
+        prior = _prior_outcome(conn, batch)
+        if prior is None:
+            scope = _Scope(batch=batch, cutoff=cutoff, previous=_previous_period(conn, cutoff), source=source)
+            checked = _run_checks(conn, suites, scope)
+            frames = None if warehouse.dialect.name == "postgresql" else _read_batches(conn, suites, batch)
+    if prior is not None:
+        status, prior_run, prior_message = prior
+        if status == "failed":
+            raise ValidationFailed(
+                f"extract batch {batch} was rejected by run {prior_run} and its rows were removed from raw; "
+                "rerun the whole period, extraction included, once the source is fixed. The checks said:\n"
+                + (prior_message or ""))
+        log.info("batch %s already passed validation in run %s; keeping that outcome", batch, prior_run)
+        return ValidationReport(stored_results(warehouse, prior_run), {}, None, time.perf_counter() - clock)
+
+    results, docs_url = _run_expectations(warehouse, suites, frames, batch, run_id, now, data_docs_dir())
+    results += checked
+    critical = [r for r in results if not r.success and r.severity == "critical"]
+    if critical:
+        findings = [r for r in results if not r.success and r.severity == "row"]
+        message = (
+            f"{len(critical)} critical check(s) failed for as-of {as_of}; nothing was published, and the batch's "
+            "raw rows were removed (the next run extracts them again). Fix the source rows (or the mapping) and "
+            "rerun the period:\n- " + "\n- ".join(r.message() for r in critical))
+        if findings:
+            message += "\nRow-level findings in the same batch (to fix too):\n- " + \
+                "\n- ".join(r.message() for r in findings)
+        with _gate(warehouse) as conn:
+            store_results(conn, as_of, run_id, results)
+            _reject(conn, suites, scope, run_id, as_of, now, message)
+        log.error("validation of batch %s failed: %s critical check(s); Data Docs: %s", batch, len(critical),
+                  docs_url or "not written")
+        raise ValidationFailed(message)
+
+    with _gate(warehouse) as conn:
+        quarantined = _accept(conn, suites, results, scope, run_id, as_of, now)
+        store_results(conn, as_of, run_id, results)
+    report = ValidationReport(results, quarantined, docs_url, time.perf_counter() - clock)
+    log_summary(report, batch)
+    return report
+
+
+def log_summary(report: ValidationReport, batch: datetime) -> None:
+    """A short summary for the task log: checks, quarantined rows and where the details are."""
+    moved = sum(report.quarantined.values())
+    per_table = ", ".join(f"{t} {n}" for t, n in report.quarantined.items() if n)
+    log.info("validation of batch %s: %d checks, %d failed, %d row(s) quarantined%s in %.1fs; "
+             "results in marts.validation_results, rows in ops.quarantine; Data Docs: %s",
+             batch, len(report.results), len(report.failed), moved, f" ({per_table})" if per_table else "",
+             report.seconds, report.data_docs or "not written")
+    for result in report.failed:
+        log.warning("%s", result.message())
+
+
+def store_results(conn: Connection, as_of: date, run_id: str, results: list[CheckResult]) -> None:
+    """Replace the run's rows of marts.validation_results (a retried task writes them once)."""
     now = datetime.now(UTC).replace(tzinfo=None)
     frame = pd.DataFrame({
         "run_id": run_id, "as_of_date": as_of,
@@ -126,7 +947,22 @@ def store_results(warehouse: Engine, as_of: date, run_id: str, results: list[Che
         "unexpected_count": pd.Series([r.unexpected_count for r in results], dtype="Int64"),
         "observed_value": pd.Series([r.observed_value for r in results], dtype="string"),
         "validated_at": now,
+        "sample_keys": pd.Series([", ".join(r.sample_keys) or None for r in results], dtype="string"),
+        "message": pd.Series([None if r.success else r.message()[:4000] for r in results], dtype="string"),
     })
-    with warehouse.begin() as conn:
-        conn.execute(sa.text("DELETE FROM marts.validation_results WHERE run_id = :run_id"), {"run_id": run_id})
-        bulk_insert(conn, "marts.validation_results", frame)
+    conn.execute(sa.text("DELETE FROM marts.validation_results WHERE run_id = :run_id"), {"run_id": run_id})
+    bulk_insert(conn, "marts.validation_results", frame)
+
+
+def stored_results(warehouse: Engine, run_id: str) -> list[CheckResult]:
+    """A run's results read back from marts.validation_results."""
+    with warehouse.connect() as conn:
+        frame = read_frame(conn, "SELECT * FROM marts.validation_results WHERE run_id = :run_id", {"run_id": run_id})
+    return [CheckResult(
+        suite=row.suite, table="raw." + row.suite.removeprefix("raw_"), expectation=row.expectation,
+        column=None if pd.isna(row.column_name) else row.column_name, severity=row.severity,
+        success=bool(row.success),
+        unexpected_count=None if pd.isna(row.unexpected_count) else int(row.unexpected_count),
+        observed_value=None if pd.isna(row.observed_value) else row.observed_value,
+        sample_keys=tuple(row.sample_keys.split(", ")) if isinstance(row.sample_keys, str) else (),
+    ) for row in frame.itertuples()]

@@ -36,6 +36,13 @@ def open_engine(url: str) -> Iterator[Engine]:
     the task that opened it; NullPool closes each connection when it is returned.
     """
     engine = sa.create_engine(url, poolclass=NullPool)
+    if engine.dialect.name == "duckdb":
+        # Two threads opening one DuckDB file at the same moment race in DuckDB's instance
+        # cache ("Unique file handle conflict"); opening one at a time avoids it.
+        @sa.event.listens_for(engine, "do_connect")
+        def _one_at_a_time(dialect, connection_record, cargs, cparams):
+            with _DUCKDB_OPEN:
+                return dialect.connect(*cargs, **cparams)
     try:
         yield engine
     finally:
@@ -146,6 +153,7 @@ def migration_files() -> list[Path]:
     return files
 
 
+_DUCKDB_OPEN = threading.Lock()
 _LOCAL_LOCKS: defaultdict[tuple[str, str], threading.Lock] = defaultdict(threading.Lock)
 
 

@@ -27,11 +27,13 @@ WHERE f.as_of_date = :as_of;
 DELETE FROM marts.customer_tier_snapshot WHERE as_of_date = :as_of;
 
 INSERT INTO marts.customer_tier_snapshot (
-    as_of_date, customer_key, tier, tier_rank, tier_rule, tier_reason, rule_version, assigned_tier, periods_below
+    as_of_date, customer_key, tier, tier_rank, tier_rule, tier_reason, rule_version, assigned_tier, periods_below,
+    rules_sha256, spend_to_next_tier, orders_to_next_tier, spend_to_keep_tier
 )
 SELECT
     t.as_of_date, k.customer_key, t.tier, t.tier_rank, t.tier_rule, t.tier_reason, t.rule_version,
-    t.assigned_tier, t.periods_below
+    t.assigned_tier, t.periods_below, t.rules_sha256, t.spend_to_next_tier, t.orders_to_next_tier,
+    t.spend_to_keep_tier
 FROM staging.customer_tiers AS t
 JOIN ops.customer_keys AS k ON k.customer_id = t.customer_id
 WHERE t.as_of_date = :as_of;
@@ -39,9 +41,12 @@ WHERE t.as_of_date = :as_of;
 DELETE FROM marts.elimination_candidates WHERE as_of_date = :as_of;
 
 INSERT INTO marts.elimination_candidates (
-    as_of_date, customer_key, rule_name, reason, action, rule_version, severity
+    as_of_date, customer_key, rule_name, reason, action, rule_version, severity, rules_sha256, periods_met,
+    control_group
 )
-SELECT c.as_of_date, k.customer_key, c.rule_name, c.reason, c.action, c.rule_version, c.severity
+SELECT
+    c.as_of_date, k.customer_key, c.rule_name, c.reason, c.action, c.rule_version, c.severity, c.rules_sha256,
+    c.periods_met, c.control_group
 FROM staging.customer_flags AS c
 JOIN ops.customer_keys AS k ON k.customer_id = c.customer_id
 WHERE c.as_of_date = :as_of AND c.flag = 'elimination';
@@ -50,19 +55,19 @@ DELETE FROM marts.winback_candidates WHERE as_of_date = :as_of;
 
 INSERT INTO marts.winback_candidates (
     as_of_date, customer_key, rule_name, reason, action, previous_tier, rule_version,
-    churn_reason, priority, value_before, last_order_at
+    churn_reason, priority, value_before, last_order_at, rules_sha256, control_group
 )
 SELECT
     c.as_of_date, k.customer_key, c.rule_name, c.reason, c.action, c.previous_tier, c.rule_version,
-    c.churn_reason, c.priority, c.value_before, c.last_order_at
+    c.churn_reason, c.priority, c.value_before, c.last_order_at, c.rules_sha256, c.control_group
 FROM staging.customer_flags AS c
 JOIN ops.customer_keys AS k ON k.customer_id = c.customer_id
 WHERE c.as_of_date = :as_of AND c.flag = 'win_back';
 
 DELETE FROM marts.core_customers WHERE as_of_date = :as_of;
 
-INSERT INTO marts.core_customers (as_of_date, customer_key, rule_name, reason, action, rule_version)
-SELECT c.as_of_date, k.customer_key, c.rule_name, c.reason, c.action, c.rule_version
+INSERT INTO marts.core_customers (as_of_date, customer_key, rule_name, reason, action, rule_version, rules_sha256)
+SELECT c.as_of_date, k.customer_key, c.rule_name, c.reason, c.action, c.rule_version, c.rules_sha256
 FROM staging.customer_flags AS c
 JOIN ops.customer_keys AS k ON k.customer_id = c.customer_id
 WHERE c.as_of_date = :as_of AND c.flag = 'core';
