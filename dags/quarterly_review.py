@@ -17,6 +17,13 @@ from grading.settings import PUBLISHED_ASSET_NAME, PUBLISHED_ASSET_URI
 PUBLISHED = Asset(name=PUBLISHED_ASSET_NAME, uri=PUBLISHED_ASSET_URI)
 
 
+def _alert(context) -> None:
+    """on_failure_callback, imported lazily so that parsing the DAG file loads no pipeline code."""
+    from grading.alerts import on_failure
+
+    on_failure(context)
+
+
 @dag(
     dag_id="quarterly_review",
     schedule=AssetOrTimeSchedule(
@@ -31,6 +38,8 @@ PUBLISHED = Asset(name=PUBLISHED_ASSET_NAME, uri=PUBLISHED_ASSET_URI)
                                 description="tier rule file to backtest in the report, e.g. "
                                             "include/rules/examples/tiers_weighted_score.yaml"),
     },
+    # The review writes the warehouse too: same pool and alerts as customer_grading.
+    default_args={"pool": "grading_warehouse", "on_failure_callback": _alert},
     tags=["grading", "review"],
     doc_md=__doc__,
 )
