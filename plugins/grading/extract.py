@@ -150,7 +150,7 @@ def register_customer_keys(warehouse: Engine, key: bytes) -> int:
     """Give every extracted customer without one a pseudonymous key; returns keys added."""
     with exclusive(warehouse, "grading.customer_keys") as conn:
         missing = read_frame(conn, (
-            "SELECT c.customer_id FROM raw.customers AS c "
+            "SELECT DISTINCT c.customer_id FROM raw.customers AS c "
             "LEFT JOIN ops.customer_keys AS k ON k.customer_id = c.customer_id "
             "WHERE k.customer_id IS NULL"
         ))

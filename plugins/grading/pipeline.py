@@ -127,8 +127,13 @@ def extract_stage(conns: Connections, as_of: date, run_id: str) -> dict:
 
 
 def validate_stage(conns: Connections, as_of: date, run_id: str, batch: str) -> dict:
-    """Gate the extract batch; the source is opened too, to tell a quiet period from a broken feed."""
-    with open_engine(conns.warehouse_url) as warehouse, open_engine(conns.source_url) as source, \
+    """Gate the extract batch.
+
+    A canonical SQL source is opened too, to tell a quiet period from a broken feed; a mapped
+    source names its tables otherwise (or is a file drop), so earlier periods are the evidence.
+    """
+    with open_engine(conns.warehouse_url) as warehouse, \
+            (nullcontext() if conns.source_mapping else open_engine(conns.source_url)) as source, \
             audited(warehouse, run_id, as_of, "validate") as audit:
         report = validate.validate(warehouse, as_of, datetime.fromisoformat(batch), run_id, source=source)
         audit["rows_out"] = len(report.results)
