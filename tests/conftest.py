@@ -51,38 +51,48 @@ def grading_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return home
 
 
-def _pg_admin_engine():
+def _admin_engine(url: str, service: str, how_to_enable: str):
+    """An AUTOCOMMIT engine on a test server; skips (or fails under CI=true) when it is not reachable."""
     import sqlalchemy as sa
 
-    engine = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    engine = sa.create_engine(url, isolation_level="AUTOCOMMIT")
     try:
         with engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
     except Exception as exc:  # noqa: BLE001 - any failure to connect means "no server here"
         engine.dispose()
-        message = (f"PostgreSQL is not reachable at {PG_ADMIN_URL} ({type(exc).__name__}). Start a server with "
-                   "trust auth for user postgres on 127.0.0.1:5432, or set GRADING_TEST_PG_ADMIN_URL.")
+        message = f"{service} is not reachable at {url} ({type(exc).__name__}). {how_to_enable}"
         if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("CI=true requires PostgreSQL: " + message)
+            pytest.fail(f"CI=true requires {service}: " + message)
         pytest.skip(message)
     return engine
+
+
+def _pg_admin_engine():
+    return _admin_engine(PG_ADMIN_URL, "PostgreSQL", "Start a server with trust auth for user postgres on "
+                         "127.0.0.1:5432, or set GRADING_TEST_PG_ADMIN_URL.")
+
+
+def _scratch_database(admin, create: str, drop: str) -> Iterator[str]:
+    """Create a uniquely named database on ``admin``'s server, yield its URL, drop it after."""
+    import sqlalchemy as sa
+
+    name = f"grading_test_{uuid.uuid4().hex[:12]}"
+    with admin.connect() as conn:
+        conn.execute(sa.text(create.format(name=name)))
+    try:
+        yield admin.url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(drop.format(name=name)))
+        admin.dispose()
 
 
 @pytest.fixture
 def pg_url() -> Iterator[str]:
     """A PostgreSQL database created for this test and dropped after it."""
-    import sqlalchemy as sa
-
-    admin = _pg_admin_engine()
-    name = f"grading_test_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield admin.url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    yield from _scratch_database(_pg_admin_engine(), 'CREATE DATABASE "{name}"',
+                                 'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(params=["duckdb", "postgresql"])
@@ -100,25 +110,6 @@ MARIADB_ADMIN_URL = os.environ.get("GRADING_TEST_MARIADB_URL", "mysql+pymysql://
 @pytest.fixture
 def mariadb_url() -> Iterator[str]:
     """A MariaDB/MySQL database created for this test and dropped after it."""
-    import sqlalchemy as sa
-
-    admin = sa.create_engine(MARIADB_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
-    except Exception as exc:  # noqa: BLE001
-        admin.dispose()
-        message = (f"MariaDB/MySQL is not reachable at {MARIADB_ADMIN_URL} ({type(exc).__name__}); start one "
-                   "(root, empty password, 127.0.0.1:3306) or set GRADING_TEST_MARIADB_URL.")
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("CI=true requires MariaDB: " + message)
-        pytest.skip(message)
-    name = f"grading_test_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as conn:
-        conn.execute(sa.text(f"CREATE DATABASE `{name}`"))
-    try:
-        yield admin.url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f"DROP DATABASE IF EXISTS `{name}`"))
-        admin.dispose()
+    admin = _admin_engine(MARIADB_ADMIN_URL, "MariaDB/MySQL", "Start one (root, empty password, 127.0.0.1:3306) "
+                          "or set GRADING_TEST_MARIADB_URL.")
+    yield from _scratch_database(admin, "CREATE DATABASE `{name}`", "DROP DATABASE IF EXISTS `{name}`")
