@@ -35,7 +35,18 @@ def test_markdown_and_html_state_every_rule_and_threshold(tmp_path: Path) -> Non
         for value in values:
             assert value in text, value
         assert "2 consecutive periods" in text and "at most 1 tier(s) at a time" in text  # damping stated
+        assert "Qualifying spend over the last 365 days; downgrades at any run" in text  # qualification stated
         assert tier_rules.source.content_hash[:12] in text and candidate_rules.source.version in text
+
+
+def test_a_review_date_policy_is_stated(tmp_path: Path) -> None:
+    from grading.features import RULE_FEATURES
+    from grading.rules import load_tier_rules
+
+    calendar = load_tier_rules(include_dir() / "rules" / "examples" / "tiers_calendar_year.yaml", RULE_FEATURES)
+    markdown, _ = criteria.write(calendar, load_rules()[1], tmp_path)
+    assert ("Qualifying spend over the calendar year (to date); downgrades only at the calendar year review "
+            "date plus 31 days' grace") in markdown.read_text(encoding="utf-8")
 
 
 def test_the_html_page_is_well_formed_and_self_contained(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from grading.features import compute_features, load_features
+from grading.qualification import Qualification
 from grading.warehouse import open_engine
 from tests.helpers import load_raw
 
@@ -45,6 +46,13 @@ SURVEYS = pd.DataFrame([
     ("S4", "D", "2024-12-31 23:45", 3, 6),
 ], columns=["survey_id", "customer_id", "responded_at", "csat", "nps"])
 SURVEYS["responded_at"] = pd.to_datetime(SURVEYS["responded_at"], format="ISO8601")
+INTERACTIONS = pd.DataFrame([
+    ("I1", "A", "2024-01-02 00:00:00", "call"),    # first instant of the window: in
+    ("I2", "A", "2024-01-01 23:59:59", "visit"),   # just before it: out
+    ("I3", "A", "2025-01-01 00:00:00", "call"),    # on the as-of instant: not yet
+    ("I4", "D", "2024-12-31 23:50:00", None),      # no kind still counts
+], columns=["interaction_id", "customer_id", "ts", "kind"])
+INTERACTIONS["ts"] = pd.to_datetime(INTERACTIONS["ts"], format="ISO8601")
 
 EXPECTED = {
     #     tenure recency o365 m365  mar365 ref olife mlife tick compl surv csat  nps  r  f  m
@@ -58,14 +66,16 @@ COLUMNS = ("tenure_days", "recency_days", "orders_365d", "monetary_365d", "margi
            "csat_mean_365d", "nps_mean_365d", "r_score", "f_score", "m_score")
 
 
-# aov, monetary_90d, monetary_prev_90d, refund_rate, complaint_rate, resolution_hours, open_tickets
+# aov, monetary_90d, monetary_prev_90d, refund_rate, complaint_rate, resolution_hours, open_tickets,
+# interactions, orders and value in the (default, rolling 365-day) qualification window
 MORE_COLUMNS = ("avg_order_value_365d", "monetary_90d", "monetary_prev_90d", "refund_rate_365d",
-                "complaint_rate_365d", "resolution_hours_365d", "open_tickets")
+                "complaint_rate_365d", "resolution_hours_365d", "open_tickets", "interactions_365d",
+                "orders_window", "monetary_window")
 EXPECTED_MORE = {
-    "A": (200.0, 300.0, 0.0, 1 / 3, 0.5, 24.0, 1),     # T1 took 24 h; T2 is still open
-    "B": (None, 0.0, 0.0, None, None, None, 0),
-    "C": (None, 0.0, 0.0, 1.0, None, None, 0),         # refunds only: rate 1/(0+1)
-    "D": (400.0, 400.0, 0.0, 0.0, 0.0, None, 0),
+    "A": (200.0, 300.0, 0.0, 1 / 3, 0.5, 24.0, 1, 1, 2, 400.0),     # T1 took 24 h; T2 is still open
+    "B": (None, 0.0, 0.0, None, None, None, 0, 0, 0, 0.0),
+    "C": (None, 0.0, 0.0, 1.0, None, None, 0, 0, 0, 0.0),         # refunds only: rate 1/(0+1)
+    "D": (400.0, 400.0, 0.0, 0.0, 0.0, None, 0, 1, 1, 400.0),
 }
 
 
@@ -74,7 +84,8 @@ def _value(v):
 
 
 def test_features_match_hand_computed_values(warehouse_url: str) -> None:
-    load_raw(warehouse_url, customers=CUSTOMERS, orders=ORDERS, tickets=TICKETS, surveys=SURVEYS)
+    load_raw(warehouse_url, customers=CUSTOMERS, orders=ORDERS, tickets=TICKETS, surveys=SURVEYS,
+             interactions=INTERACTIONS)
     with open_engine(warehouse_url) as engine:
         assert compute_features(engine, AS_OF) == 4  # E was created on the as-of instant: not yet a customer
         with engine.connect() as conn:
@@ -88,6 +99,61 @@ def test_features_match_hand_computed_values(warehouse_url: str) -> None:
         want = tuple(None if v is None else float(v) for v in EXPECTED_MORE[customer])
         assert got == want, f"customer {customer}: {dict(zip(MORE_COLUMNS, got, strict=True))}"
     assert frame.loc["A", "last_order_at"] == datetime(2024, 12, 31, 23, 59, 59)
+
+
+# Per qualification window: (window_start, orders_window, monetary_window) of A, B, C and D as of
+# 2025-01-01 (the last counted day is 2024-12-31).
+WINDOWS = {
+    Qualification("rolling", days=365): {
+        "A": ("2024-01-02", 2, 400.0), "B": ("2024-01-02", 0, 0.0), "D": ("2024-01-02", 1, 400.0)},
+    Qualification("rolling", days=90): {  # from 2024-10-03: only O3 of A
+        "A": ("2024-10-03", 1, 300.0), "B": ("2024-10-03", 0, 0.0), "D": ("2024-10-03", 1, 400.0)},
+    Qualification("calendar_year"): {  # all of 2024: O2 (1 January, 23:59:59) counts too
+        "A": ("2024-01-01", 3, 600.0), "B": ("2024-01-01", 0, 0.0), "D": ("2024-01-01", 1, 400.0)},
+    Qualification("calendar_quarter"): {
+        "A": ("2024-10-01", 1, 300.0), "B": ("2024-10-01", 0, 0.0), "D": ("2024-10-01", 1, 400.0)},
+    Qualification("anniversary"): {  # A since 2023-01-01, B since 2024-06-01, D since 2024-12-31
+        "A": ("2024-01-01", 3, 600.0), "B": ("2024-06-01", 0, 0.0), "C": ("2024-01-01", 0, 0.0),
+        "D": ("2024-12-31", 1, 400.0)},
+}
+
+
+@pytest.mark.parametrize("window", list(WINDOWS), ids=lambda w: f"{w.window}-{w.days}")
+def test_qualification_windows_match_hand_computed_values(warehouse_url: str, window: Qualification) -> None:
+    load_raw(warehouse_url, customers=CUSTOMERS, orders=ORDERS)
+    with open_engine(warehouse_url) as engine:
+        compute_features(engine, AS_OF, window)
+        with engine.connect() as conn:
+            frame = load_features(conn, AS_OF).set_index("customer_id")
+    got = {c: (str(pd.Timestamp(frame.loc[c, "window_start"]).date()), int(frame.loc[c, "orders_window"]),
+               float(frame.loc[c, "monetary_window"])) for c in WINDOWS[window]}
+    assert got == WINDOWS[window]
+    # the fixed 365-day figures do not move with the qualification window
+    assert (frame.loc["A", "orders_365d"], frame.loc["A", "monetary_365d"]) == (2, 400.0)
+
+
+def test_anniversary_windows_across_29_february(warehouse_url: str) -> None:
+    """As of 2025-03-01: a 29 February start has its 2025 anniversary on 28 February; a
+    1 March start's anniversary is tomorrow, so its window began on 1 March 2024."""
+    customers = pd.DataFrame({"customer_id": ["F", "G"],
+                              "created_at": pd.to_datetime(["2020-02-29 10:00", "2021-03-01 00:00"]),
+                              "region": "North", "industry": "retail", "channel": "online"})
+    orders = pd.DataFrame([
+        ("F1", "F", "2025-02-28 12:00:00", "completed", 10.0, 1.0),   # in
+        ("F2", "F", "2025-02-27 23:59:59", "completed", 20.0, 1.0),   # out
+        ("G1", "G", "2024-03-01 00:00:00", "completed", 40.0, 1.0),   # in
+        ("G2", "G", "2024-02-29 23:59:59", "completed", 80.0, 1.0),   # out
+    ], columns=["order_id", "customer_id", "order_ts", "status", "amount", "margin"])
+    orders["order_ts"] = pd.to_datetime(orders["order_ts"])
+    load_raw(warehouse_url, customers=customers, orders=orders)
+    as_of = date(2025, 3, 1)
+    with open_engine(warehouse_url) as engine:
+        compute_features(engine, as_of, Qualification("anniversary"))
+        with engine.connect() as conn:
+            frame = load_features(conn, as_of).set_index("customer_id")
+    starts = pd.to_datetime(frame["window_start"]).dt.strftime("%Y-%m-%d")
+    assert (starts["F"], frame.loc["F", "monetary_window"]) == ("2025-02-28", 10.0)
+    assert (starts["G"], frame.loc["G", "monetary_window"]) == ("2024-03-01", 40.0)
 
 
 def test_rerunning_features_replaces_the_period(warehouse_url: str) -> None:

@@ -109,7 +109,7 @@ win_back: {rules: []}
 
 def test_conditions_treat_missing_values_as_not_meeting_a_comparison() -> None:
     tier_rules, _ = load_rules()
-    frame = pd.DataFrame({"customer_id": ["a", "b"], "monetary_365d": [60000.0, float("nan")]})
+    frame = pd.DataFrame({"customer_id": ["a", "b"], "monetary_window": [60000.0, float("nan")]})
     assert tier_rules.rules[0].when.evaluate(frame).tolist() == [True, False]
 
 
@@ -117,6 +117,13 @@ def test_conditions_treat_missing_values_as_not_meeting_a_comparison() -> None:
     ("strategy: magic\n", r"field 'strategy': unknown strategy 'magic'"),
     ("damping: {downgrade_after_periods: 0}\n", r"rule 'damping': field 'downgrade_after_periods': must be a whole"),
     ("damping: {max_steps_down: -1}\n", r"rule 'damping': field 'max_steps_down': must be a whole number"),
+    ("qualification: {window: fiscal_year}\n", r"rule 'qualification': field 'window': unknown window 'fiscal_year'"),
+    ("qualification: {window: calendar_year, days: 90}\n",
+     r"rule 'qualification': field 'days': days applies to a rolling window only"),
+    ("qualification: {window: rolling, days: 0}\n", r"rule 'qualification': field 'days': must be a whole number"),
+    ("qualification: {review: monthly}\n", r"rule 'qualification': field 'review': unknown review 'monthly'"),
+    ("qualification: {grace_days: -3}\n", r"rule 'qualification': field 'grace_days': must be a whole number"),
+    ("qualification: {window: rolling, within: 3}\n", r"rule 'qualification': unknown keys \['within'\]"),
 ])
 def test_strategy_and_damping_mistakes(tmp_path: Path, extra: str, expected: str) -> None:
     with pytest.raises(RuleError, match=expected):

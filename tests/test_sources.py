@@ -455,7 +455,7 @@ def test_object_storage_drop_with_gzip(tmp_path: Path) -> None:
     assert list(rows.frame["order_id"]) == ["A1", "A2", "A3", "R1"] and rows.rejected == {"missing customer_id": 1}
 
 
-def test_interactions_wait_for_their_raw_table(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_interactions_are_extracted_when_fed_and_empty_when_not(tmp_path: Path) -> None:
     write(tmp_path, "c.csv", "id,since,kind\nc1,2024-01-01,call\n")
     path = mapping_file(tmp_path, """
     tables:
@@ -471,8 +471,15 @@ def test_interactions_wait_for_their_raw_table(tmp_path: Path, caplog: pytest.Lo
     with open_engine(url) as warehouse:
         migrate(warehouse)
         rows = extract(None, warehouse, CUTOFF, KEY, batch=datetime.now(), mapping=load_mapping(path))
-    assert "interactions" not in rows and rows["customers"] == 1
-    assert "no raw.interactions table yet" in caplog.text
+        assert rows["interactions"] == 1 and rows["customers"] == 1
+        unfed = mapping_file(tmp_path, """
+        tables:
+          customers:
+            from: c.csv
+            columns: {customer_id: id, created_at: since}
+        """)
+        again = extract(None, warehouse, CUTOFF, KEY, batch=datetime.now(), mapping=load_mapping(unfed))
+        assert again["interactions"] == 0  # not fed: nothing extracted, and no error
 
 
 # ----------------------------------------------------------------------------------------

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 import pandas as pd
 
 from grading.pipeline import load_rules
@@ -12,7 +14,7 @@ def test_value_bands_at_their_edges() -> None:
     tier_rules, _ = load_rules()
     features = pd.DataFrame({
         "customer_id": ["zero", "just_under", "gold_floor", "gold_ceiling", "just_over", "whale"],
-        "monetary_365d": [0.0, 9999.99, 10000.0, 50000.0, 50000.01, 1_000_000.0],
+        "monetary_window": [0.0, 9999.99, 10000.0, 50000.0, 50000.01, 1_000_000.0],
     })
     tiers = assign_tiers(features, tier_rules).set_index("customer_id")
     assert tiers["tier"].to_dict() == {
@@ -23,15 +25,15 @@ def test_value_bands_at_their_edges() -> None:
         "zero": 1, "just_under": 1, "gold_floor": 2, "gold_ceiling": 2, "just_over": 3, "whale": 3,
     }
     assert tiers.loc["just_over", "tier_rule"] == "platinum_band"
-    assert tiers.loc["just_over", "tier_reason"] == "platinum_band: monetary_365d=50000.01 (> 50000)"
+    assert tiers.loc["just_over", "tier_reason"] == "platinum_band: monetary_window=50000.01 (> 50000)"
     assert tiers.loc["zero", "tier_reason"] == "below_gold_band: no tier rule matched"
-    assert set(tiers["rule_version"]) == {"1.1.0"}
+    assert set(tiers["rule_version"]) == {"1.2.0"}
 
 
 def test_first_matching_rule_wins() -> None:
     """A platinum customer also meets the gold condition; the earlier rule decides."""
     tier_rules, _ = load_rules()
-    tiers = assign_tiers(pd.DataFrame({"customer_id": ["p"], "monetary_365d": [75000.0]}), tier_rules)
+    tiers = assign_tiers(pd.DataFrame({"customer_id": ["p"], "monetary_window": [75000.0]}), tier_rules)
     assert tiers["tier_rule"].tolist() == ["platinum_band"]
 
 
@@ -123,9 +125,9 @@ def test_damping_over_a_sequence_of_periods() -> None:
     sequence = ["platinum", "normal", "normal", "normal", "normal", "platinum"]
     held, below, previous = [], [], pd.DataFrame(columns=["customer_id", "tier", "periods_below"])
     for assigned_tier in sequence:
-        assigned = assign_tiers(pd.DataFrame({"customer_id": ["x"], "monetary_365d": [value[assigned_tier]]}),
+        assigned = assign_tiers(pd.DataFrame({"customer_id": ["x"], "monetary_window": [value[assigned_tier]]}),
                                 tier_rules)
-        result = damp(assigned, previous, tier_rules)
+        result = damp(assigned, previous, tier_rules, date(2025, 1, 1))
         held.append(result["tier"].iloc[0])
         below.append(int(result["periods_below"].iloc[0]))
         previous = result[["customer_id", "tier", "periods_below"]]
@@ -137,9 +139,9 @@ def test_damped_rows_say_why() -> None:
     from grading.tiers import damp
 
     tier_rules, _ = load_rules()
-    assigned = assign_tiers(pd.DataFrame({"customer_id": ["x"], "monetary_365d": [500.0]}), tier_rules)
+    assigned = assign_tiers(pd.DataFrame({"customer_id": ["x"], "monetary_window": [500.0]}), tier_rules)
     previous = pd.DataFrame({"customer_id": ["x"], "tier": ["gold"], "periods_below": [0]})
-    row = damp(assigned, previous, tier_rules).iloc[0]
+    row = damp(assigned, previous, tier_rules, date(2025, 1, 1)).iloc[0]
     assert (row["tier"], row["assigned_tier"], row["periods_below"]) == ("gold", "normal", 1)
     assert row["tier_reason"] == ("held at gold: the rules assign normal (1 of 2 period(s) below) - "
                                   "below_gold_band: no tier rule matched")
@@ -149,10 +151,10 @@ def test_distance_to_the_next_tier_and_to_keep_the_current_one() -> None:
     from grading.tiers import damp, distances
 
     tier_rules, _ = load_rules()
-    features = pd.DataFrame({"customer_id": ["n", "g", "p", "held"], "orders_365d": [1, 3, 9, 2],
-                             "monetary_365d": [4000.0, 30000.0, 90000.0, 7000.0]})
+    features = pd.DataFrame({"customer_id": ["n", "g", "p", "held"], "orders_window": [1, 3, 9, 2],
+                             "monetary_window": [4000.0, 30000.0, 90000.0, 7000.0]})
     previous = pd.DataFrame({"customer_id": ["held"], "tier": ["gold"], "periods_below": [0]})
-    held = damp(assign_tiers(features, tier_rules), previous, tier_rules)
+    held = damp(assign_tiers(features, tier_rules), previous, tier_rules, date(2025, 1, 1))
     got = distances(features, held, tier_rules).set_index(features["customer_id"])
     assert got.loc["n", "spend_to_next_tier"] == 6000.0          # gold from 10,000
     assert got.loc["g", "spend_to_next_tier"] == 20000.01        # platinum above 50,000

@@ -18,9 +18,9 @@ import pytest
 import sqlalchemy as sa
 
 from grading import demo
-from grading.contract import SOURCE_TABLES, SourceTable
+from grading.contract import SOURCE_TABLES
 from grading.pipeline import Connections, extract_stage, run_grading, validate_stage
-from grading.validate import SuiteError, ValidationFailed, check_frame, load_suite, load_suites, predicate
+from grading.validate import SuiteError, ValidationFailed, check_frame, load_suites, predicate
 from grading.warehouse import open_engine, read_frame
 from tests.helpers import published, scalar
 
@@ -61,7 +61,7 @@ def test_amounts_are_checked_on_completed_orders_only() -> None:
     assert [(r.column, r.unexpected_count, r.sample_keys) for r in failed] == [("amount", 2, ("o1", "o4"))]
 
 
-def test_every_source_table_has_a_suite_with_actions_and_the_interactions_suite_is_ready() -> None:
+def test_every_source_table_has_a_suite_with_actions() -> None:
     suites = load_suites()
     assert set(suites) == set(SOURCE_TABLES)
     for suite in suites.values():
@@ -69,17 +69,14 @@ def test_every_source_table_has_a_suite_with_actions_and_the_interactions_suite_
         assert all(c.action for c in checks) and all(c.reason for c in suite.row_level)
         for check in suite.row_level:  # the quarantine can select each row-level check's rows in SQL
             assert predicate(suite, check)[0]
-    # interactions join the canonical schema later (issue 11); its suite must load against it.
-    spec = SourceTable("interactions", key="interaction_id", event_time="ts", timestamps=("ts",),
-                       texts=("customer_id", "kind"))
-    interactions = load_suite("interactions", spec)
+    interactions = suites["interactions"]
     assert {c.type for c in interactions.row_level} == {
         "expect_column_values_to_not_be_null", "expect_column_values_to_reference_known_customers",
         "expect_event_time_not_before_customer_created"}
     frame = pd.DataFrame({"interaction_id": ["i1", "i2", "i2"], "customer_id": ["c", "c", "c"],
                           "ts": pd.to_datetime(["2024-01-01"] * 3), "kind": ["call", None, "visit"]})
     failed = {(r.column, r.expectation, r.severity, r.unexpected_count)
-              for r in check_frame("interactions", frame, spec) if not r.success}
+              for r in check_frame("interactions", frame) if not r.success}
     assert failed == {("interaction_id", "expect_column_values_to_be_unique", "critical", 2),
                       ("kind", "expect_column_values_to_not_be_null", "row", 1)}
 
@@ -227,7 +224,8 @@ def test_data_docs_default_to_the_grading_home_and_can_be_turned_off(
     assert (again["checks"], again["failed"]) == (first["checks"], 0)
     assert scalar(conns.warehouse_url, "SELECT COUNT(*) FROM marts.validation_results WHERE run_id = 'no-docs'") \
         == first["checks"]
-    assert scalar(conns.warehouse_url, "SELECT COUNT(*) FROM ops.validation_batches WHERE run_id = 'no-docs'") == 4
+    assert scalar(conns.warehouse_url, "SELECT COUNT(*) FROM ops.validation_batches WHERE run_id = 'no-docs'") \
+        == len(SOURCE_TABLES)
     assert not (grading_home / "data_docs" / "validations" / "raw_customers" / "no-docs").exists()
 
 
@@ -264,4 +262,4 @@ def test_validation_stays_in_the_database_on_postgresql(tmp_path: Path, pg_url: 
     # GX's engines are disposed and its batch views dropped; the indexes the gate needs exist.
     assert scalar(pg_url, "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database()") == 1
     assert scalar(pg_url, "SELECT COUNT(*) FROM pg_views WHERE schemaname = 'ops'") == 0
-    assert scalar(pg_url, "SELECT COUNT(*) FROM pg_indexes WHERE schemaname = 'raw'") == 8
+    assert scalar(pg_url, "SELECT COUNT(*) FROM pg_indexes WHERE schemaname = 'raw'") == 2 * len(SOURCE_TABLES)

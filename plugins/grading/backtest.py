@@ -1,7 +1,8 @@
 """Backtest: what a proposed tier rule file would have done, without publishing anything.
 
 Both the rules in force and the proposed ones are applied to the same stored features of
-an as-of date (the rules' own assignments, before damping), and compared: customers and
+an as-of date (the rules' own assignments, before damping; a proposed file with another
+qualification window sees that window's spend and orders), and compared: customers and
 365-day revenue per tier, and who would move from which tier to which.
 """
 
@@ -27,9 +28,23 @@ def latest_graded(warehouse: Engine) -> date:
     return pd.Timestamp(value).date()
 
 
-def compare(features: pd.DataFrame, current: TierRules, proposed: TierRules) -> dict[str, pd.DataFrame]:
-    """Summary per tier and moves between tiers of the two rule files on the same features."""
-    now, new = assign_tiers(features, current), assign_tiers(features, proposed)
+WINDOW_COLUMNS = ("window_start", "orders_window", "monetary_window")
+
+
+def compare(features: pd.DataFrame, current: TierRules, proposed: TierRules,
+            proposed_window: pd.DataFrame | None = None) -> dict[str, pd.DataFrame]:
+    """Summary per tier and moves between tiers of the two rule files on the same features.
+
+    ``proposed_window`` (customer_id and the window columns) replaces the qualification
+    window figures for the proposed rules when their window differs from the current one.
+    """
+    seen_by_proposed = features
+    if proposed_window is not None:
+        window = proposed_window.set_index("customer_id").reindex(features["customer_id"])
+        seen_by_proposed = features.copy()
+        for column in WINDOW_COLUMNS:
+            seen_by_proposed[column] = window[column].to_numpy()
+    now, new = assign_tiers(features, current), assign_tiers(seen_by_proposed, proposed)
     both = pd.DataFrame({"customer_id": features["customer_id"], "monetary_365d": features["monetary_365d"],
                          "current_tier": now["tier"], "proposed_tier": new["tier"]})
     tiers = list(dict.fromkeys([*proposed.tiers, *current.tiers]))
@@ -52,9 +67,12 @@ def backtest(warehouse: Engine, as_of: date, current: TierRules, proposed: TierR
     with warehouse.connect() as conn:
         features = load_features(conn, as_of)
         if features.empty:  # not graded on that date: compute the features, still writing nothing
-            features = features_as_of(conn, as_of)
+            features = features_as_of(conn, as_of, current.qualification)
+        proposed_window = None
+        if proposed.qualification != current.qualification:
+            proposed_window = features_as_of(conn, as_of, proposed.qualification)
         keys = read_frame(conn, "SELECT customer_id, customer_key FROM ops.customer_keys")
-    result = compare(features, current, proposed)
+    result = compare(features, current, proposed, proposed_window)
     movers = result["movers"].merge(keys, on="customer_id", how="left")
     result["movers"] = movers[["customer_key", "current_tier", "proposed_tier", "monetary_365d"]]
     result["meta"] = pd.DataFrame([{

@@ -121,7 +121,7 @@ def cmd_rules_dry_run(args: argparse.Namespace) -> int:
 
     tier_rules, _ = load_rules(tier_file=args.tiers)
     with open_engine(connection_url(WAREHOUSE_CONN_ID)) as warehouse, warehouse.connect() as conn:
-        frame = features_as_of(conn, args.as_of)
+        frame = features_as_of(conn, args.as_of, tier_rules.qualification)
     tiers = assign_tiers(frame, tier_rules)
     counts = tiers.groupby(["tier_rule", "tier"]).size().rename("customers").reset_index()
     print(f"Dry run of {tier_rules.source.path} (version {tier_rules.source.version}) as of {args.as_of}; "

@@ -24,6 +24,9 @@ class SourceTable:
     flags: tuple[str, ...] = ()
     # NOT NULL in raw besides the key and the event time: a mapped row without one is rejected.
     required: tuple[str, ...] = ()
+    # An optional table may be missing from a source (or not fed by a mapping): it is then
+    # extracted as empty instead of failing the run, and its features are zero.
+    optional: bool = False
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -60,16 +63,11 @@ SOURCE_TABLES: dict[str, SourceTable] = {
         SourceTable("surveys", key="survey_id", event_time="responded_at",
                     timestamps=("responded_at",), texts=("customer_id",), integers=("csat", "nps"),
                     required=("customer_id",)),
+        # Calls, visits and e-mails with a customer; many sources keep them elsewhere or not at all.
+        SourceTable("interactions", key="interaction_id", event_time="ts", timestamps=("ts",),
+                    texts=("customer_id", "kind"), required=("customer_id",), optional=True),
     )
 }
-
-# Interactions (calls, visits, e-mails) are part of the data contract but not yet of the raw
-# layer: a mapping may feed them, and extraction writes them once a migration creates
-# raw.interactions. Kept out of SOURCE_TABLES so validation and features do not expect them.
-INTERACTIONS = SourceTable("interactions", key="interaction_id", event_time="ts", timestamps=("ts",),
-                           texts=("customer_id", "kind"), required=("customer_id",))
-
-MAPPABLE_TABLES: dict[str, SourceTable] = {**SOURCE_TABLES, INTERACTIONS.name: INTERACTIONS}
 
 ORDER_STATUSES = ("completed", "cancelled", "refunded")
 TICKET_CATEGORIES = ("complaint", "inquiry", "after-sales")

@@ -84,6 +84,10 @@ def _tier_section(rules: TierRules) -> Section:
         section.notes.append(
             f"Upgrades take effect at once. A downgrade takes effect only after the criteria have placed the "
             f"customer lower in {damping.downgrade_after_periods} consecutive periods, and then {steps}.")
+    qualification = rules.qualification
+    note = qualification.describe()
+    section.notes.append(f"Qualification: {note[0].upper()}{note[1:]} (monetary_window and orders_window "
+                         f"are the completed orders of that window).")
     return section
 
 

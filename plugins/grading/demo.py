@@ -30,10 +30,11 @@ class DemoData:
     orders: pd.DataFrame
     tickets: pd.DataFrame
     surveys: pd.DataFrame
+    interactions: pd.DataFrame
 
     def tables(self) -> dict[str, pd.DataFrame]:
-        return {"customers": self.customers, "orders": self.orders,
-                "tickets": self.tickets, "surveys": self.surveys}
+        return {"customers": self.customers, "orders": self.orders, "tickets": self.tickets,
+                "surveys": self.surveys, "interactions": self.interactions}
 
 
 def _seconds(rng: np.random.Generator, start: np.ndarray, end: np.ndarray) -> np.ndarray:
@@ -142,7 +143,29 @@ def generate(customers: int = 2000, seed: int = 42, end: date = date(2024, 12, 3
         "nps": np.clip(np.round(7.0 + 2.0 * satisfaction[who] + rng.normal(0, 1.2, s)), 0, 10).astype(int),
     })[keep].reset_index(drop=True)
 
-    return DemoData(customers_df, orders_df, tickets_df, surveys_df)
+    # Interactions from their own random stream, so the other tables stay as they were.
+    interactions_df = _interactions(np.random.default_rng(seed + 1), ids, created, stop, end_ts, orders_per_year)
+    return DemoData(customers_df, orders_df, tickets_df, surveys_df, interactions_df)
+
+
+def _interactions(rng: np.random.Generator, ids: np.ndarray, created: np.ndarray, stop: np.ndarray,
+                  end_ts: np.datetime64, orders_per_year: np.ndarray) -> pd.DataFrame:
+    """Calls, visits and e-mails: account managers contact busier customers more often while
+    they buy, and some call after a customer has stopped (win-back attempts)."""
+    n = len(ids)
+    active_years = (stop - created).astype("int64") / (365 * 86400)
+    owner = np.repeat(np.arange(n), rng.poisson((1.0 + 0.5 * orders_per_year) * np.maximum(active_years, 0.05)))
+    after = np.repeat(np.arange(n), rng.poisson(np.where(stop < end_ts, 0.6, 0.0)))
+    ts = np.concatenate([_seconds(rng, created[owner], stop[owner]),
+                         _seconds(rng, stop[after], np.full(len(after), end_ts))])
+    who = np.concatenate([owner, after])
+    k = len(who)
+    return pd.DataFrame({
+        "interaction_id": np.char.add("I", np.arange(1, k + 1).astype(str)),
+        "customer_id": ids[who],
+        "ts": ts.astype("datetime64[s]"),
+        "kind": rng.choice(["call", "e-mail", "visit"], k, p=[0.5, 0.35, 0.15]),
+    }).sort_values(["ts", "interaction_id"], ignore_index=True)
 
 
 def write_source(data: DemoData, url: str) -> dict[str, int]:

@@ -24,7 +24,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from grading.contract import INTERACTIONS, SOURCE_TABLES, SourceTable
+from grading.contract import SOURCE_TABLES, SourceTable
 from grading.sources import MappedSource, SourceMapping
 from grading.warehouse import bulk_insert, exclusive, read_frame
 
@@ -83,14 +83,25 @@ Reader = Callable[[Connection, datetime | None, datetime], Iterable[pd.DataFrame
 
 
 def canonical_reader(source: Engine, spec: SourceTable) -> Reader:
-    """Read a source table that is already in the canonical schema, streaming large windows."""
+    """Read a source table that is already in the canonical schema, streaming large windows.
+
+    An optional table (interactions) that the source does not have yields no rows.
+    """
     def read(_wconn: Connection, start: datetime | None, end: datetime) -> Iterable[pd.DataFrame]:
+        if spec.optional and not _has_table(source, spec.name):
+            log.info("the source has no %s table (optional): none extracted", spec.name)
+            return
         # stream_results: a server-side cursor on PostgreSQL / MySQL, so a large window
         # arrives in chunks instead of all at once.
         with source.connect().execution_options(stream_results=True, max_row_buffer=CHUNK_ROWS) as sconn:
             for chunk in pd.read_sql(_source_query(spec, start, end), sconn, chunksize=CHUNK_ROWS):
                 yield to_canonical(spec, chunk)
     return read
+
+
+def _has_table(source: Engine, name: str) -> bool:
+    with source.connect() as conn:
+        return sa.inspect(conn).has_table(name)
 
 
 def mapped_reader(mapped: MappedSource, spec: SourceTable, rejected: dict[str, dict[str, int]]) -> Reader:
@@ -179,15 +190,6 @@ def extract(source: Engine | None, warehouse: Engine, as_of: datetime, pseudonym
         name: extract_table(source, warehouse, spec, as_of, lookback, batch, read=readers[name])
         for name, spec in SOURCE_TABLES.items()
     }
-    if mapping is not None and INTERACTIONS.name in mapping.feeds:
-        with warehouse.connect() as conn:
-            ready = sa.inspect(conn).has_table(INTERACTIONS.name, schema="raw")
-        if ready:
-            rows[INTERACTIONS.name] = extract_table(source, warehouse, INTERACTIONS, as_of, lookback, batch,
-                                                    read=mapped_reader(mapped, INTERACTIONS, rejected))
-        else:
-            log.warning("%s feeds interactions, but the warehouse has no raw.interactions table yet: "
-                        "not extracted", mapping.path.name)
     rows["customer_keys_added"] = register_customer_keys(warehouse, pseudonym_key)
     if mapping is not None:
         rows["rejected"] = rejected

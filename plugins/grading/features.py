@@ -1,8 +1,10 @@
 """Features: per-customer RFM and satisfaction figures as of a date, computed in the warehouse.
 
-The aggregation over raw orders, tickets and surveys is one set-based query
+The aggregation over raw orders, tickets, surveys and interactions is one set-based query
 (include/sql/features/customer_features.sql) that runs unchanged on DuckDB and
-PostgreSQL; only the per-customer result ever reaches Python.
+PostgreSQL; only the per-customer result ever reaches Python. Most windows are fixed (the
+365 days before the as-of date, the last 90 days); ``orders_window`` and
+``monetary_window`` follow the tier rule file's qualification window (grading.qualification).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from grading.qualification import Qualification
 from grading.warehouse import read_frame, read_sql
 
 FEATURE_QUERY = "features/customer_features"
@@ -23,26 +26,43 @@ FEATURE_COLUMNS = (
     "monetary_lifetime", "tickets_365d", "complaints_365d", "surveys_365d", "csat_mean_365d",
     "nps_mean_365d", "r_score", "f_score", "m_score", "avg_order_value_365d", "monetary_90d", "monetary_prev_90d",
     "refund_rate_365d", "complaint_rate_365d", "resolution_hours_365d", "open_tickets", "active_quarters_4",
+    "interactions_365d", "window_start", "orders_window", "monetary_window",
 )
 # What rule conditions may name: the features, the churn score, and what candidates.with_history
 # adds from other periods before the candidate lists are drawn.
-RULE_FEATURES = (*FEATURE_COLUMNS[2:], "churn_propensity", "tier", "tier_rank", "tier_year_ago",
+RULE_FEATURES = (*(c for c in FEATURE_COLUMNS[2:] if c != "window_start"),
+                 "churn_propensity", "tier", "tier_rank", "tier_year_ago",
                  "tier_rank_year_ago", "peak_tier_rank_recent", "monetary_year_ago", "aov_year_ago",
                  "m_score_year_ago", "aov_change_year", "is_protected")
 
 
-def features_as_of(conn: Connection, as_of: date) -> pd.DataFrame:
+# The 365-day rolling window, for callers without a tier rule file at hand.
+DEFAULT_WINDOW = Qualification()
+
+
+def query_params(as_of: date, window: Qualification) -> dict[str, object]:
+    return {"as_of": as_of, **window.window_params(as_of)}
+
+
+def _dates(frame: pd.DataFrame) -> pd.DataFrame:
+    """DuckDB hands DATE columns over as timestamps, PostgreSQL as dates: make them alike."""
+    frame["window_start"] = pd.to_datetime(frame["window_start"]).astype("datetime64[us]")
+    return frame
+
+
+def features_as_of(conn: Connection, as_of: date, window: Qualification = DEFAULT_WINDOW) -> pd.DataFrame:
     """Compute the feature rows as of ``as_of`` without storing them."""
-    return read_frame(conn, read_sql(FEATURE_QUERY, conn.dialect.name), {"as_of": as_of})
+    return _dates(read_frame(conn, read_sql(FEATURE_QUERY, conn.dialect.name), query_params(as_of, window)))
 
 
-def compute_features(warehouse: Engine, as_of: date) -> int:
+def compute_features(warehouse: Engine, as_of: date, window: Qualification = DEFAULT_WINDOW) -> int:
     """Replace the staging feature rows of ``as_of``; returns the number of customers."""
     columns = ", ".join(FEATURE_COLUMNS)
     with warehouse.begin() as conn:
         conn.execute(sa.text("DELETE FROM staging.customer_features WHERE as_of_date = :as_of"), {"as_of": as_of})
         select = read_sql(FEATURE_QUERY, conn.dialect.name)
-        conn.execute(sa.text(f"INSERT INTO staging.customer_features ({columns})\n{select}"), {"as_of": as_of})
+        conn.execute(sa.text(f"INSERT INTO staging.customer_features ({columns})\n{select}"),
+                     query_params(as_of, window))
         return conn.execute(
             sa.text("SELECT COUNT(*) FROM staging.customer_features WHERE as_of_date = :as_of"), {"as_of": as_of}
         ).scalar_one()
@@ -51,10 +71,10 @@ def compute_features(warehouse: Engine, as_of: date) -> int:
 def load_features(conn: Connection, as_of: date) -> pd.DataFrame:
     """The stored feature rows of ``as_of`` with the churn score (when scored), ordered by customer."""
     columns = ", ".join(f"f.{c}" for c in FEATURE_COLUMNS)
-    return read_frame(
+    return _dates(read_frame(
         conn,
         f"SELECT {columns}, s.churn_propensity FROM staging.customer_features AS f "  # noqa: S608 - constant names
         "LEFT JOIN staging.churn_scores AS s ON s.as_of_date = f.as_of_date AND s.customer_id = f.customer_id "
         "WHERE f.as_of_date = :as_of ORDER BY f.customer_id",
         {"as_of": as_of},
-    )
+    ))

@@ -142,8 +142,10 @@ def validate_stage(conns: Connections, as_of: date, run_id: str, batch: str) -> 
 
 
 def features_stage(conns: Connections, as_of: date, run_id: str) -> dict:
+    """Compute the period's features; the qualification window is the tier rule file's."""
+    tier_rules, _ = load_rules()
     with open_engine(conns.warehouse_url) as warehouse, audited(warehouse, run_id, as_of, "features") as audit:
-        audit["rows_out"] = features.compute_features(warehouse, as_of)
+        audit["rows_out"] = features.compute_features(warehouse, as_of, tier_rules.qualification)
     return {"customers": audit["rows_out"]}
 
 

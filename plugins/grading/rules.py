@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from grading.qualification import REVIEWS, WINDOWS, Qualification
 from grading.settings import include_dir
 
 COMPARISONS: dict[str, Callable[[Any, Any], Any]] = {
@@ -167,6 +168,7 @@ class TierRules:
     cluster_order_by: str | None = None
     seed: int = 0
     damping: Damping = Damping()
+    qualification: Qualification = Qualification()
 
     def rank(self, tier: str) -> int:
         return self.tiers.index(tier) + 1
@@ -331,7 +333,8 @@ def load_tier_rules(path: Path, features: Iterable[str]) -> TierRules:
         check.fail(default, f"tier {default_tier!r} is not one of {tiers}", "default", "tier")
     common = {"source": source, "tiers": tuple(tiers), "default_tier": default_tier,
               "default_name": str(default.get("name", "default")), "strategy": strategy,
-              "damping": _damping(check, doc.get("damping"))}
+              "damping": _damping(check, doc.get("damping")),
+              "qualification": _qualification(check, doc.get("qualification"))}
     if strategy == "rules":
         rules = check.rules(doc.get("rules"), "rules", need=("tier",))
         for rule, node in zip(rules, doc.get("rules") or [], strict=True):
@@ -365,6 +368,35 @@ def _damping(check: _Checker, node: Any) -> Damping:
     if steps is not None and (not isinstance(steps, int) or isinstance(steps, bool) or steps < 1):
         check.fail(node, f"must be a whole number, 1 or more, got {steps!r}", "damping", "max_steps_down")
     return Damping(downgrade_after_periods=after, max_steps_down=steps)
+
+
+def _whole(value: Any, lowest: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= lowest
+
+
+def _qualification(check: _Checker, node: Any) -> Qualification:
+    if node is None:
+        return Qualification()
+    if not isinstance(node, dict):
+        check.fail(node, "must be a mapping with window, days, review and grace_days", "qualification")
+    unknown = set(node) - {"window", "days", "review", "grace_days"}
+    if unknown:
+        check.fail(node, f"unknown keys {sorted(unknown)}", "qualification")
+    window = node.get("window", "rolling")
+    if window not in WINDOWS:
+        check.fail(node, f"unknown window {window!r}; use one of {', '.join(WINDOWS)}", "qualification", "window")
+    days = node.get("days", 365)
+    if "days" in node and window != "rolling":
+        check.fail(node, f"days applies to a rolling window only, not to {window}", "qualification", "days")
+    if not _whole(days, 1):
+        check.fail(node, f"must be a whole number of days, 1 or more, got {days!r}", "qualification", "days")
+    review = node.get("review", "every_period")
+    if review not in REVIEWS:
+        check.fail(node, f"unknown review {review!r}; use one of {', '.join(REVIEWS)}", "qualification", "review")
+    grace = node.get("grace_days", 0)
+    if not _whole(grace, 0):
+        check.fail(node, f"must be a whole number of days, 0 or more, got {grace!r}", "qualification", "grace_days")
+    return Qualification(window=window, days=days, review=review, grace_days=grace)
 
 
 def _weights(check: _Checker, doc: dict) -> tuple[WeightedFeature, ...]:

@@ -40,7 +40,7 @@ import sqlalchemy as sa
 import yaml
 from sqlalchemy.engine import Engine
 
-from grading.contract import MAPPABLE_TABLES, VALUE_SETS, SourceTable
+from grading.contract import SOURCE_TABLES, VALUE_SETS, SourceTable
 from grading.settings import include_dir
 
 log = logging.getLogger(__name__)
@@ -189,7 +189,7 @@ class Feed:
 
     @property
     def spec(self) -> SourceTable:
-        return MAPPABLE_TABLES[self.table]
+        return SOURCE_TABLES[self.table]
 
     def referenced(self) -> set[str]:
         """Every source column the feed names, before joins add theirs."""
@@ -394,11 +394,11 @@ class _Checker:
         options = self.read_options(source, None, ReadOptions())
         tables = doc["tables"]
         if not isinstance(tables, dict) or not tables:
-            self.fail(doc, "must map one or more of " + ", ".join(MAPPABLE_TABLES), None, "tables", key="tables")
+            self.fail(doc, "must map one or more of " + ", ".join(SOURCE_TABLES), None, "tables", key="tables")
         feeds: dict[str, tuple[Feed, ...]] = {}
         for table, node in tables.items():
-            if table not in MAPPABLE_TABLES:
-                self.fail(tables, f"unknown table {table!r}; a mapping feeds {', '.join(MAPPABLE_TABLES)}",
+            if table not in SOURCE_TABLES:
+                self.fail(tables, f"unknown table {table!r}; a mapping feeds {', '.join(SOURCE_TABLES)}",
                           None, None, key=table)
             items = node if isinstance(node, list) else [node]
             if not items:
@@ -420,7 +420,7 @@ class _Checker:
         if kind == "sql" and any(k in node for k in file_keys if k not in ("decimal", "thousands")):
             self.fail(node, "file options (format, encoding, delimiter, quote, null_values) apply to file sources "
                             "only", table)
-        spec = MAPPABLE_TABLES[table]
+        spec = SOURCE_TABLES[table]
         columns_node = node["columns"]
         if not isinstance(columns_node, dict) or not columns_node:
             self.fail(node, "must map canonical columns to source columns", table, "columns", key="columns")
@@ -1310,7 +1310,7 @@ class MappedSource:
         already holds from before the window, so a window that reads only its own period's
         files never re-creates them.
         """
-        spec = MAPPABLE_TABLES[table]
+        spec = SOURCE_TABLES[table]
         feeds = self.mapping.feeds.get(table, ())
         combined = MappedRows(pd.DataFrame({c: pd.Series(dtype=_DTYPES[spec.kind(c)]) for c in spec.columns}))
         parts = []

@@ -11,8 +11,10 @@ Three strategies, chosen by the file's ``strategy``:
   mean of ``order_by`` and mapped onto the tiers lowest first.
 
 Every row records the rule (or score, or cluster) and the values that decided it. Damping
-then compares with the customer's previous period: upgrades are immediate, downgrades wait
-``downgrade_after_periods`` consecutive periods and drop at most ``max_steps_down`` tiers.
+then carries the customer's tier state on from the previous period: upgrades are
+immediate; downgrades wait for the qualification policy's review date (plus grace days,
+grading.qualification) and ``downgrade_after_periods`` consecutive periods below, and drop
+at most ``max_steps_down`` tiers.
 """
 
 from __future__ import annotations
@@ -29,28 +31,34 @@ from grading.rules import TierRules, explain
 from grading.warehouse import bulk_insert, read_frame
 
 TIER_COLUMNS = ("customer_id", "tier", "tier_rank", "tier_rule", "tier_reason", "rule_version")
-STAGED_COLUMNS = (*TIER_COLUMNS, "assigned_tier", "periods_below", "rules_sha256", "spend_to_next_tier",
-                  "orders_to_next_tier", "spend_to_keep_tier")
+STAGED_COLUMNS = (*TIER_COLUMNS, "assigned_tier", "periods_below", "tier_since", "review_date", "rules_sha256",
+                  "spend_to_next_tier", "orders_to_next_tier", "spend_to_keep_tier")
 # Smallest step of money and of order counts, for strict thresholds ("more than 50,000").
 CENT = 0.01
 
 
-def _floor(rules: TierRules, tier: str, feature: str) -> float | None:
-    """The lowest value of ``feature`` the first rule giving ``tier`` asks for (> or >= comparisons)."""
+# The value features a tier threshold may name, qualification window first.
+SPEND_FEATURES = ("monetary_window", "monetary_365d")
+ORDER_FEATURES = ("orders_window", "orders_365d")
+
+
+def _floor(rules: TierRules, tier: str, features: tuple[str, ...]) -> tuple[str, float] | None:
+    """The feature and the lowest value of it the first rule giving ``tier`` asks for (> or >=)."""
     for rule in rules.rules:
         if rule.tier != tier:
             continue
         for leaf in rule.when.leaves():
-            if leaf.feature == feature and leaf.op in (">", ">=") and isinstance(leaf.value, (int, float)):
-                step = CENT if feature == "monetary_365d" else 1
-                return float(leaf.value) + (step if leaf.op == ">" else 0)
+            if leaf.feature in features and leaf.op in (">", ">=") and isinstance(leaf.value, (int, float)):
+                step = CENT if features == SPEND_FEATURES else 1
+                return leaf.feature, float(leaf.value) + (step if leaf.op == ">" else 0)
         return None
     return None
 
 
 def distances(features: pd.DataFrame, held: pd.DataFrame, rules: TierRules) -> pd.DataFrame:
-    """Per customer: spend and orders (365-day window) still needed to reach the next tier, and
-    spend needed to keep the tier held at the next review (0 when already enough).
+    """Per customer: spend and orders still needed to reach the next tier, and spend needed to
+    keep the tier held at the next review (0 when already enough), in the feature the
+    thresholds name (the qualification window's, or the 365-day one).
 
     Read from the value thresholds of the ``rules`` strategy (other conditions of a rule may
     apply as well); empty for the score and clustering strategies and at the top tier.
@@ -59,20 +67,23 @@ def distances(features: pd.DataFrame, held: pd.DataFrame, rules: TierRules) -> p
                        dtype="float64")
     if rules.strategy != "rules":
         return out
-    spend = features["monetary_365d"].astype(float).to_numpy()
-    orders = features["orders_365d"].astype(float).to_numpy()
+
+    def values(feature: str) -> np.ndarray:
+        return pd.to_numeric(features[feature]).astype(float).to_numpy()
+
     for position, tier in enumerate(rules.tiers):
         here = (held["tier"] == tier).to_numpy()
         if position + 1 < len(rules.tiers):
             upper = rules.tiers[position + 1]
-            for column, values, feature in (("spend_to_next_tier", spend, "monetary_365d"),
-                                            ("orders_to_next_tier", orders, "orders_365d")):
-                floor = _floor(rules, upper, feature)
+            for column, kinds in (("spend_to_next_tier", SPEND_FEATURES), ("orders_to_next_tier", ORDER_FEATURES)):
+                floor = _floor(rules, upper, kinds)
                 if floor is not None:
-                    out.loc[here, column] = np.round(np.maximum(floor - values[here], 0), 2)
-        keep = _floor(rules, tier, "monetary_365d") if tier != rules.default_tier else 0.0
-        if keep is not None:
-            out.loc[here, "spend_to_keep_tier"] = np.round(np.maximum(keep - spend[here], 0), 2)
+                    out.loc[here, column] = np.round(np.maximum(floor[1] - values(floor[0])[here], 0), 2)
+        keep = _floor(rules, tier, SPEND_FEATURES)
+        if tier == rules.default_tier:
+            out.loc[here, "spend_to_keep_tier"] = 0.0
+        elif keep is not None:
+            out.loc[here, "spend_to_keep_tier"] = np.round(np.maximum(keep[1] - values(keep[0])[here], 0), 2)
     return out
 
 
@@ -152,49 +163,76 @@ def assign_tiers(features: pd.DataFrame, rules: TierRules) -> pd.DataFrame:
     return out[list(TIER_COLUMNS)]
 
 
-def damp(assigned: pd.DataFrame, previous: pd.DataFrame, rules: TierRules) -> pd.DataFrame:
-    """Apply the damping policy to this period's ``assigned`` tiers given last period's ``previous``.
+def damp(assigned: pd.DataFrame, previous: pd.DataFrame, rules: TierRules, as_of: date,
+         started: pd.Series | None = None) -> pd.DataFrame:
+    """Carry each customer's tier state from last period's ``previous`` to ``as_of``.
 
-    ``previous`` has customer_id, tier and periods_below of the prior period (empty for the
-    first one). Returns ``assigned`` with the held tier in ``tier``, the rules' own answer in
-    ``assigned_tier`` and the consecutive periods spent below the held tier.
+    ``previous`` has customer_id, tier, periods_below, tier_since and review_date of the
+    prior period (empty for the first one; missing columns count as empty). ``started``
+    holds the customers' start dates, aligned with ``assigned`` (needed by an anniversary
+    review). Upgrades take effect at once. A downgrade takes effect only when the review
+    date (plus the grace days) has come and the rules have assigned a lower tier in
+    ``downgrade_after_periods`` consecutive periods, and then drops at most ``max_steps_down``
+    tiers. Returns ``assigned`` with the held tier in ``tier``, the rules' own answer in
+    ``assigned_tier``, the periods below, since when the tier is held and its next review.
     """
-    policy = rules.damping
-    prior = previous.set_index("customer_id").reindex(assigned["customer_id"])
+    policy, qualification = rules.damping, rules.qualification
+    prior = previous.reindex(columns=["customer_id", "tier", "periods_below", "tier_since", "review_date"])
+    prior = prior.set_index("customer_id").reindex(assigned["customer_id"])
     held = prior["tier"].map({t: rules.rank(t) for t in rules.tiers}).fillna(0).astype(int).to_numpy()
-    before = prior["periods_below"].fillna(0).astype(int).to_numpy()
+    before = pd.to_numeric(prior["periods_below"]).fillna(0).astype(int).to_numpy()
+    review = pd.to_datetime(prior["review_date"]).to_numpy(dtype="datetime64[s]")
     new = assigned["tier_rank"].to_numpy()
+    today = np.datetime64(as_of, "s")
 
     falling = new < held  # 0 = no tier last period: nothing to fall from
     count = np.where(falling, before + 1, 0)
-    waits = falling & (count < policy.downgrade_after_periods)
+    due_on = review + np.timedelta64(qualification.grace_days, "D")
+    review_due = np.isnat(review) | (today >= due_on)
+    waits = falling & ((count < policy.downgrade_after_periods) | ~review_due)
     steps = policy.max_steps_down or len(rules.tiers)
     final = np.where(waits, held, np.where(falling, np.maximum(new, held - steps), new))
+
+    starts = started if started is not None else pd.Series(pd.NaT, index=assigned.index)
+    next_review = qualification.next_review(as_of, starts.set_axis(assigned.index)).to_numpy(dtype="datetime64[s]")
+    changed = final != held  # a new tier (or a first period) starts a new term
+    passed = ~np.isnat(review) & (today >= review) & ~waits  # reviewed and kept: the next term starts
+    since = np.where(changed, today, pd.to_datetime(prior["tier_since"]).to_numpy(dtype="datetime64[s]"))
 
     out = assigned.copy()
     out["assigned_tier"] = out["tier"]
     out["tier_rank"] = final
     out["tier"] = [rules.tiers[rank - 1] for rank in final]
     out["periods_below"] = np.where(waits, count, 0)
+    out["tier_since"] = pd.Series(since, index=out.index).dt.date
+    out["review_date"] = pd.Series(np.where(changed | passed, next_review, review), index=out.index).dt.date
     out["rules_sha256"] = rules.source.content_hash
     for column in ("spend_to_next_tier", "orders_to_next_tier", "spend_to_keep_tier"):
         out[column] = np.nan
-    changed = final != new
-    out.loc[changed, "tier_reason"] = [
-        f"{'held at' if wait else 'soft landing to'} {tier}: the rules assign {rule_tier} "
-        f"({n} of {policy.downgrade_after_periods} period(s) below) - {reason}"
-        for wait, tier, rule_tier, n, reason in zip(
-            waits[changed], out.loc[changed, "tier"], out.loc[changed, "assigned_tier"], count[changed],
-            out.loc[changed, "tier_reason"], strict=True)
+    damped = final != new
+    out.loc[damped, "tier_reason"] = [
+        _damped_reason(wait, tier, rule_tier, n, due, reason, policy.downgrade_after_periods)
+        for wait, tier, rule_tier, n, due, reason in zip(
+            waits[damped], out.loc[damped, "tier"], out.loc[damped, "assigned_tier"], count[damped],
+            pd.Series(due_on[damped]).dt.date.where(~review_due[damped]), out.loc[damped, "tier_reason"],
+            strict=True)
     ]
     return out[list(STAGED_COLUMNS)]
 
 
+def _damped_reason(wait: bool, tier: str, rule_tier: str, periods: int, review_on: date | None, reason: str,
+                   after: int) -> str:
+    if wait and pd.notna(review_on):
+        return f"held at {tier} until the review on {review_on}: the rules assign {rule_tier} - {reason}"
+    verb = "held at" if wait else "soft landing to"
+    return f"{verb} {tier}: the rules assign {rule_tier} ({periods} of {after} period(s) below) - {reason}"
+
+
 def previous_tiers(conn: sa.Connection, as_of: date) -> pd.DataFrame:
-    """The staged tiers of the latest period before ``as_of`` (what damping compares with)."""
+    """The staged tier state of the latest period before ``as_of`` (what damping carries on)."""
     return read_frame(conn, (
-        "SELECT customer_id, tier, periods_below FROM staging.customer_tiers WHERE as_of_date = "
-        "(SELECT MAX(as_of_date) FROM staging.customer_tiers WHERE as_of_date < :as_of)"
+        "SELECT customer_id, tier, periods_below, tier_since, review_date FROM staging.customer_tiers "
+        "WHERE as_of_date = (SELECT MAX(as_of_date) FROM staging.customer_tiers WHERE as_of_date < :as_of)"
     ), {"as_of": as_of})
 
 
@@ -202,8 +240,11 @@ def grade(warehouse: Engine, as_of: date, rules: TierRules) -> pd.Series:
     """Replace the staging tier rows of ``as_of``; returns customers per (held) tier."""
     with warehouse.begin() as conn:
         features = load_features(conn, as_of)
-        tiers = damp(assign_tiers(features, rules), previous_tiers(conn, as_of), rules)
+        started = pd.Timestamp(as_of) - pd.to_timedelta(features["tenure_days"], unit="D")
+        tiers = damp(assign_tiers(features, rules), previous_tiers(conn, as_of), rules, as_of, started)
         tiers[["spend_to_next_tier", "orders_to_next_tier", "spend_to_keep_tier"]] = distances(features, tiers, rules)
+        tiers["qualifying_spend"] = features["monetary_window"].astype("float64")
+        tiers["qualifying_orders"] = features["orders_window"].astype("Int64")
         tiers = tiers.astype({"orders_to_next_tier": "Int64"})
         tiers.insert(0, "as_of_date", as_of)
         conn.execute(sa.text("DELETE FROM staging.customer_tiers WHERE as_of_date = :as_of"), {"as_of": as_of})

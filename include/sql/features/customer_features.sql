@@ -2,6 +2,13 @@
 -- the 365-day window is [:as_of - 365 days, :as_of), the trend compares the last 90 days
 -- with the 90 before. One row per customer created before :as_of, including customers with
 -- no orders at all. Rates and means are empty (NULL) where their denominator is zero.
+--
+-- The qualification window of the tier rules (orders_window, monetary_window) starts at
+-- :window_start for a rolling or calendar window (grading.features.QualificationWindow
+-- computes it), or, when :window_kind is 'anniversary', at the customer's latest
+-- anniversary of created_at on or before the day before :as_of (a 29 February start has
+-- its anniversary on 28 February in other years). :window_floor is the earliest start any
+-- customer can have, so only recent orders are joined to their customer.
 -- Money is summed as exact NUMERIC and counts as integers; every ratio is then one IEEE
 -- division of two doubles, which both engines round identically (no ROUND, whose ties
 -- would differ between an exact and a binary engine).
@@ -14,16 +21,34 @@
 WITH params AS (
     SELECT
         CAST(:as_of AS TIMESTAMP) AS as_of_ts,
-        CAST(:as_of AS TIMESTAMP) - INTERVAL '365 days' AS window_start,
+        CAST(:as_of AS TIMESTAMP) - INTERVAL '365 days' AS year_start,
         CAST(:as_of AS TIMESTAMP) - INTERVAL '90 days' AS recent_start,
-        CAST(:as_of AS TIMESTAMP) - INTERVAL '180 days' AS prior_start
+        CAST(:as_of AS TIMESTAMP) - INTERVAL '180 days' AS prior_start,
+        CAST(:window_floor AS TIMESTAMP) AS window_floor,
+        CAST(CAST(:as_of AS DATE) - 1 AS DATE) AS last_day
 ),
 
-customers AS (
-    SELECT c.customer_id, c.created_at, c.region, c.industry, c.channel
+registered AS (
+    SELECT
+        c.customer_id, c.created_at, c.region, c.industry, c.channel,
+        CAST(CAST(c.created_at AS DATE)
+             + CAST(EXTRACT(YEAR FROM p.last_day) - EXTRACT(YEAR FROM c.created_at) AS INTEGER)
+             * INTERVAL '1 year' AS DATE) AS anniversary_this_year
     FROM raw.customers AS c
     CROSS JOIN params AS p
     WHERE c.created_at < p.as_of_ts
+),
+
+customers AS (
+    SELECT
+        r.customer_id, r.created_at, r.region, r.industry, r.channel,
+        CASE
+            WHEN :window_kind <> 'anniversary' THEN CAST(:window_start AS TIMESTAMP)
+            WHEN r.anniversary_this_year <= p.last_day THEN CAST(r.anniversary_this_year AS TIMESTAMP)
+            ELSE CAST(CAST(r.anniversary_this_year - INTERVAL '1 year' AS DATE) AS TIMESTAMP)
+        END AS window_start
+    FROM registered AS r
+    CROSS JOIN params AS p
 ),
 
 orders AS (
@@ -33,7 +58,7 @@ orders AS (
         o.status,
         o.amount,
         o.margin,
-        o.order_ts >= p.window_start AS in_window,
+        o.order_ts >= p.year_start AS in_window,
         o.order_ts >= p.recent_start AS in_recent,
         o.order_ts >= p.prior_start AND o.order_ts < p.recent_start AS in_prior,
         CASE
@@ -68,16 +93,37 @@ order_features AS (
     GROUP BY customer_id
 ),
 
+window_features AS (
+    SELECT
+        o.customer_id,
+        COUNT(*) AS orders_window,
+        SUM(o.amount) AS monetary_window
+    FROM raw.orders AS o
+    CROSS JOIN params AS p
+    JOIN customers AS c ON c.customer_id = o.customer_id
+    WHERE o.status = 'completed' AND o.order_ts >= p.window_floor AND o.order_ts >= c.window_start
+        AND o.order_ts < p.as_of_ts
+    GROUP BY o.customer_id
+),
+
+interaction_features AS (
+    SELECT i.customer_id, COUNT(*) AS interactions_365d
+    FROM raw.interactions AS i
+    CROSS JOIN params AS p
+    WHERE i.ts >= p.year_start AND i.ts < p.as_of_ts
+    GROUP BY i.customer_id
+),
+
 ticket_features AS (
     SELECT
         t.customer_id,
-        COUNT(CASE WHEN t.opened_at >= p.window_start THEN 1 END) AS tickets_365d,
-        COUNT(CASE WHEN t.opened_at >= p.window_start AND t.category = 'complaint' THEN 1 END) AS complaints_365d,
+        COUNT(CASE WHEN t.opened_at >= p.year_start THEN 1 END) AS tickets_365d,
+        COUNT(CASE WHEN t.opened_at >= p.year_start AND t.category = 'complaint' THEN 1 END) AS complaints_365d,
         -- hours to close, for window tickets closed before the as-of instant
-        SUM(CASE WHEN t.opened_at >= p.window_start AND t.closed_at < p.as_of_ts
+        SUM(CASE WHEN t.opened_at >= p.year_start AND t.closed_at < p.as_of_ts
                  THEN CAST(FLOOR(EXTRACT(EPOCH FROM (t.closed_at - t.opened_at))) AS BIGINT) END)
             AS resolution_seconds,
-        COUNT(CASE WHEN t.opened_at >= p.window_start AND t.closed_at < p.as_of_ts THEN 1 END) AS resolved_count,
+        COUNT(CASE WHEN t.opened_at >= p.year_start AND t.closed_at < p.as_of_ts THEN 1 END) AS resolved_count,
         -- still open at the as-of instant, whenever opened
         COUNT(CASE WHEN t.closed_at IS NULL OR t.closed_at >= p.as_of_ts THEN 1 END) AS open_tickets
     FROM raw.tickets AS t
@@ -96,7 +142,7 @@ survey_features AS (
         COUNT(s.nps) AS nps_count
     FROM raw.surveys AS s
     CROSS JOIN params AS p
-    WHERE s.responded_at >= p.window_start AND s.responded_at < p.as_of_ts
+    WHERE s.responded_at >= p.year_start AND s.responded_at < p.as_of_ts
     GROUP BY s.customer_id
 ),
 
@@ -125,12 +171,18 @@ joined AS (
         CAST(t.resolution_seconds AS DOUBLE PRECISION) / NULLIF(t.resolved_count, 0) / 3600.0
             AS resolution_hours_365d,
         CAST(COALESCE(t.open_tickets, 0) AS INTEGER) AS open_tickets,
-        CAST(COALESCE(o.active_quarters_4, 0) AS INTEGER) AS active_quarters_4
+        CAST(COALESCE(o.active_quarters_4, 0) AS INTEGER) AS active_quarters_4,
+        CAST(COALESCE(i.interactions_365d, 0) AS INTEGER) AS interactions_365d,
+        CAST(c.window_start AS DATE) AS window_start,
+        CAST(COALESCE(w.orders_window, 0) AS INTEGER) AS orders_window,
+        CAST(COALESCE(w.monetary_window, 0) AS DOUBLE PRECISION) AS monetary_window
     FROM customers AS c
     CROSS JOIN params AS p
     LEFT JOIN order_features AS o ON o.customer_id = c.customer_id
     LEFT JOIN ticket_features AS t ON t.customer_id = c.customer_id
     LEFT JOIN survey_features AS s ON s.customer_id = c.customer_id
+    LEFT JOIN interaction_features AS i ON i.customer_id = c.customer_id
+    LEFT JOIN window_features AS w ON w.customer_id = c.customer_id
 ),
 
 ranked AS (
@@ -179,5 +231,9 @@ SELECT
     CAST(complaints_365d AS DOUBLE PRECISION) / NULLIF(orders_365d, 0) AS complaint_rate_365d,
     resolution_hours_365d,
     open_tickets,
-    active_quarters_4
+    active_quarters_4,
+    interactions_365d,
+    window_start,
+    orders_window,
+    monetary_window
 FROM ranked

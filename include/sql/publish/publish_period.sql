@@ -10,7 +10,7 @@ INSERT INTO marts.customer_features_snapshot (
     tickets_365d, complaints_365d, surveys_365d, csat_mean_365d, nps_mean_365d,
     r_score, f_score, m_score, avg_order_value_365d, monetary_90d, monetary_prev_90d,
     refund_rate_365d, complaint_rate_365d, resolution_hours_365d, open_tickets, churn_propensity,
-    active_quarters_4
+    active_quarters_4, interactions_365d, window_start, orders_window, monetary_window
 )
 SELECT
     f.as_of_date, k.customer_key, f.region, f.industry, f.channel, f.tenure_days, f.recency_days,
@@ -18,7 +18,7 @@ SELECT
     f.tickets_365d, f.complaints_365d, f.surveys_365d, f.csat_mean_365d, f.nps_mean_365d,
     f.r_score, f.f_score, f.m_score, f.avg_order_value_365d, f.monetary_90d, f.monetary_prev_90d,
     f.refund_rate_365d, f.complaint_rate_365d, f.resolution_hours_365d, f.open_tickets, s.churn_propensity,
-    f.active_quarters_4
+    f.active_quarters_4, f.interactions_365d, f.window_start, f.orders_window, f.monetary_window
 FROM staging.customer_features AS f
 JOIN ops.customer_keys AS k ON k.customer_id = f.customer_id
 LEFT JOIN staging.churn_scores AS s ON s.as_of_date = f.as_of_date AND s.customer_id = f.customer_id
@@ -28,12 +28,13 @@ DELETE FROM marts.customer_tier_snapshot WHERE as_of_date = :as_of;
 
 INSERT INTO marts.customer_tier_snapshot (
     as_of_date, customer_key, tier, tier_rank, tier_rule, tier_reason, rule_version, assigned_tier, periods_below,
-    rules_sha256, spend_to_next_tier, orders_to_next_tier, spend_to_keep_tier
+    rules_sha256, spend_to_next_tier, orders_to_next_tier, spend_to_keep_tier, tier_since, review_date,
+    qualifying_spend, qualifying_orders
 )
 SELECT
     t.as_of_date, k.customer_key, t.tier, t.tier_rank, t.tier_rule, t.tier_reason, t.rule_version,
     t.assigned_tier, t.periods_below, t.rules_sha256, t.spend_to_next_tier, t.orders_to_next_tier,
-    t.spend_to_keep_tier
+    t.spend_to_keep_tier, t.tier_since, t.review_date, t.qualifying_spend, t.qualifying_orders
 FROM staging.customer_tiers AS t
 JOIN ops.customer_keys AS k ON k.customer_id = t.customer_id
 WHERE t.as_of_date = :as_of;
