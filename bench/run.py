@@ -503,6 +503,11 @@ def main(argv: list[str] | None = None) -> int:
     customers, orders, tickets = SCALES.get(scale) or (int(args.scale), None, None)
     scale_label = scale if scale in SCALES else f"{customers}"
     work = args.workdir / scale_label
+    if args.source and args.source.resolve().is_relative_to(work.resolve()):
+        # a source kept by an earlier run (--keep) lies in the folder about to be cleared
+        kept = args.workdir / f"{scale_label}-source.duckdb"
+        shutil.move(args.source, kept)
+        args.source = kept
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     sys.path.insert(0, str(PROJECT / "plugins"))
@@ -588,7 +593,10 @@ def main(argv: list[str] | None = None) -> int:
     earlier = args.results / f"{scale_label}.json"
     if args.merge and earlier.exists():
         old = json.loads(earlier.read_text())
-        old.setdefault("baselines", {}).update(record.get("baselines", {}))
+        # keep the first invocation's baselines (the report says so): the runs there were timed
+        # against them; a later invocation only adds baselines that were missing
+        for name, res in record.get("baselines", {}).items():
+            old.setdefault("baselines", {}).setdefault(name, res)
         for wh, run in record.get("runs", {}).items():
             old.setdefault("runs", {})[wh] = run
         old.setdefault("merged", []).append(record["started"])

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from grading import demo
 from grading.contract import SOURCE_TABLES
 from grading.extract import extract, extract_window, to_canonical
-from grading.warehouse import migrate, open_engine
+from grading.warehouse import migrate, open_engine, read_frame
 from tests.helpers import scalar
 
 KEY = b"test-key"
@@ -105,6 +105,27 @@ def test_extracts_from_server_databases(tmp_path: Path, source_kind: str, reques
     assert _raw_counts(url) == _expected_counts(data, date(2025, 1, 1))
     want = data.orders[data.orders["order_ts"] < "2025-01-01"]["amount"].sum()
     assert float(scalar(url, "SELECT SUM(amount) FROM raw.orders")) == pytest.approx(want, abs=0.01)
+
+
+def test_a_duckdb_source_is_read_through_arrow_into_the_same_rows(tmp_path: Path) -> None:
+    """A DuckDB source is read as Arrow batches, not through pd.read_sql: the raw rows must be
+    exactly those a SQLite source of the same data gives."""
+    data = demo.generate(customers=150, seed=21)
+    raw = {}
+    for kind in ("sqlite", "duckdb"):
+        source_url = f"{kind}:///{tmp_path / f'source.{kind}'}"
+        demo.write_source(data, source_url)
+        url = f"duckdb:///{tmp_path / f'w_{kind}.duckdb'}"
+        with open_engine(source_url) as source, open_engine(url) as warehouse:
+            migrate(warehouse)
+            extract(source, warehouse, datetime(2024, 7, 1), KEY, batch=datetime(2024, 7, 1, 1))
+            extract(source, warehouse, datetime(2025, 1, 1), KEY, batch=datetime(2025, 1, 1, 1))
+            with warehouse.connect() as conn:
+                raw[kind] = {t: read_frame(conn, f"SELECT * FROM raw.{t} ORDER BY {spec.key}")  # noqa: S608
+                             for t, spec in SOURCE_TABLES.items()}
+    assert {t: len(f) for t, f in raw["duckdb"].items()} == _expected_counts(data, date(2025, 1, 1))
+    for table, frame in raw["sqlite"].items():
+        pd.testing.assert_frame_equal(raw["duckdb"][table], frame, check_dtype=False)
 
 
 def _drop(folder: Path, day: str) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -50,6 +50,21 @@ def test_missing_column_is_a_critical_failure() -> None:
     assert failed[0].message().startswith("raw.orders: expect_table_columns_to_match_set failed; observed ")
     assert failed[0].message().endswith("Give the source table (or its mapping) every canonical column, "
                                         "then rerun the period.")
+
+
+def test_future_times_are_found_in_microsecond_frames_even_beyond_nanosecond_range() -> None:
+    """DuckDB hands timestamps over in microseconds; the gate hands GX nanoseconds where they fit
+    (GX then compares vectorised), and a sentinel like 9999-12-31 must still be reported."""
+    times = ["2024-01-01", "2030-01-01", "2024-02-01"]
+    fits = pd.DataFrame({"order_id": ["o1", "o2", "o3"], "customer_id": ["c"] * 3,
+                         "order_ts": pd.Series(pd.to_datetime(times)).astype("datetime64[us]"),
+                         "status": ["completed"] * 3, "amount": [1.0] * 3, "margin": [0.0] * 3})
+    beyond = fits.assign(order_ts=pd.Series([datetime(2024, 1, 1), datetime(2030, 1, 1), datetime(9999, 12, 31)],
+                                            dtype="datetime64[us]"))
+    for frame, late in ((fits, ("o2",)), (beyond, ("o2", "o3"))):
+        failed = [r for r in check_frame("orders", frame) if not r.success]
+        assert [(r.column, r.severity, r.unexpected_count, r.sample_keys) for r in failed] == [
+            ("order_ts", "critical", len(late), late)]
 
 
 def test_amounts_are_checked_on_completed_orders_only() -> None:

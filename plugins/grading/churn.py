@@ -7,12 +7,23 @@ time-based split, as the model will be used on the future. It is compared with a
 recency-only baseline (longer since the last order = more likely to churn); the audit says
 plainly when it does not beat it. The score feeds the ``churn_propensity`` feature and
 the win-back priority.
+
+Training is the dear part (two feature computations at earlier dates and a fit), so it
+happens rarely: the trained model is kept in ops.churn_models with its features, dates,
+metrics and seed, and a run scores with the latest one trained at or before its as-of date
+while it is younger than GRADING_CHURN_MODEL_MAX_AGE_DAYS; otherwise the run trains anew.
+Training uses at most GRADING_CHURN_MAX_TRAIN_ROWS customers, a hash sample.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import logging
+import pickle
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -20,7 +31,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from grading.features import features_as_of, load_features
+from grading.settings import churn_max_train_rows, churn_model_max_age_days, pseudonym_key
 from grading.warehouse import bulk_insert, read_frame
+
+log = logging.getLogger(__name__)
 
 HORIZON = timedelta(days=90)
 MODEL_NAME = "hist_gradient_boosting_v1"
@@ -116,11 +130,147 @@ def train(train_frame: pd.DataFrame, holdout: pd.DataFrame, train_as_of: date, h
         note=note)
 
 
-def score_churn(warehouse: Engine, as_of: date, run_id: str) -> ModelReport:
-    """Train, judge and apply the churn model for ``as_of``; stores scores and the model record."""
+def sample_customers(frame: pd.DataFrame, limit: int) -> pd.DataFrame:
+    """At most ``limit`` rows, chosen by a hash of the customer id, ordered by customer id.
+
+    The same customers are chosen whatever the row order the engine returned, and the order
+    given to the model is fixed too: HistGradientBoosting bins features from a subsample of
+    rows, so a different row order could otherwise give a different model on a rerun.
+    """
+    frame = frame.sort_values("customer_id", kind="stable", ignore_index=True)
+    if not limit or len(frame) <= limit:
+        return frame
+    digest = pd.util.hash_pandas_object(frame["customer_id"].astype(str), index=False, categorize=False)
+    keep = np.sort(np.argsort(digest.to_numpy(), kind="stable")[:limit])
+    return frame.iloc[keep].reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class StoredModel:
+    """A trained model as kept in ops.churn_models: the estimator, its judgement and when it was made."""
+
+    model_as_of: date
+    estimator: Any
+    report: ModelReport
+    trained_at: datetime
+
+
+def _signature(payload: bytes) -> str:
+    """HMAC of the pickled model under the pipeline's secret key.
+
+    Unpickling runs code, so a worker loads only bytes the pipeline itself wrote: a row put
+    into ops.churn_models by anyone without the key is refused (and the model retrained).
+    """
+    return hmac.new(pseudonym_key(), payload, hashlib.sha256).hexdigest()
+
+
+def _models_table() -> sa.Table:
+    """ops.churn_models for typed inserts: the model bytes need a binary bind on both dialects."""
+    columns = [sa.Column(name, kind) for name, kind in (
+        ("model", sa.String), ("model_as_of", sa.Date), ("sklearn_version", sa.String), ("features", sa.String),
+        ("seed", sa.BigInteger), ("train_as_of", sa.Date), ("holdout_as_of", sa.Date),
+        ("train_rows", sa.BigInteger), ("holdout_rows", sa.BigInteger), ("holdout_churn_rate", sa.Float),
+        ("auc", sa.Float), ("precision_top_decile", sa.Float), ("baseline_auc", sa.Float),
+        ("baseline_precision_top_decile", sa.Float), ("beats_baseline", sa.Boolean), ("note", sa.String),
+        ("model_bytes", sa.LargeBinary), ("model_hmac", sa.String), ("run_id", sa.String),
+        ("trained_at", sa.DateTime))]
+    return sa.Table("churn_models", sa.MetaData(), *columns, schema="ops")
+
+
+def _sklearn_version() -> str:
+    import sklearn
+    return sklearn.__version__
+
+
+def latest_model(conn: Connection, as_of: date, max_age_days: int) -> StoredModel | None:
+    """The model to score ``as_of`` with: the latest trained at or before it, if younger than
+    ``max_age_days`` and written by this scikit-learn version; None means train one.
+
+    Chosen by as-of dates only, never by wall-clock time: a rerun or backfill of a date
+    finds the same model. A model trained after ``as_of`` is never used for it (it has seen
+    later data), and a model a run trained for its own date is at age 0 on its rerun.
+    """
+    if max_age_days <= 0:
+        return None
+    table = _models_table()
+    row = conn.execute(
+        sa.select(table).where(
+            table.c.model == MODEL_NAME, table.c.sklearn_version == _sklearn_version(),
+            table.c.model_as_of <= as_of, table.c.model_as_of > as_of - timedelta(days=max_age_days))
+        .order_by(table.c.model_as_of.desc()).limit(1)).mappings().first()
+    if row is None:
+        return None
+    payload = bytes(row["model_bytes"])
+    if not hmac.compare_digest(_signature(payload), row["model_hmac"]):
+        log.warning("churn model of %s in ops.churn_models does not carry this pipeline's signature "
+                    "(written elsewhere, or GRADING_PSEUDONYM_KEY changed): not loaded, retraining",
+                    row["model_as_of"])
+        return None
+    estimator = pickle.loads(payload)  # noqa: S301 - bytes signed by this pipeline's key, checked above
+    fields = {f: row[f] for f in ModelReport.__dataclass_fields__ if f in row}
+    for name in ("train_as_of", "holdout_as_of"):
+        fields[name] = pd.Timestamp(fields[name]).date()
+    fields["beats_baseline"] = None if fields["beats_baseline"] is None else bool(fields["beats_baseline"])
+    return StoredModel(pd.Timestamp(row["model_as_of"]).date(), estimator, ModelReport(**fields),
+                       pd.Timestamp(row["trained_at"]).to_pydatetime())
+
+
+def save_model(conn: Connection, as_of: date, run_id: str, estimator: Any, report: ModelReport,
+               trained_at: datetime) -> None:
+    """Keep a model trained for ``as_of`` (replacing one of the same date) for later runs."""
+    payload = pickle.dumps(estimator, protocol=pickle.HIGHEST_PROTOCOL)
+    table, version = _models_table(), _sklearn_version()
+    conn.execute(sa.delete(table).where(table.c.model == MODEL_NAME, table.c.model_as_of == as_of,
+                                        table.c.sklearn_version == version))
+    conn.execute(sa.insert(table).values(
+        **asdict(report), model_as_of=as_of, sklearn_version=version,
+        features=",".join(estimator.grading_features), seed=SEED, model_bytes=payload,
+        model_hmac=_signature(payload), run_id=run_id, trained_at=trained_at))
+
+
+@dataclass(frozen=True)
+class ChurnOutcome:
+    """What the churn stage did: the judgement of the model it scored with, and which model."""
+
+    report: ModelReport
+    model_as_of: date | None  # the as-of date the model was trained for; None: no model
+    trained_now: bool
+
+    @property
+    def note(self) -> str:
+        """The verdict and the model's age: the same words on every rerun of the date."""
+        if self.model_as_of is None:
+            return self.report.note
+        return f"model trained for {self.model_as_of}: {self.report.note}"
+
+
+def score_churn(warehouse: Engine, as_of: date, run_id: str, *, max_age_days: int | None = None,
+                max_train_rows: int | None = None) -> ChurnOutcome:
+    """Score every customer as of ``as_of`` with a recent stored model, training one if none
+    is young enough; stores the scores and the model record of the run.
+
+    Training costs two feature computations at earlier dates and a fit; scoring costs one
+    read of the stored features. Models are kept in ops.churn_models, so any worker finds
+    them, and chosen by as-of date (see ``latest_model``), so reruns score identically.
+    """
+    max_age_days = churn_model_max_age_days() if max_age_days is None else max_age_days
+    max_train_rows = churn_max_train_rows() if max_train_rows is None else max_train_rows
     with warehouse.begin() as conn:
-        train_as_of, holdout_as_of = as_of - 2 * HORIZON, as_of - HORIZON
-        model, report = train(labelled(conn, train_as_of), labelled(conn, holdout_as_of), train_as_of, holdout_as_of)
+        stored = latest_model(conn, as_of, max_age_days)
+        if stored is not None:
+            model, report, model_as_of, trained_at = stored.estimator, stored.report, stored.model_as_of, \
+                stored.trained_at
+            log.info("churn: scoring %s with the model trained for %s", as_of, model_as_of)
+        else:
+            train_as_of, holdout_as_of = as_of - 2 * HORIZON, as_of - HORIZON
+            model, report = train(sample_customers(labelled(conn, train_as_of), max_train_rows),
+                                  sample_customers(labelled(conn, holdout_as_of), max_train_rows),
+                                  train_as_of, holdout_as_of)
+            trained_at = datetime.now(UTC).replace(tzinfo=None)
+            model_as_of = as_of if model is not None else None
+            if model is not None:
+                save_model(conn, as_of, run_id, model, report, trained_at)
+            log.info("churn: trained a model for %s: %s", as_of, report.note)
         conn.execute(sa.text("DELETE FROM staging.churn_scores WHERE as_of_date = :as_of"), {"as_of": as_of})
         if model is not None:
             current = load_features(conn, as_of)
@@ -131,7 +281,8 @@ def score_churn(warehouse: Engine, as_of: date, run_id: str) -> ModelReport:
             bulk_insert(conn, "staging.churn_scores", scores)
         conn.execute(sa.text("DELETE FROM marts.model_runs WHERE as_of_date = :as_of AND model = :model"),
                      {"as_of": as_of, "model": MODEL_NAME})
-        record = pd.DataFrame([{**asdict(report), "run_id": run_id, "as_of_date": as_of,
-                                "trained_at": datetime.now(UTC).replace(tzinfo=None)}])
+        outcome = ChurnOutcome(report, model_as_of, stored is None)
+        record = pd.DataFrame([{**asdict(report), "note": outcome.note, "run_id": run_id, "as_of_date": as_of,
+                                "trained_at": trained_at}])
         bulk_insert(conn, "marts.model_runs", record.astype({"beats_baseline": "boolean"}))
-    return report
+    return outcome

@@ -82,6 +82,32 @@ def to_canonical(spec: SourceTable, frame: pd.DataFrame) -> pd.DataFrame:
 Reader = Callable[[Connection, datetime | None, datetime], Iterable[pd.DataFrame]]
 
 
+def _duckdb_chunks(source: Engine, spec: SourceTable, start: datetime | None,
+                   end: datetime) -> Iterable[pd.DataFrame]:
+    """A DuckDB source's window as Arrow record batches, a chunk at a time.
+
+    ``pd.read_sql`` turns every value into a Python object and back (7 of 10 s extracting
+    2M orders); Arrow hands DuckDB's columns to pandas as they are. Decimals become float64
+    in Arrow, as to_canonical would make them anyway.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    preparer = source.dialect.identifier_preparer
+    columns = ", ".join(preparer.quote(c) for c in spec.columns)
+    where, params = f"{preparer.quote(spec.event_time)} < ?", [end]
+    if start is not None:
+        where, params = where + f" AND {preparer.quote(spec.event_time)} >= ?", [*params, start]
+    sql = f"SELECT {columns} FROM {preparer.quote(spec.name)} WHERE {where}"  # noqa: S608 - contract identifiers, values bound
+    with source.connect() as sconn:
+        duck = sconn.connection.driver_connection
+        reader = duck.sql(sql, params=params).to_arrow_reader(CHUNK_ROWS)
+        for batch in reader:
+            arrays = [pc.cast(a, pa.float64()) if pa.types.is_decimal(a.type) else a for a in batch.columns]
+            table = pa.Table.from_arrays(arrays, names=batch.schema.names)
+            yield to_canonical(spec, table.to_pandas())
+
+
 def canonical_reader(source: Engine, spec: SourceTable) -> Reader:
     """Read a source table that is already in the canonical schema, streaming large windows.
 
@@ -90,6 +116,9 @@ def canonical_reader(source: Engine, spec: SourceTable) -> Reader:
     def read(_wconn: Connection, start: datetime | None, end: datetime) -> Iterable[pd.DataFrame]:
         if spec.optional and not _has_table(source, spec.name):
             log.info("the source has no %s table (optional): none extracted", spec.name)
+            return
+        if source.dialect.name == "duckdb":
+            yield from _duckdb_chunks(source, spec, start, end)
             return
         # stream_results: a server-side cursor on PostgreSQL / MySQL, so a large window
         # arrives in chunks instead of all at once.

@@ -150,12 +150,14 @@ def features_stage(conns: Connections, as_of: date, run_id: str) -> dict:
 
 
 def churn_stage(conns: Connections, as_of: date, run_id: str) -> dict:
-    """Train and judge the churn model on history, then score every customer as of ``as_of``."""
+    """Score every customer as of ``as_of`` with a recent stored churn model, training and
+    judging one on history first when none is young enough."""
     with open_engine(conns.warehouse_url) as warehouse, audited(warehouse, run_id, as_of, "churn") as audit:
-        report = churn.score_churn(warehouse, as_of, run_id)
-        audit["rows_out"], audit["message"] = report.holdout_rows, report.note
+        outcome = churn.score_churn(warehouse, as_of, run_id)
+        report = outcome.report
+        audit["rows_out"], audit["message"] = report.holdout_rows, outcome.note
     return {"auc": report.auc, "baseline_auc": report.baseline_auc, "beats_baseline": report.beats_baseline,
-            "note": report.note}
+            "model_as_of": outcome.model_as_of.isoformat() if outcome.model_as_of else None, "note": outcome.note}
 
 
 def record_rule_file(warehouse: Engine, run_id: str, as_of: date, source: RuleFile) -> None:
