@@ -521,7 +521,9 @@ def main(argv: list[str] | None = None) -> int:
         import duckdb
         con = duckdb.connect(str(duck_source), read_only=True)
         counts = {name: con.execute(f"SELECT COUNT(*) FROM {name}").fetchone()[0]
-                  for name in ("customers", "orders", "tickets", "surveys")}
+                  for name in ("customers", "orders", "tickets", "surveys", "interactions")
+                  if con.execute("SELECT COUNT(*) FROM information_schema.tables WHERE table_name = ?",
+                                 [name]).fetchone()[0]}
         con.close()
         print(f"scale {scale_label}: reusing {args.source}: {counts}", flush=True)
         record.update(rows=counts)
@@ -531,9 +533,9 @@ def main(argv: list[str] | None = None) -> int:
         tables = make_data(customers, orders, tickets, SEED)
         gen_s = time.perf_counter() - started
         counts = {name: len(frame) for name, frame in tables.items()}
-        before = {name: int((frame[col] < datetime.combine(AS_OF, datetime.min.time())).sum())
-                  for (name, frame), col in zip(tables.items(),
-                                                ["created_at", "order_ts", "opened_at", "responded_at"], strict=True)}
+        from grading.contract import SOURCE_TABLES
+        cutoff = datetime.combine(AS_OF, datetime.min.time())
+        before = {name: int((frame[SOURCE_TABLES[name].event_time] < cutoff).sum()) for name, frame in tables.items()}
         print(f"  rows: {counts} (before as-of {AS_OF}: {before}) in {gen_s:.1f}s", flush=True)
         started = time.perf_counter()
         write_duckdb_source(tables, duck_source)
