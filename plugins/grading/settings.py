@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 SOURCE_CONN_ID = "grading_source"
@@ -167,3 +168,31 @@ def churn_max_train_rows() -> int:
     customers; a hash sample keeps the same customers on every rerun.
     """
     return _positive_int("GRADING_CHURN_MAX_TRAIN_ROWS", 200_000)
+
+
+_DUCKDB_SIZE = re.compile(r"^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$", re.IGNORECASE)
+
+
+def duckdb_memory_limit() -> str:
+    """How much memory an embedded DuckDB warehouse may hold per worker process
+    (GRADING_DUCKDB_MEMORY_LIMIT, default ``1GiB``; DuckDB's own default is 80 % of RAM).
+
+    DuckDB keeps table blocks it has read in its buffer pool up to the limit, so with its
+    default a worker extracting 20M orders grew to 3.5 GiB; with a limit it evicts clean
+    blocks and spills the rest of a large join or sort to ``<warehouse>.duckdb.tmp``.
+    """
+    value = os.environ.get("GRADING_DUCKDB_MEMORY_LIMIT", "").strip() or "1GiB"
+    if not _DUCKDB_SIZE.match(value):
+        raise ValueError(f"GRADING_DUCKDB_MEMORY_LIMIT must be a size such as 1GiB or 800MB, not {value!r}")
+    return value
+
+
+def validate_part_rows() -> int:
+    """On the embedded warehouse, GX checks a batch in parts of about this many rows
+    (GRADING_VALIDATE_PART_ROWS, default 1,000,000; 0 for one part however large).
+
+    GX's pandas engine copies a frame several times while checking it; parts bound the
+    worker's memory (one 20M-order frame peaked at 7 GiB) at the cost of one more scan of the
+    batch per part.
+    """
+    return _positive_int("GRADING_VALIDATE_PART_ROWS", 1_000_000) or 2**62

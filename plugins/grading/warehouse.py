@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import NullPool
 
-from grading.settings import include_dir
+from grading.settings import duckdb_memory_limit, include_dir
 
 MIGRATIONS_TABLE = "ops.schema_migrations"
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
@@ -33,7 +33,9 @@ def open_engine(url: str) -> Iterator[Engine]:
     """An engine that holds no connection once the block ends.
 
     An embedded DuckDB file admits one writing process, so no connection may outlive
-    the task that opened it; NullPool closes each connection when it is returned.
+    the task that opened it; NullPool closes each connection when it is returned. DuckDB
+    gets a memory limit (GRADING_DUCKDB_MEMORY_LIMIT) so a worker's size does not grow
+    with the warehouse.
     """
     engine = sa.create_engine(url, poolclass=NullPool)
     if engine.dialect.name == "duckdb":
@@ -43,6 +45,12 @@ def open_engine(url: str) -> Iterator[Engine]:
         def _one_at_a_time(dialect, connection_record, cargs, cparams):
             with _DUCKDB_OPEN:
                 return dialect.connect(*cargs, **cparams)
+
+        limit = duckdb_memory_limit()  # a size checked against a pattern, safe to place in SQL
+
+        @sa.event.listens_for(engine, "connect")
+        def _bounded_memory(dbapi_connection, connection_record):
+            dbapi_connection.execute(f"SET memory_limit = '{limit}'")
     try:
         yield engine
     finally:
