@@ -26,7 +26,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from grading.contract import SOURCE_TABLES, SourceTable
 from grading.sources import MappedSource, SourceMapping
-from grading.warehouse import bulk_insert, exclusive, read_frame
+from grading.warehouse import bulk_insert, duckdb_record_batches, exclusive, read_frame
 
 log = logging.getLogger(__name__)
 
@@ -87,12 +87,8 @@ def _duckdb_chunks(source: Engine, spec: SourceTable, start: datetime | None,
     """A DuckDB source's window as Arrow record batches, a chunk at a time.
 
     ``pd.read_sql`` turns every value into a Python object and back (7 of 10 s extracting
-    2M orders); Arrow hands DuckDB's columns to pandas as they are. Decimals become float64
-    in Arrow, as to_canonical would make them anyway.
+    2M orders); Arrow hands DuckDB's columns to pandas as they are.
     """
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
     preparer = source.dialect.identifier_preparer
     columns = ", ".join(preparer.quote(c) for c in spec.columns)
     where, params = f"{preparer.quote(spec.event_time)} < ?", [end]
@@ -100,12 +96,8 @@ def _duckdb_chunks(source: Engine, spec: SourceTable, start: datetime | None,
         where, params = where + f" AND {preparer.quote(spec.event_time)} >= ?", [*params, start]
     sql = f"SELECT {columns} FROM {preparer.quote(spec.name)} WHERE {where}"  # noqa: S608 - contract identifiers, values bound
     with source.connect() as sconn:
-        duck = sconn.connection.driver_connection
-        reader = duck.sql(sql, params=params).to_arrow_reader(CHUNK_ROWS)
-        for batch in reader:
-            arrays = [pc.cast(a, pa.float64()) if pa.types.is_decimal(a.type) else a for a in batch.columns]
-            table = pa.Table.from_arrays(arrays, names=batch.schema.names)
-            yield to_canonical(spec, table.to_pandas())
+        for batch in duckdb_record_batches(sconn, sql, params, CHUNK_ROWS):
+            yield to_canonical(spec, batch.to_pandas())
 
 
 def canonical_reader(source: Engine, spec: SourceTable) -> Reader:
