@@ -185,9 +185,12 @@ joined AS (
     LEFT JOIN window_features AS w ON w.customer_id = c.customer_id
 ),
 
-ranked AS (
+-- The scores count over four narrow columns, then join back: a window over every column of
+-- joined held all of them in the window operator (out of memory at a million customers
+-- under a 1 GiB DuckDB limit).
+scores AS (
     SELECT
-        j.*,
+        j.customer_id,
         -- customers at least as recent / at most as frequent / at most as valuable, among the scored
         COUNT(*) OVER (PARTITION BY j.last_order_at IS NULL ORDER BY j.recency_days DESC) AS r_at_most,
         COUNT(*) OVER (PARTITION BY j.last_order_at IS NULL) AS r_scored,
@@ -196,6 +199,12 @@ ranked AS (
         COUNT(*) OVER (PARTITION BY j.monetary_365d > 0 ORDER BY j.monetary_365d) AS m_at_most,
         COUNT(*) OVER (PARTITION BY j.monetary_365d > 0) AS m_scored
     FROM joined AS j
+),
+
+ranked AS (
+    SELECT j.*, s.r_at_most, s.r_scored, s.f_at_most, s.f_scored, s.m_at_most, s.m_scored
+    FROM joined AS j
+    JOIN scores AS s ON s.customer_id = j.customer_id
 )
 
 SELECT
