@@ -145,7 +145,8 @@ def _drop(folder: Path, day: str) -> None:
 
 
 def test_a_source_that_fails_to_map_leaves_raw_and_watermarks_as_they_were(tmp_path: Path) -> None:
-    """Reading happens inside the transaction that cleared the window: a mapping error rolls it back."""
+    """A mapping error leaves raw as it was; on DuckDB the rows read so far were staged, and the
+    staging table goes too."""
     from grading.sources import SourceDataError, load_mapping
 
     folder = tmp_path / "drop"
@@ -164,6 +165,8 @@ def test_a_source_that_fails_to_map_leaves_raw_and_watermarks_as_they_were(tmp_p
     assert scalar(url, "SELECT COUNT(*) FROM raw.orders") == 2
     assert scalar(url, "SELECT COUNT(*) FROM raw.customers") == 2
     assert str(scalar(url, "SELECT MAX(extracted_through) FROM ops.extract_watermarks")).startswith("2025-01-01")
+    assert scalar(url, "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = 'staging' "
+                       "AND table_name LIKE 'extract_%'") == 0
 
 
 def test_extract_stage_reads_a_file_drop_without_a_source_database(tmp_path: Path, grading_home: Path,

@@ -31,6 +31,7 @@ from grading.warehouse import bulk_insert, duckdb_record_batches, exclusive, rea
 log = logging.getLogger(__name__)
 
 CHUNK_ROWS = 200_000
+STAGE_COMMIT_ROWS = 1_000_000  # DuckDB: at most this many extracted rows in memory (see _stage_duckdb)
 
 
 def watermark(conn: Connection, table: str) -> datetime | None:
@@ -144,33 +145,77 @@ def extract_table(source: Engine | None, warehouse: Engine, spec: SourceTable, c
                   lookback: timedelta, extracted_at: datetime, read: Reader | None = None) -> int:
     """Replace the table's window in raw with the source's rows; returns rows extracted.
 
-    ``read`` supplies the rows (default: the canonical SQL table of ``source``). Reading
-    happens inside the transaction that deleted the window, so a source that fails to map
-    leaves raw and the watermark as they were.
+    ``read`` supplies the rows (default: the canonical SQL table of ``source``). The window
+    is deleted and the rows inserted in one transaction, so a source that fails to map
+    leaves raw and the watermark as they were. On DuckDB the rows are first staged (see
+    _stage_duckdb); on other warehouses they are written inside that transaction.
     """
     read = read or canonical_reader(source, spec)
+    table = f"raw.{spec.name}"
     with exclusive(warehouse, f"grading.extract.{spec.name}") as wconn:
-        previous = watermark(wconn, spec.name)
-        start, end = extract_window(previous, cutoff, lookback)
-        delete = f"DELETE FROM raw.{spec.name} WHERE {spec.event_time} < :cutoff"  # noqa: S608 - identifiers from code constants, values bound
-        params = {"cutoff": end}
-        if start is not None:
-            delete += f" AND {spec.event_time} >= :start"
-            params["start"] = start
-        wconn.execute(sa.text(delete), params)
-        rows = 0
-        for frame in read(wconn, start, end):
-            frame = frame.copy()
-            frame["extracted_at"] = extracted_at
-            rows += bulk_insert(wconn, f"raw.{spec.name}", frame)
-        wconn.execute(sa.text("DELETE FROM ops.extract_watermarks WHERE source_table = :t"), {"t": spec.name})
-        wconn.execute(
-            sa.text("INSERT INTO ops.extract_watermarks (source_table, extracted_through, updated_at) "
-                    "VALUES (:t, :through, :now)"),
-            {"t": spec.name, "through": max(previous or end, end), "now": extracted_at},
-        )
+        staged = None
+        if warehouse.dialect.name == "duckdb":
+            with warehouse.connect() as side:
+                previous = watermark(side, spec.name)
+                start, end = extract_window(previous, cutoff, lookback)
+                staged, rows = _stage_duckdb(side, spec, read(side, start, end), extracted_at)
+        else:
+            previous = watermark(wconn, spec.name)
+            start, end = extract_window(previous, cutoff, lookback)
+        try:
+            delete = f"DELETE FROM {table} WHERE {spec.event_time} < :cutoff"  # noqa: S608 - identifiers from code constants, values bound
+            params = {"cutoff": end}
+            if start is not None:
+                delete += f" AND {spec.event_time} >= :start"
+                params["start"] = start
+            wconn.execute(sa.text(delete), params)
+            if staged is not None:
+                wconn.exec_driver_sql(f"INSERT INTO {table} SELECT * FROM {staged}")  # noqa: S608 - our own names
+            else:
+                rows = sum(bulk_insert(wconn, table, frame.assign(extracted_at=extracted_at))
+                           for frame in read(wconn, start, end))
+            wconn.execute(sa.text("DELETE FROM ops.extract_watermarks WHERE source_table = :t"), {"t": spec.name})
+            wconn.execute(
+                sa.text("INSERT INTO ops.extract_watermarks (source_table, extracted_through, updated_at) "
+                        "VALUES (:t, :through, :now)"),
+                {"t": spec.name, "through": max(previous or end, end), "now": extracted_at},
+            )
+        finally:
+            if staged is not None:
+                with warehouse.begin() as side:
+                    side.exec_driver_sql(f"DROP TABLE IF EXISTS {staged}")
     log.info("extracted %s rows of %s for [%s, %s)", rows, spec.name, start or "beginning", end)
     return rows
+
+
+def _stage_duckdb(conn: Connection, spec: SourceTable, frames: Iterable[pd.DataFrame],
+                  extracted_at: datetime) -> tuple[str, int]:
+    """Write the window's rows to a private staging table, committing as it goes.
+
+    DuckDB keeps the rows appended from Python inside an open transaction in memory,
+    whatever its memory limit: a 20M-order first load grew the worker to 3.5 GiB. Committed
+    every STAGE_COMMIT_ROWS rows into staging, they go to disk; the one ``INSERT … SELECT`` that then
+    moves them into raw inside the extraction's transaction stays within the limit. The
+    staging table is named after the batch, so an abandoned one is simply replaced.
+    """
+    staged = f"staging.extract_{spec.name}_{extracted_at:%Y%m%d%H%M%S%f}"
+    conn.exec_driver_sql(f"CREATE OR REPLACE TABLE {staged} AS SELECT * FROM raw.{spec.name} LIMIT 0")  # noqa: S608 - our own names
+    conn.commit()
+    rows = uncommitted = 0
+    try:
+        for frame in frames:
+            uncommitted += bulk_insert(conn, staged, frame.assign(extracted_at=extracted_at))
+            if uncommitted >= STAGE_COMMIT_ROWS:
+                conn.commit()
+                rows, uncommitted = rows + uncommitted, 0
+        conn.commit()
+        rows += uncommitted
+    except BaseException:
+        conn.rollback()
+        conn.exec_driver_sql(f"DROP TABLE IF EXISTS {staged}")
+        conn.commit()
+        raise
+    return staged, rows
 
 
 def pseudonym(customer_id: str, key: bytes) -> str:
