@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+import psycopg
 import pytest
 import sqlalchemy as sa
 
@@ -22,7 +25,7 @@ from grading.pipeline import (
     run_grading,
     tiers_stage,
 )
-from grading.warehouse import migrate, migration_files, open_engine
+from grading.warehouse import migrate, migration_files, open_engine, read_frame
 from tests.helpers import published, scalar
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -166,3 +169,99 @@ def test_bi_role_names_are_checked(pg_url: str) -> None:
 
     with open_engine(pg_url) as engine, pytest.raises(ValueError, match="role name must match"):
         create_bi_role(engine, 'x"; DROP TABLE marts.run_audit; --')
+
+
+# read_frame: PostgreSQL results come through COPY + pyarrow and must look like DuckDB's fetch_df()
+
+_TYPED_TABLE = """CREATE TABLE t (id INTEGER, s VARCHAR, i INTEGER, b BIGINT, sm SMALLINT, d DOUBLE PRECISION,
+    r REAL, n NUMERIC(14, 2), bo BOOLEAN, dt DATE, ts TIMESTAMP, tz TIMESTAMPTZ)"""
+_TYPED_ROWS = """INSERT INTO t VALUES
+    (1, 'a', 1, 9007199254740993, 3, 1.5, 2.5, 123456789012.34, TRUE, '2024-01-02',
+     '2024-01-02 03:04:05.123456', '2024-01-02 03:04:05.123456+00'),
+    (2, '', -2, -5, -3, -0.25, 0.5, -0.01, FALSE, '1999-12-31', '1999-12-31 23:59:59', '1999-12-31 22:00:00+00'),
+    (3, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)"""
+
+
+def _same_dtype(pg, duck) -> bool:
+    # the tz-aware column: DuckDB names the session's zone (Etc/UTC here), PostgreSQL's is read as UTC
+    if isinstance(pg, pd.DatetimeTZDtype) and isinstance(duck, pd.DatetimeTZDtype):
+        return pg.unit == duck.unit
+    return pg == duck
+
+
+@pytest.mark.parametrize("where", ["TRUE", "s IS NOT NULL", "FALSE"], ids=["with-nulls", "no-nulls", "empty"])
+def test_read_frame_gives_postgresql_the_dtypes_and_values_of_duckdb(tmp_path: Path, pg_url: str, where: str) -> None:
+    frames = {}
+    for url in (f"duckdb:///{tmp_path / 'w.duckdb'}", pg_url):
+        with open_engine(url) as engine, engine.begin() as conn:
+            conn.execute(sa.text(_TYPED_TABLE))
+            conn.execute(sa.text(_TYPED_ROWS))
+            frames[engine.dialect.name] = read_frame(conn, f"SELECT * FROM t WHERE {where} ORDER BY id")  # noqa: S608
+    pg, duck = frames["postgresql"], frames["duckdb"]
+    assert list(pg.columns) == list(duck.columns)
+    differ = {c: (str(pg[c].dtype), str(duck[c].dtype))
+              for c in pg.columns if not _same_dtype(pg[c].dtype, duck[c].dtype)}
+    # DuckDB gives an empty VARCHAR column as object; PostgreSQL keeps pandas' str
+    assert differ == ({"s": ("str", "object")} if where == "FALSE" else {})
+    for frame in (pg, duck):
+        frame["tz"] = frame["tz"].dt.tz_convert("UTC")
+    pd.testing.assert_frame_equal(pg, duck, check_dtype=False)
+    assert len(pg) == {"TRUE": 3, "s IS NOT NULL": 2, "FALSE": 0}[where]
+    if where == "TRUE":
+        assert pg["b"].iloc[0] == 9007199254740993  # exact: not through float64
+        assert pg["s"].tolist()[:2] == ["a", ""] and pd.isna(pg["s"].iloc[2])
+
+
+def test_read_frame_on_postgresql_keeps_text_floats_and_parameters_intact(pg_url: str) -> None:
+    texts = ["", "NULL", "NA", "nan", 'say "hi", twice', "two\nlines\r\nand a \\ backslash", "Zürich 東京 🙂"]
+    with open_engine(pg_url) as engine, engine.begin() as conn:
+        conn.execute(sa.text("SET TimeZone = 'America/New_York'"))
+        conn.execute(sa.text("CREATE TABLE t (k INTEGER, s TEXT, f DOUBLE PRECISION, ts TIMESTAMPTZ)"))
+        for k, s in enumerate(texts):
+            conn.execute(sa.text("INSERT INTO t VALUES (:k, :s, NULL, NULL)"), {"k": k, "s": s})
+        conn.execute(sa.text("INSERT INTO t VALUES (10, NULL, 'Infinity', '2024-07-01 12:00:00.000001+02'), "
+                             "(11, NULL, '-Infinity', NULL), (12, NULL, 'NaN', NULL), (13, NULL, 1e-300, NULL)"))
+        # uncommitted rows of the open transaction are read, through the same connection
+        frame = read_frame(conn, "SELECT * FROM t ORDER BY k")
+        assert frame["s"].iloc[:len(texts)].tolist() == texts
+        assert frame["s"].iloc[len(texts):].isna().all()
+        floats = frame.set_index("k")["f"]
+        assert floats[10] == np.inf and floats[11] == -np.inf and np.isnan(floats[12]) and floats[13] == 1e-300
+        assert frame.set_index("k")["ts"][10] == pd.Timestamp("2024-07-01 10:00:00.000001", tz="UTC")
+        # values are bound by the driver: quotes, percent signs and a newline in a comment line stay values
+        sql = "-- :s names the text\nSELECT k, s, 7 % 3 AS m FROM t WHERE s = :s OR k = ANY(:ks) ORDER BY k"
+        picked = read_frame(conn, sql, {"s": 'say "hi", twice', "ks": [0, 1], "unused": 1})
+        assert picked["k"].tolist() == [0, 1, 4] and picked["m"].tolist() == [1, 1, 1]
+        evil = "x'); DROP TABLE t; --\n%s %(k)s"
+        assert read_frame(conn, "SELECT :v AS v", {"v": evil})["v"].tolist() == [evil]
+        assert read_frame(conn, "SELECT '100%' AS p")["p"].tolist() == ["100%"]
+
+
+def test_read_frame_on_postgresql_falls_back_to_rows_for_what_arrow_is_not_given(pg_url: str) -> None:
+    with open_engine(pg_url) as engine, engine.begin() as conn:
+        frame = read_frame(conn, "SELECT 1 AS k, CAST('{\"a\": 1}' AS JSONB) AS j, ARRAY[1, 2] AS a, "
+                                 "INTERVAL '1 day' AS i")
+        assert frame.iloc[0].to_dict() == {"k": 1, "j": {"a": 1}, "a": [1, 2], "i": timedelta(days=1)}
+        # dates written in a style Arrow does not parse: read again as rows after the COPY
+        conn.execute(sa.text("SET DateStyle = 'SQL, DMY'"))
+        dates = read_frame(conn, "SELECT CAST(d AS DATE) AS d FROM (VALUES ('2024-01-02'), ('2024-12-31')) AS v (d)")
+        assert dates["d"].tolist() == [date(2024, 1, 2), date(2024, 12, 31)]
+        with pytest.raises(sa.exc.DataError, match="division by zero"):
+            read_frame(conn, "SELECT 1 / (k - k) AS boom FROM (VALUES (1)) AS v (k)")
+
+
+def test_a_numeric_sum_read_back_is_written_into_a_bigint_column(pg_url: str) -> None:
+    from grading.warehouse import bulk_insert
+
+    with open_engine(pg_url) as engine, engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE t (k BIGINT, n BIGINT, f DOUBLE PRECISION)"))
+        conn.execute(sa.text("INSERT INTO t VALUES (1, 5, 0.5), (1, 9007199254740993, 0.25), (2, NULL, NULL)"))
+        sums = read_frame(conn, "SELECT k, SUM(n) AS n, SUM(f) AS f FROM t GROUP BY k ORDER BY k")
+        assert str(sums["n"].dtype) == "float64"  # NUMERIC, as DuckDB gives its HUGEINT
+        conn.execute(sa.text("CREATE TABLE totals (k BIGINT, n BIGINT, f DOUBLE PRECISION)"))
+        bulk_insert(conn, "totals", sums)
+        rows = conn.execute(sa.text("SELECT k, n, f FROM totals ORDER BY k")).all()
+        assert rows == [(1, 9007199254740998, 0.75), (2, None, None)]
+    with open_engine(pg_url) as engine, engine.connect() as conn, \
+            pytest.raises(psycopg.errors.InvalidTextRepresentation, match="bigint"):
+        bulk_insert(conn, "totals", pd.DataFrame({"k": [3], "n": [1.5], "f": [1.0]}))  # not whole: refused
