@@ -45,7 +45,8 @@ def query_params(as_of: date, window: Qualification) -> dict[str, object]:
 
 
 def _dates(frame: pd.DataFrame) -> pd.DataFrame:
-    """DuckDB hands DATE columns over as timestamps, PostgreSQL as dates: make them alike."""
+    """DATE columns as timestamps on every engine: DuckDB and read_frame's COPY path on
+    PostgreSQL give them so, its row-by-row fallback (and other engines) give dates."""
     frame["window_start"] = pd.to_datetime(frame["window_start"]).astype("datetime64[us]")
     return frame
 
