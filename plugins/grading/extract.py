@@ -196,7 +196,8 @@ def _stage_duckdb(conn: Connection, spec: SourceTable, frames: Iterable[pd.DataF
     whatever its memory limit: a 20M-order first load grew the worker to 3.5 GiB. Committed
     every STAGE_COMMIT_ROWS rows into staging, they go to disk; the one ``INSERT … SELECT`` that then
     moves them into raw inside the extraction's transaction stays within the limit. The
-    staging table is named after the batch, so an abandoned one is simply replaced.
+    staging table is named after the batch and dropped on success and on failure; only a
+    killed worker leaves one behind (staging.extract_<table>_<batch stamp>, safe to drop).
     """
     staged = f"staging.extract_{spec.name}_{extracted_at:%Y%m%d%H%M%S%f}"
     conn.exec_driver_sql(f"CREATE OR REPLACE TABLE {staged} AS SELECT * FROM raw.{spec.name} LIMIT 0")  # noqa: S608 - our own names

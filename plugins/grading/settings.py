@@ -177,11 +177,12 @@ def duckdb_memory_limit() -> str:
     """How much memory an embedded DuckDB warehouse may hold per worker process
     (GRADING_DUCKDB_MEMORY_LIMIT, default ``1536MiB``; DuckDB's own default is 80 % of RAM).
 
-    DuckDB keeps table blocks it has read in its buffer pool up to the limit, so with its
-    default a worker extracting 20M orders grew to 3.5 GiB; with a limit it evicts clean
-    blocks and spills the rest of a large join or sort to ``<warehouse>.duckdb.tmp``. Not
-    everything spills: the feature query at a million customers needs 1.5 GiB (it failed
-    with 1.25 GiB), so that is the default.
+    DuckDB keeps what it reads and sorts in its buffer pool up to the limit, so with its own
+    default a worker's size follows the warehouse's; with a limit it evicts and spills a large
+    join or sort to ``<warehouse>.duckdb.tmp``. Not everything spills: the feature query at a
+    million customers needs 1.5 GiB (it failed with 1.25 GiB), so that is the default. (Rows
+    appended from Python inside an open transaction are not bounded by it: see
+    grading.extract._stage_duckdb.)
     """
     value = os.environ.get("GRADING_DUCKDB_MEMORY_LIMIT", "").strip() or "1536MiB"
     if not _DUCKDB_SIZE.match(value):
@@ -194,7 +195,7 @@ def validate_part_rows() -> int:
     (GRADING_VALIDATE_PART_ROWS, default 1,000,000; 0 for one part however large).
 
     GX's pandas engine copies a frame several times while checking it; parts bound the
-    worker's memory (one 20M-order frame peaked at 7 GiB) at the cost of one more scan of the
-    batch per part.
+    worker's memory (one 20M-order frame peaked at 7 GiB) at the cost of sorting the batch by
+    part once and running GX once per part.
     """
     return _positive_int("GRADING_VALIDATE_PART_ROWS", 1_000_000) or 2**62
