@@ -265,3 +265,24 @@ def test_a_numeric_sum_read_back_is_written_into_a_bigint_column(pg_url: str) ->
     with open_engine(pg_url) as engine, engine.connect() as conn, \
             pytest.raises(psycopg.errors.InvalidTextRepresentation, match="bigint"):
         bulk_insert(conn, "totals", pd.DataFrame({"k": [3], "n": [1.5], "f": [1.0]}))  # not whole: refused
+
+
+def test_bulk_insert_keeps_empty_texts_apart_from_nulls(warehouse_url: str) -> None:
+    from grading.warehouse import bulk_insert
+
+    texts = ["", None, "NULL", 'say "hi", twice', "two\nlines", "a \\ backslash", "Zürich 東京"]
+    frame = pd.DataFrame({
+        "k": range(len(texts)),
+        "s": pd.Series(texts, dtype=object),
+        "f": [0.5, np.nan, 1.0, None, 2.0, 3.0, 4.0],
+        "n": pd.array([1, None, 3, 4, 5, 6, 7], dtype="Int64"),
+        "d": pd.to_datetime(["2024-01-02", None, "2024-03-04", "2024-05-06", None, "2024-07-08", "2024-09-10"]),
+    })
+    with open_engine(warehouse_url) as engine, engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE t (k INTEGER, s TEXT, f DOUBLE PRECISION, n BIGINT, d DATE)"))
+        assert bulk_insert(conn, "t", frame) == len(texts)
+        rows = conn.execute(sa.text("SELECT k, s, f, n, d FROM t ORDER BY k")).all()
+    assert [row.s for row in rows] == texts
+    assert [row.f for row in rows] == [0.5, None, 1.0, None, 2.0, 3.0, 4.0]
+    assert [row.n for row in rows] == [1, None, 3, 4, 5, 6, 7]
+    assert [row.d for row in rows][:3] == [date(2024, 1, 2), None, date(2024, 3, 4)] and rows[4].d is None

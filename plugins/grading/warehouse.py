@@ -219,6 +219,12 @@ def _quoted(conn: Connection, qualified_table: str) -> str:
     return ".".join(preparer.quote(part) for part in qualified_table.split("."))
 
 
+# The NULL marker of bulk_insert's COPY. COPY's CSV default is an unquoted empty field, which is
+# also what to_csv writes for an empty text, so '' arrived as NULL; with this marker '' stays ''.
+# Like PostgreSQL's own text format, a text that is exactly \N is read as NULL.
+_COPY_NULL = "\\N"
+
+
 def bulk_insert(conn: Connection, qualified_table: str, frame: pd.DataFrame) -> int:
     """Append ``frame`` to ``schema.table`` the fast way for the dialect; returns rows written.
 
@@ -242,9 +248,9 @@ def bulk_insert(conn: Connection, qualified_table: str, frame: pd.DataFrame) -> 
     elif dialect == "postgresql":
         frame = _whole_floats_as_integers(conn, table, columns, frame)
         buffer = io.StringIO()
-        frame.to_csv(buffer, index=False, header=False, date_format="%Y-%m-%d %H:%M:%S.%f")
+        frame.to_csv(buffer, index=False, header=False, na_rep=_COPY_NULL, date_format="%Y-%m-%d %H:%M:%S.%f")
         cursor = conn.connection.driver_connection.cursor()
-        with cursor.copy(f"COPY {table} ({columns}) FROM STDIN WITH (FORMAT csv)") as copy:
+        with cursor.copy(f"COPY {table} ({columns}) FROM STDIN WITH (FORMAT csv, NULL '{_COPY_NULL}')") as copy:
             copy.write(buffer.getvalue())
     else:
         schema, _, name = qualified_table.rpartition(".")
