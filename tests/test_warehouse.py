@@ -286,3 +286,23 @@ def test_bulk_insert_keeps_empty_texts_apart_from_nulls(warehouse_url: str) -> N
     assert [row.f for row in rows] == [0.5, None, 1.0, None, 2.0, 3.0, 4.0]
     assert [row.n for row in rows] == [1, None, 3, 4, 5, 6, 7]
     assert [row.d for row in rows][:3] == [date(2024, 1, 2), None, date(2024, 3, 4)] and rows[4].d is None
+
+
+def test_a_computed_frame_is_the_query_s_frame_and_leaves_duckdb_as_it_was(warehouse_url: str) -> None:
+    from grading.warehouse import read_computed_frame
+
+    sql = ("SELECT k % 3 AS g, COUNT(*) AS n, SUM(k) AS total, MAX(s) AS s FROM t "
+           "WHERE k >= :low GROUP BY k % 3 ORDER BY g")
+    with open_engine(warehouse_url) as engine, engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE t (k INTEGER, s TEXT)"))
+        conn.execute(sa.text("INSERT INTO t SELECT k, 'row ' || CAST(k AS TEXT) "
+                             "FROM generate_series(1, 1000) AS g (k)"))
+        duckdb = conn.dialect.name == "duckdb"
+        limit = duckdb and conn.exec_driver_sql("SELECT current_setting('memory_limit')").scalar_one()
+        computed = read_computed_frame(conn, sql, {"low": 10})  # the open transaction's rows are seen
+        pd.testing.assert_frame_equal(computed, read_frame(conn, sql, {"low": 10}))
+        assert computed["n"].tolist() == [330, 331, 330]
+        assert not duckdb or conn.exec_driver_sql("SELECT current_setting('memory_limit')").scalar_one() == limit
+        left = conn.exec_driver_sql("SELECT table_name FROM information_schema.tables "
+                                    "WHERE table_name LIKE 'computed%%'").scalars().all()
+        assert left == []  # the temporary table is gone

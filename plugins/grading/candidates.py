@@ -167,10 +167,12 @@ def peak_tier_rank_recent(conn: Connection, as_of: date) -> pd.DataFrame:
 def flag(warehouse: Engine, as_of: date, tier_rules: TierRules, rules: CandidateRules) -> dict[str, int]:
     """Replace the staging flags of ``as_of``; returns the number of customers per list."""
     with warehouse.begin() as conn:
+        # the year-ago features are computed first, before this period's frames are held
+        # (the other way round the worker held a million-row frame during the feature query)
+        year_ago = features_as_of(conn, as_of - YEAR, tier_rules.qualification)
         features = load_features(conn, as_of)
         current = read_frame(conn, "SELECT customer_id, tier, tier_rank FROM staging.customer_tiers "
                                    "WHERE as_of_date = :as_of", {"as_of": as_of})
-        year_ago = features_as_of(conn, as_of - YEAR, tier_rules.qualification)
         graded = with_history(features, current, year_ago, assign_tiers(year_ago, tier_rules),
                               peak_tier_rank_recent(conn, as_of), rules.protected_ids)
         flags = flag_candidates(graded, rules, as_of, periods_met_before(conn, as_of))

@@ -30,9 +30,9 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from grading.features import features_as_of, load_features
+from grading.features import features_at
 from grading.settings import churn_max_train_rows, churn_model_max_age_days, pseudonym_key
-from grading.warehouse import bulk_insert, read_frame
+from grading.warehouse import bulk_insert, read_computed_frame, read_frame
 
 log = logging.getLogger(__name__)
 
@@ -64,11 +64,11 @@ class ModelReport:
     note: str
 
 
-def labelled(conn: Connection, as_of: date) -> pd.DataFrame:
-    """Customers who had bought before ``as_of``, their features then, and whether they churned after."""
-    frame = features_as_of(conn, as_of)
-    frame = frame[frame["last_order_at"].notna()].copy()
-    buyers = read_frame(conn, (
+def labelled(conn: Connection, as_of: date, features: pd.DataFrame) -> pd.DataFrame:
+    """Customers who had bought before ``as_of``, their ``features`` then (features_at), and
+    whether they churned after."""
+    frame = features[features["last_order_at"].notna()].copy()
+    buyers = read_computed_frame(conn, (
         "SELECT DISTINCT customer_id FROM raw.orders WHERE status = 'completed' "
         "AND order_ts >= :start AND order_ts < :end"
     ), {"start": as_of, "end": as_of + HORIZON})
@@ -143,6 +143,19 @@ def sample_customers(frame: pd.DataFrame, limit: int) -> pd.DataFrame:
     digest = pd.util.hash_pandas_object(frame["customer_id"].astype(str), index=False, categorize=False)
     keep = np.sort(np.argsort(digest.to_numpy(), kind="stable")[:limit])
     return frame.iloc[keep].reset_index(drop=True)
+
+
+def train_on_history(conn: Connection, as_of: date, max_train_rows: int):
+    """Train a model for ``as_of`` on the features two horizons back, judged on those one
+    horizon back; returns (model or None, report). Only the model's columns are read, and
+    the frames are gone once it returns (scoring then reads the current features)."""
+    train_as_of, holdout_as_of = as_of - 2 * HORIZON, as_of - HORIZON
+    dates = (train_as_of, holdout_as_of)
+    history = features_at(conn, dates, columns=("customer_id", "last_order_at", *MODEL_FEATURES))
+    train_frame, holdout = (sample_customers(labelled(conn, day, features), max_train_rows)
+                            for day, features in zip(dates, history, strict=True))
+    del history
+    return train(train_frame, holdout, train_as_of, holdout_as_of)
 
 
 @dataclass(frozen=True)
@@ -262,10 +275,7 @@ def score_churn(warehouse: Engine, as_of: date, run_id: str, *, max_age_days: in
                 stored.trained_at
             log.info("churn: scoring %s with the model trained for %s", as_of, model_as_of)
         else:
-            train_as_of, holdout_as_of = as_of - 2 * HORIZON, as_of - HORIZON
-            model, report = train(sample_customers(labelled(conn, train_as_of), max_train_rows),
-                                  sample_customers(labelled(conn, holdout_as_of), max_train_rows),
-                                  train_as_of, holdout_as_of)
+            model, report = train_on_history(conn, as_of, max_train_rows)
             trained_at = datetime.now(UTC).replace(tzinfo=None)
             model_as_of = as_of if model is not None else None
             if model is not None:
@@ -273,7 +283,10 @@ def score_churn(warehouse: Engine, as_of: date, run_id: str, *, max_age_days: in
             log.info("churn: trained a model for %s: %s", as_of, report.note)
         conn.execute(sa.text("DELETE FROM staging.churn_scores WHERE as_of_date = :as_of"), {"as_of": as_of})
         if model is not None:
-            current = load_features(conn, as_of)
+            # only the model's columns: the whole feature row of a million customers is 0.5 GiB more
+            current = read_frame(conn, f"SELECT customer_id, {', '.join(model.grading_features)} "  # noqa: S608 - feature names
+                                       "FROM staging.customer_features WHERE as_of_date = :as_of ORDER BY customer_id",
+                                 {"as_of": as_of})
             scores = pd.DataFrame({
                 "as_of_date": as_of, "customer_id": current["customer_id"],
                 "churn_propensity": np.round(model.predict_proba(matrix(current, model.grading_features))[:, 1], 4),

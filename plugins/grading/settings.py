@@ -170,22 +170,22 @@ def churn_max_train_rows() -> int:
     return _positive_int("GRADING_CHURN_MAX_TRAIN_ROWS", 200_000)
 
 
-_DUCKDB_SIZE = re.compile(r"^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$", re.IGNORECASE)
+DUCKDB_SIZE = re.compile(r"^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$", re.IGNORECASE)
 
 
 def duckdb_memory_limit() -> str:
     """How much memory an embedded DuckDB warehouse may hold per worker process
-    (GRADING_DUCKDB_MEMORY_LIMIT, default ``1536MiB``; DuckDB's own default is 80 % of RAM).
+    (GRADING_DUCKDB_MEMORY_LIMIT, default ``1GiB``; DuckDB's own default is 80 % of RAM).
 
     DuckDB keeps what it reads and sorts in its buffer pool up to the limit, so with its own
     default a worker's size follows the warehouse's; with a limit it evicts and spills a large
     join or sort to ``<warehouse>.duckdb.tmp``. Not everything spills: the feature query at a
-    million customers needs 1.5 GiB (it failed with 1.25 GiB), so that is the default. (Rows
+    million customers needs 1 GiB (it failed with 768 MiB), so that is the default. (Rows
     appended from Python inside an open transaction are not bounded by it: see
     grading.extract._stage_duckdb.)
     """
-    value = os.environ.get("GRADING_DUCKDB_MEMORY_LIMIT", "").strip() or "1536MiB"
-    if not _DUCKDB_SIZE.match(value):
+    value = os.environ.get("GRADING_DUCKDB_MEMORY_LIMIT", "").strip() or "1GiB"
+    if not DUCKDB_SIZE.match(value):
         raise ValueError(f"GRADING_DUCKDB_MEMORY_LIMIT must be a size such as 1GiB or 800MB, not {value!r}")
     return value
 
