@@ -306,3 +306,22 @@ def test_a_computed_frame_is_the_query_s_frame_and_leaves_duckdb_as_it_was(wareh
         left = conn.exec_driver_sql("SELECT table_name FROM information_schema.tables "
                                     "WHERE table_name LIKE 'computed%%'").scalars().all()
         assert left == []  # the temporary table is gone
+
+
+def test_a_failure_under_a_capped_duckdb_limit_is_the_error_raised(tmp_path: Path) -> None:
+    from grading.warehouse import duckdb_memory_capped
+
+    with open_engine(f"duckdb:///{tmp_path / 'w.duckdb'}") as engine:
+        with engine.begin() as conn, pytest.raises(sa.exc.DBAPIError, match="boom"), \
+                duckdb_memory_capped(conn, "64MiB"):
+            conn.exec_driver_sql("SELECT error('boom')")
+        with engine.connect() as conn:
+            def limit() -> str:
+                return conn.exec_driver_sql("SELECT current_setting('memory_limit')").scalar_one()
+
+            configured = limit()
+            with duckdb_memory_capped(conn, "64MiB"):
+                assert limit() == "64.0 MiB"
+            assert limit() == configured != "64.0 MiB"
+            with pytest.raises(ValueError, match="not a DuckDB memory size"), duckdb_memory_capped(conn, "1; DROP"):
+                pass

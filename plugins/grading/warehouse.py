@@ -13,7 +13,7 @@ import threading
 import uuid
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager, nullcontext, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -249,10 +249,16 @@ def duckdb_memory_capped(conn: Connection, limit: str) -> Iterator[None]:
     if not DUCKDB_SIZE.match(limit):
         raise ValueError(f"not a DuckDB memory size: {limit!r}")
     conn.exec_driver_sql(f"SET memory_limit = '{limit}'")  # a checked size
+    restore = f"SET memory_limit = '{duckdb_memory_limit()}'"  # a checked size
     try:
         yield
-    finally:
-        conn.exec_driver_sql(f"SET memory_limit = '{duckdb_memory_limit()}'")  # a checked size
+    except BaseException:
+        # a failed statement aborts DuckDB's transaction, and every later one fails too: the
+        # block's error is the one to raise (the connection is closed after it anyway)
+        with suppress(sa.exc.DBAPIError):
+            conn.exec_driver_sql(restore)
+        raise
+    conn.exec_driver_sql(restore)
 
 
 def duckdb_record_batches(conn: Connection, sql: str, params: list[Any], rows: int) -> Iterator[Any]:
