@@ -291,6 +291,7 @@ def _quoted(conn: Connection, qualified_table: str) -> str:
 # also what to_csv writes for an empty text, so '' arrived as NULL; with this marker '' stays ''.
 # Like PostgreSQL's own text format, a text that is exactly \N is read as NULL.
 _COPY_NULL = "\\N"
+_COPY_SLICE_ROWS = 100_000
 
 
 def bulk_insert(conn: Connection, qualified_table: str, frame: pd.DataFrame) -> int:
@@ -315,11 +316,12 @@ def bulk_insert(conn: Connection, qualified_table: str, frame: pd.DataFrame) -> 
             duck.unregister(view)
     elif dialect == "postgresql":
         frame = _whole_floats_as_integers(conn, table, columns, frame)
-        buffer = io.StringIO()
-        frame.to_csv(buffer, index=False, header=False, na_rep=_COPY_NULL, date_format="%Y-%m-%d %H:%M:%S.%f")
         cursor = conn.connection.driver_connection.cursor()
         with cursor.copy(f"COPY {table} ({columns}) FROM STDIN WITH (FORMAT csv, NULL '{_COPY_NULL}')") as copy:
-            copy.write(buffer.getvalue())
+            # in slices: the CSV text of a million rows at once was another few hundred MB
+            for start in range(0, len(frame), _COPY_SLICE_ROWS):
+                copy.write(frame.iloc[start:start + _COPY_SLICE_ROWS].to_csv(
+                    index=False, header=False, na_rep=_COPY_NULL, date_format="%Y-%m-%d %H:%M:%S.%f"))
     else:
         schema, _, name = qualified_table.rpartition(".")
         frame.to_sql(name, conn, schema=schema or None, if_exists="append", index=False, chunksize=5000)
