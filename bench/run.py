@@ -752,8 +752,8 @@ def render(results: dict[str, dict]) -> str:
                   f"- Python {m['python']}, pandas {m['pandas']}, DuckDB {m['duckdb']}, SQLAlchemy {m['sqlalchemy']}, "
                   f"PostgreSQL {m['postgresql']}, Airflow {m['airflow']}, Great Expectations "
                   f"{m['great_expectations']}",
-                  "- shared: other sessions were using the same 2 cores during these runs, so absolute times are "
-                  "noisy; ratios within one run are the figures to read.", ""]
+                  "- absolute times move with the machine and the day (the same VM's COPY baseline at L has "
+                  "measured from 33 to 47 s); ratios within one invocation are the figures to read.", ""]
     for scale, rec in results.items():
         rows = rec.get("rows", {})
         lines += [f"## Scale {scale} ({rec.get('started', '')})", "",
