@@ -242,7 +242,14 @@ def release_duckdb_memory(conn: Connection) -> None:
 def duckdb_memory_capped(conn: Connection, limit: str) -> Iterator[None]:
     """DuckDB's memory limit lowered to ``limit`` inside the block, for work that spills well
     (a sort) while the worker holds other things; restored to GRADING_DUCKDB_MEMORY_LIMIT
-    after it. Elsewhere a no-op."""
+    after it. Elsewhere a no-op.
+
+    The limit is the DuckDB instance's, shared by every connection of this process to the
+    same file: a query another thread runs on that file meanwhile runs under the lower limit
+    too. Airflow runs each task in a process of its own; only threads grading periods in
+    parallel in one process (as a test does at small scale) could meet an Out of Memory
+    Error this way at a million customers.
+    """
     if conn.dialect.name != "duckdb":
         yield
         return
