@@ -30,9 +30,9 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from grading.features import features_at
+from grading.features import features_at, load_features
 from grading.settings import churn_max_train_rows, churn_model_max_age_days, pseudonym_key
-from grading.warehouse import bulk_insert, read_computed_frame, read_frame
+from grading.warehouse import bulk_insert, read_computed_frame
 
 log = logging.getLogger(__name__)
 
@@ -284,9 +284,7 @@ def score_churn(warehouse: Engine, as_of: date, run_id: str, *, max_age_days: in
         conn.execute(sa.text("DELETE FROM staging.churn_scores WHERE as_of_date = :as_of"), {"as_of": as_of})
         if model is not None:
             # only the model's columns: the whole feature row of a million customers is 0.5 GiB more
-            current = read_frame(conn, f"SELECT customer_id, {', '.join(model.grading_features)} "  # noqa: S608 - feature names
-                                       "FROM staging.customer_features WHERE as_of_date = :as_of ORDER BY customer_id",
-                                 {"as_of": as_of})
+            current = load_features(conn, as_of, columns=("customer_id", *model.grading_features))
             scores = pd.DataFrame({
                 "as_of_date": as_of, "customer_id": current["customer_id"],
                 "churn_propensity": np.round(model.predict_proba(matrix(current, model.grading_features))[:, 1], 4),
