@@ -42,3 +42,5 @@ SELECT
     CAST(COALESCE(r.revenue, 0) AS DOUBLE PRECISION) AS revenue
 FROM listed AS l
 LEFT JOIN quarter_revenue AS r ON r.customer_key = l.customer_key
+-- in a fixed order: the revenues are summed in pandas, and a float sum depends on the order
+ORDER BY l.list, l.customer_key, l.reason
