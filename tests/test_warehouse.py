@@ -25,7 +25,7 @@ from grading.pipeline import (
     run_grading,
     tiers_stage,
 )
-from grading.warehouse import migrate, migration_files, open_engine, read_frame
+from grading.warehouse import migrate, migration_files, open_engine, read_frame, run_sql_file
 from tests.helpers import published, scalar
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -113,6 +113,54 @@ def test_tier_history_has_one_open_row_per_customer_and_follows_the_snapshots(
         assert [h[1] for h in held] == [tier]
     open_rows = [h for h in history if h[3] is None]
     assert len(open_rows) == len({h[0] for h in history})
+
+
+def test_tier_history_carried_forward_by_each_period_is_the_history_rebuilt_from_every_snapshot(
+    tmp_path: Path, warehouse_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    conns = demo_connections(tmp_path, warehouse_url)
+    extract_stage(conns, date(2025, 4, 1), "extract")
+
+    def history(conn: sa.Connection) -> pd.DataFrame:
+        return read_frame(conn, "SELECT * FROM marts.tier_history ORDER BY customer_key, valid_from")
+
+    def check(expected_how: str) -> None:
+        assert [r.getMessage() for r in caplog.records if "tier history" in r.getMessage()][-1:] == \
+            [f"tier history: {expected_how}"]
+        with open_engine(warehouse_url) as engine, engine.connect() as conn:
+            kept = history(conn)
+            run_sql_file(conn, "publish/tier_history_rebuild")
+            rebuilt = history(conn)
+            conn.rollback()
+        pd.testing.assert_frame_equal(kept, rebuilt)
+
+    with caplog.at_level("INFO", logger="grading.publish"):
+        for as_of in (date(2024, 10, 1), date(2025, 1, 1)):
+            load_period(conns, as_of, f"run-{as_of}")
+            check("append")
+        # An operator reruns the latest period after regrading some of its customers (some into
+        # a new tier, some back into their previous one): what its first publish opened and
+        # closed is taken back before the new tiers are applied.
+        with open_engine(warehouse_url) as engine, engine.begin() as conn:
+            regraded = conn.execute(sa.text(
+                "UPDATE staging.customer_tiers SET tier = 'regraded' "
+                "WHERE as_of_date = '2025-01-01' AND customer_id IN (SELECT customer_id FROM staging.customer_tiers "
+                "WHERE as_of_date = '2025-01-01' ORDER BY customer_id LIMIT 60)")).rowcount
+            reverted = conn.execute(sa.text(
+                "UPDATE staging.customer_tiers AS t SET tier = p.tier FROM staging.customer_tiers AS p "
+                "WHERE t.as_of_date = '2025-01-01' AND p.as_of_date = '2024-10-01' AND p.customer_id = t.customer_id "
+                "AND t.tier NOT IN (p.tier, 'regraded')")).rowcount
+        assert regraded == 60 and reverted > 0  # some back in the tier their stretch had before the rerun
+        publish_stage(conns, date(2025, 1, 1), "rerun")
+        check("append")
+        load_period(conns, date(2024, 7, 1), "backfill")  # earlier than the latest: rebuilt
+        check("rebuild")
+        load_period(conns, date(2025, 4, 1), "run-2025-04-01")
+        check("append")
+    with open_engine(warehouse_url) as engine, engine.connect() as conn:
+        kept = history(conn)
+    assert (kept["tier"] == "regraded").sum() == 60
+    assert kept.groupby("customer_key").size().max() >= 3, "the demo data should change some tiers"
 
 
 def test_the_catalogue_documents_exactly_the_published_columns(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ The cut points behind the period's R/F/M scores are kept with it (marts.score_cu
 
 from __future__ import annotations
 
+import logging
 from datetime import date
 
 import pandas as pd
@@ -17,6 +18,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from grading.warehouse import bulk_insert, exclusive, read_query_file, run_sql_file
+
+log = logging.getLogger(__name__)
 
 # A cut point moving by more than this share between periods gets a drift note.
 CUT_POINT_DRIFT = 0.25
@@ -31,8 +34,25 @@ def publish(warehouse: Engine, as_of: date) -> dict[str, int]:
     """Replace the published rows of ``as_of``; returns rows per published table."""
     with exclusive(warehouse, "grading.publish") as conn:  # tier history and the dimension span all periods
         run_sql_file(conn, "publish/publish_period", {"as_of": as_of})
+        update_tier_history(conn, as_of)
         store_cut_points(conn, as_of)
         return published_counts(conn, as_of)
+
+
+def update_tier_history(conn: Connection, as_of: date) -> str:
+    """Bring marts.tier_history up to date with the snapshot of ``as_of``; returns how.
+
+    The usual publish is of the latest period (or a rerun of it): its tier changes are
+    appended to the open rows ("append"), reading one period's snapshot however long the
+    history. A backfilled period changes the stretches after it, so the history is then
+    rebuilt from every snapshot ("rebuild"). Both give the same rows.
+    """
+    later = conn.execute(sa.text("SELECT COUNT(*) FROM marts.customer_tier_snapshot WHERE as_of_date > :as_of"),
+                         {"as_of": as_of}).scalar_one()
+    how = "rebuild" if later else "append"
+    run_sql_file(conn, f"publish/tier_history_{how}", {"as_of": as_of})
+    log.info("tier history: %s", how)
+    return how
 
 
 def store_cut_points(conn: Connection, as_of: date, drift_share: float = CUT_POINT_DRIFT) -> pd.DataFrame:

@@ -81,33 +81,8 @@ SELECT k.customer_key, c.region, c.industry, c.channel, c.created_at
 FROM raw.customers AS c
 JOIN ops.customer_keys AS k ON k.customer_id = c.customer_id;
 
--- Tier history from every published snapshot: a row starts wherever a customer's tier
--- differs from their previous snapshot; valid_to is the as-of date of the next change
--- (exclusive), NULL for the open row.
-DELETE FROM marts.tier_history;
-
-INSERT INTO marts.tier_history (customer_key, tier, tier_rank, valid_from, valid_to, rule_version)
-WITH ordered AS (
-    SELECT
-        customer_key, as_of_date, tier, tier_rank, rule_version,
-        LAG(tier) OVER (PARTITION BY customer_key ORDER BY as_of_date) AS previous_tier
-    FROM marts.customer_tier_snapshot
-),
-
-changes AS (
-    SELECT customer_key, as_of_date, tier, tier_rank, rule_version
-    FROM ordered
-    WHERE previous_tier IS NULL OR previous_tier <> tier
-)
-
-SELECT
-    customer_key,
-    tier,
-    tier_rank,
-    as_of_date AS valid_from,
-    LEAD(as_of_date) OVER (PARTITION BY customer_key ORDER BY as_of_date) AS valid_to,
-    rule_version
-FROM changes;
+-- Tier history is kept by grading.publish after these statements, in the same transaction
+-- (tier_history_append.sql, or tier_history_rebuild.sql for a backfilled period).
 
 -- The lost-customer register. A customer is lost from the first period they appear on the
 -- win-back list; they are won back by their first completed order after that period's
