@@ -25,7 +25,7 @@ from sqlalchemy.engine import Connection, Engine
 from grading.features import features_as_of, load_features
 from grading.rules import CandidateList, CandidateRules, TierRules, explain
 from grading.tiers import assign_tiers
-from grading.warehouse import bulk_insert, read_frame
+from grading.warehouse import analyze, bulk_insert, read_frame
 
 FLAG_COLUMNS = ("customer_id", "flag", "rule_name", "reason", "action", "severity", "previous_tier",
                 "churn_reason", "priority", "value_before", "last_order_at", "rule_version", "rules_sha256",
@@ -179,5 +179,6 @@ def flag(warehouse: Engine, as_of: date, tier_rules: TierRules, rules: Candidate
         flags.insert(0, "as_of_date", as_of)
         conn.execute(sa.text("DELETE FROM staging.customer_flags WHERE as_of_date = :as_of"), {"as_of": as_of})
         bulk_insert(conn, "staging.customer_flags", flags)
+        analyze(conn, "staging.customer_flags")
     counts = flags["flag"].value_counts()
     return {name: int(counts.get(name, 0)) for name in rules.lists()}

@@ -32,7 +32,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from grading.features import features_at, load_features
 from grading.settings import churn_max_train_rows, churn_model_max_age_days, pseudonym_key
-from grading.warehouse import bulk_insert, read_computed_frame
+from grading.warehouse import analyze, bulk_insert, read_computed_frame
 
 log = logging.getLogger(__name__)
 
@@ -296,4 +296,5 @@ def score_churn(warehouse: Engine, as_of: date, run_id: str, *, max_age_days: in
         record = pd.DataFrame([{**asdict(report), "note": outcome.note, "run_id": run_id, "as_of_date": as_of,
                                 "trained_at": trained_at}])
         bulk_insert(conn, "marts.model_runs", record.astype({"beats_baseline": "boolean"}))
+        analyze(conn, "staging.churn_scores")
     return outcome

@@ -26,7 +26,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from grading.contract import SOURCE_TABLES, SourceTable
 from grading.sources import MappedSource, SourceMapping
-from grading.warehouse import bulk_insert, duckdb_record_batches, exclusive, read_frame
+from grading.warehouse import analyze, bulk_insert, duckdb_record_batches, exclusive, read_frame
 
 log = logging.getLogger(__name__)
 
@@ -258,6 +258,8 @@ def extract(source: Engine | None, warehouse: Engine, as_of: datetime, pseudonym
         for name, spec in SOURCE_TABLES.items()
     }
     rows["customer_keys_added"] = register_customer_keys(warehouse, pseudonym_key)
+    with warehouse.begin() as conn:
+        analyze(conn, *(f"raw.{name}" for name in SOURCE_TABLES), "ops.customer_keys")
     if mapping is not None:
         rows["rejected"] = rejected
         for table, reasons in rejected.items():

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from grading.qualification import Qualification
-from grading.warehouse import read_computed_frame, read_computed_frames, read_sql
+from grading.warehouse import analyze, read_computed_frame, read_computed_frames, read_sql
 
 FEATURE_QUERY = "features/customer_features"
 
@@ -78,6 +78,7 @@ def compute_features(warehouse: Engine, as_of: date, window: Qualification = DEF
         select = read_sql(FEATURE_QUERY, conn.dialect.name)
         conn.execute(sa.text(f"INSERT INTO staging.customer_features ({columns})\n{select}"),
                      query_params(as_of, window))
+        analyze(conn, "staging.customer_features")
         return conn.execute(
             sa.text("SELECT COUNT(*) FROM staging.customer_features WHERE as_of_date = :as_of"), {"as_of": as_of}
         ).scalar_one()

@@ -17,7 +17,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from grading.warehouse import bulk_insert, exclusive, read_query_file, run_sql_file
+from grading.warehouse import analyze, bulk_insert, exclusive, read_query_file, run_sql_file
 
 log = logging.getLogger(__name__)
 
@@ -28,14 +28,17 @@ PUBLISHED_TABLES = (
     "customer_features_snapshot", "customer_tier_snapshot", "elimination_candidates", "winback_candidates",
     "core_customers",
 )
+REBUILT_TABLES = ("tier_history", "dim_customer", "lost_customers")  # span every period
 
 
 def publish(warehouse: Engine, as_of: date) -> dict[str, int]:
     """Replace the published rows of ``as_of``; returns rows per published table."""
     with exclusive(warehouse, "grading.publish") as conn:  # tier history and the dimension span all periods
         run_sql_file(conn, "publish/publish_period", {"as_of": as_of})
+        analyze(conn, "marts.customer_tier_snapshot")  # the period's new rows, read by the next step
         update_tier_history(conn, as_of)
         store_cut_points(conn, as_of)
+        analyze(conn, *(f"marts.{table}" for table in (*PUBLISHED_TABLES, *REBUILT_TABLES)))
         return published_counts(conn, as_of)
 
 

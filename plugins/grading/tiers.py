@@ -28,7 +28,7 @@ from sqlalchemy.engine import Engine
 
 from grading.features import load_features
 from grading.rules import TierRules, explain
-from grading.warehouse import bulk_insert, read_frame
+from grading.warehouse import analyze, bulk_insert, read_frame
 
 TIER_COLUMNS = ("customer_id", "tier", "tier_rank", "tier_rule", "tier_reason", "rule_version")
 STAGED_COLUMNS = (*TIER_COLUMNS, "assigned_tier", "periods_below", "tier_since", "review_date", "rules_sha256",
@@ -249,4 +249,5 @@ def grade(warehouse: Engine, as_of: date, rules: TierRules) -> pd.Series:
         tiers.insert(0, "as_of_date", as_of)
         conn.execute(sa.text("DELETE FROM staging.customer_tiers WHERE as_of_date = :as_of"), {"as_of": as_of})
         bulk_insert(conn, "staging.customer_tiers", tiers)
+        analyze(conn, "staging.customer_tiers")
     return tiers["tier"].value_counts().reindex(list(rules.tiers), fill_value=0)

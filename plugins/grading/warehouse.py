@@ -294,6 +294,26 @@ def _quoted(conn: Connection, qualified_table: str) -> str:
     return ".".join(preparer.quote(part) for part in qualified_table.split("."))
 
 
+def analyze(conn: Connection, *tables: str) -> None:
+    """Refresh PostgreSQL's planner statistics of tables just loaded, as the loading
+    transaction's last statements (ANALYZE counts the transaction's own rows).
+
+    PostgreSQL's documentation advises ANALYZE after a bulk load: autovacuum's analyze comes
+    later (or never, where it is off), and until then the planner works from the estimates of
+    an empty or much smaller table. Unanalyzed, it took 1.8M completed orders for 10,000 rows
+    and the publish of 100,000 customers spent 1.8 of its 5.4 s compiling JIT code for plans
+    sized on wrong counts; and a period's rows that the statistics do not know yet are
+    estimated at one row, which the planner answers with a nested loop (a tier history update
+    of 100,000 customers ran for minutes). ANALYZE reads a sample (30,000 rows by default), so
+    it costs well under a second per table whatever the size. DuckDB keeps its statistics as
+    it writes: a no-op there.
+    """
+    if conn.dialect.name != "postgresql":
+        return
+    for table in tables:
+        conn.exec_driver_sql(f"ANALYZE {_quoted(conn, table)}")
+
+
 # The NULL marker of bulk_insert's COPY. COPY's CSV default is an unquoted empty field, which is
 # also what to_csv writes for an empty text, so '' arrived as NULL; with this marker '' stays ''.
 # Like PostgreSQL's own text format, a text that is exactly \N is read as NULL.
