@@ -176,6 +176,9 @@ def test_postgresql_knows_the_size_of_every_table_a_run_loaded(tmp_path: Path, p
         rows = scalar(pg_url, f"SELECT COUNT(*) FROM {table}")  # noqa: S608 - names of this test
         assert scalar(pg_url, "SELECT reltuples FROM pg_class WHERE oid = CAST(:t AS regclass)", t=table) == rows, table
         assert rows > 0, table
+    # ... and reads or replaces one period of them by index, not by scanning the history
+    assert scalar(pg_url, "SELECT COUNT(*) FROM pg_indexes WHERE schemaname IN ('staging', 'marts') "
+                          "AND indexdef LIKE '%(as_of_date)'") == 9
 
 
 def test_the_catalogue_documents_exactly_the_published_columns(tmp_path: Path) -> None:

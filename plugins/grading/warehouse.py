@@ -411,7 +411,8 @@ def migrate(engine: Engine, up_to: str | None = None) -> list[str]:
     """Apply the pending migrations in order, each in its own transaction; returns their names.
 
     The version table records what was applied, so a warehouse built by an older version
-    of the project upgrades in place. ``up_to`` stops after that version (for tests of
+    of the project upgrades in place. A migration with a ``NNNN_name.<dialect>.sql`` variant
+    (e.g. PostgreSQL's indexes) runs that file instead on that dialect. ``up_to`` stops after that version (for tests of
     upgrades).
     """
     applied_now = []
@@ -428,7 +429,8 @@ def migrate(engine: Engine, up_to: str | None = None) -> list[str]:
         with exclusive(engine, "grading.migrate") as conn:
             if version in applied_migrations(conn):
                 continue
-            for statement in split_statements(path.read_text(encoding="utf-8")):
+            variant = path.with_name(f"{path.stem}.{engine.dialect.name}.sql")
+            for statement in split_statements((variant if variant.exists() else path).read_text(encoding="utf-8")):
                 conn.execute(sa.text(statement))
             conn.execute(
                 sa.text(f"INSERT INTO {MIGRATIONS_TABLE} (version, name, applied_at) VALUES (:v, :n, :t)"),  # noqa: S608 - identifiers from code constants, values bound

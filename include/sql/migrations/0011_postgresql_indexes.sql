@@ -1,0 +1,3 @@
+-- Indexes for PostgreSQL only: its variant, 0011_postgresql_indexes.postgresql.sql, holds them.
+-- DuckDB finds a period's or a batch's rows by the min/max it keeps per row group, and joins by
+-- hashing; an index there would only slow every load. Nothing to do on this dialect.
