@@ -478,6 +478,32 @@ def _batch_views(warehouse: Engine, suites: Mapping[str, Suite], batch: datetime
     return views
 
 
+def ensure_indexes(warehouse: Engine) -> list[str]:
+    """Create the PostgreSQL indexes the gate relies on; returns the ones created.
+
+    The batch is found by its stamp and loaded keys by key; without these indexes every
+    metric query and the loaded-keys check scan the whole table (85 s instead of a few for a
+    month's batch on 20M orders). Made here, after the first load, rather than in migration
+    0011 with the period indexes: built once over loaded rows they cost about 40 s at 20M
+    orders, while kept up to date through the first load they slowed extraction by half
+    (100,000 customers: 14.8 -> 22.7 s). DuckDB needs none (it prunes by zone maps).
+    """
+    if warehouse.dialect.name != "postgresql":
+        return []
+    wanted = {f"{name}_{column}_idx": (name, column) for name, spec in SOURCE_TABLES.items()
+              for column in ("extracted_at", spec.key)}
+    with warehouse.connect() as conn:
+        existing = set(conn.execute(sa.text("SELECT indexname FROM pg_indexes WHERE schemaname = 'raw'")).scalars())
+    missing = [name for name in wanted if name not in existing]
+    if missing:
+        with exclusive(warehouse, "grading.validate.indexes") as conn:
+            for name in missing:
+                table, column = wanted[name]
+                conn.execute(sa.text(f"CREATE INDEX IF NOT EXISTS {name} ON raw.{table} ({column})"))
+        log.info("created indexes for validation: %s", ", ".join(missing))
+    return missing
+
+
 def _run_expectations(warehouse: Engine, suites: Mapping[str, Suite], batch: datetime, run_id: str,
                       now: datetime, docs: Path | None) -> tuple[list[CheckResult], str | None]:
     """Every suite's GX expectations over the batch; returns results and the Data Docs URL.
@@ -977,6 +1003,7 @@ def validate(warehouse: Engine, as_of: date, batch: datetime, run_id: str,
     """
     clock = time.perf_counter()
     suites = load_suites()
+    ensure_indexes(warehouse)
     now = datetime.now(UTC).replace(tzinfo=None)
     cutoff = datetime.combine(as_of, datetime.min.time())
     with warehouse.connect() as conn:
