@@ -339,21 +339,22 @@ def test_bulk_insert_keeps_empty_texts_apart_from_nulls(warehouse_url: str, monk
 
     monkeypatch.setattr(warehouse, "_COPY_SLICE_ROWS", 3)  # PostgreSQL's COPY gets the rows in three slices
 
-    texts = ["", None, "NULL", 'say "hi", twice', "two\nlines", "a \\ backslash", "Zürich 東京"]
+    texts = ["", None, "NULL", 'say "hi", twice', "two\nlines", "a \\ backslash", "Zürich 東京", "\\N"]
     frame = pd.DataFrame({
         "k": range(len(texts)),
         "s": pd.Series(texts, dtype=object),
-        "f": [0.5, np.nan, 1.0, None, 2.0, 3.0, 4.0],
-        "n": pd.array([1, None, 3, 4, 5, 6, 7], dtype="Int64"),
-        "d": pd.to_datetime(["2024-01-02", None, "2024-03-04", "2024-05-06", None, "2024-07-08", "2024-09-10"]),
+        "f": [0.5, np.nan, 1.0, None, 2.0, 3.0, 4.0, 0.1 + 0.2],
+        "n": pd.array([1, None, 3, 4, 5, 6, 7, 2**53 + 1], dtype="Int64"),
+        "d": pd.to_datetime(["2024-01-02", None, "2024-03-04", "2024-05-06", None, "2024-07-08", "2024-09-10",
+                             "2024-12-31"]),
     })
     with open_engine(warehouse_url) as engine, engine.begin() as conn:
         conn.execute(sa.text("CREATE TABLE t (k INTEGER, s TEXT, f DOUBLE PRECISION, n BIGINT, d DATE)"))
         assert bulk_insert(conn, "t", frame) == len(texts)
         rows = conn.execute(sa.text("SELECT k, s, f, n, d FROM t ORDER BY k")).all()
     assert [row.s for row in rows] == texts
-    assert [row.f for row in rows] == [0.5, None, 1.0, None, 2.0, 3.0, 4.0]
-    assert [row.n for row in rows] == [1, None, 3, 4, 5, 6, 7]
+    assert [row.f for row in rows] == [0.5, None, 1.0, None, 2.0, 3.0, 4.0, 0.1 + 0.2]
+    assert [row.n for row in rows] == [1, None, 3, 4, 5, 6, 7, 2**53 + 1]
     assert [row.d for row in rows][:3] == [date(2024, 1, 2), None, date(2024, 3, 4)] and rows[4].d is None
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import re
+import tempfile
 import threading
 import uuid
 from collections import defaultdict
@@ -315,8 +316,7 @@ def analyze(conn: Connection, *tables: str) -> None:
 
 
 # The NULL marker of bulk_insert's COPY. COPY's CSV default is an unquoted empty field, which is
-# also what to_csv writes for an empty text, so '' arrived as NULL; with this marker '' stays ''.
-# Like PostgreSQL's own text format, a text that is exactly \N is read as NULL.
+# also what a CSV writer writes for an empty text, so '' arrived as NULL; with this marker '' stays ''.
 _COPY_NULL = "\\N"
 _COPY_SLICE_ROWS = 100_000
 
@@ -345,14 +345,32 @@ def bulk_insert(conn: Connection, qualified_table: str, frame: pd.DataFrame) -> 
         frame = _whole_floats_as_integers(conn, table, columns, frame)
         cursor = conn.connection.driver_connection.cursor()
         with cursor.copy(f"COPY {table} ({columns}) FROM STDIN WITH (FORMAT csv, NULL '{_COPY_NULL}')") as copy:
-            # in slices: the CSV text of a million rows at once was another few hundred MB
-            for start in range(0, len(frame), _COPY_SLICE_ROWS):
-                copy.write(frame.iloc[start:start + _COPY_SLICE_ROWS].to_csv(
-                    index=False, header=False, na_rep=_COPY_NULL, date_format="%Y-%m-%d %H:%M:%S.%f"))
+            for text in _csv_slices(frame):
+                copy.write(text)
     else:
         schema, _, name = qualified_table.rpartition(".")
         frame.to_sql(name, conn, schema=schema or None, if_exists="append", index=False, chunksize=5000)
     return len(frame)
+
+
+def _csv_slices(frame: pd.DataFrame) -> Iterator[bytes]:
+    """The frame as CSV for PostgreSQL's COPY, _COPY_SLICE_ROWS rows at a time.
+
+    Written by an in-memory DuckDB (C++, every core) rather than ``DataFrame.to_csv``, which
+    was 60 % of extracting 2.9M rows into PostgreSQL (9 of 15 s). DuckDB quotes a text that
+    reads like its NULL marker, so a text "\\N" stays a text. In slices: the CSV of a million
+    rows at once was another few hundred MB in the worker.
+    """
+    import duckdb
+
+    with tempfile.TemporaryDirectory(prefix="grading-copy-") as folder, duckdb.connect() as duck:
+        path = Path(folder) / "slice.csv"
+        for start in range(0, len(frame), _COPY_SLICE_ROWS):
+            duck.register("slice", frame.iloc[start:start + _COPY_SLICE_ROWS])
+            duck.execute(f"COPY slice TO '{path}' (FORMAT csv, HEADER false, NULLSTR '{_COPY_NULL}', "  # noqa: S608 - our own temporary path
+                         "TIMESTAMPFORMAT '%Y-%m-%d %H:%M:%S.%f')")
+            duck.unregister("slice")
+            yield path.read_bytes()
 
 
 _PG_INTEGER_TYPES = {psycopg.postgres.types[name].oid for name in ("int2", "int4", "int8")}
