@@ -430,8 +430,8 @@ def migrate(engine: Engine, up_to: str | None = None) -> list[str]:
 
     The version table records what was applied, so a warehouse built by an older version
     of the project upgrades in place. A migration with a ``NNNN_name.<dialect>.sql`` variant
-    (e.g. PostgreSQL's indexes) runs that file instead on that dialect. ``up_to`` stops after that version (for tests of
-    upgrades).
+    (PostgreSQL's indexes) runs that file instead on that dialect. ``up_to`` stops after that
+    version (for tests of upgrades).
     """
     applied_now = []
     with exclusive(engine, "grading.migrate") as conn:
