@@ -316,6 +316,18 @@ def test_read_frame_on_postgresql_falls_back_to_rows_for_what_arrow_is_not_given
             read_frame(conn, "SELECT 1 / (k - k) AS boom FROM (VALUES (1)) AS v (k)")
 
 
+def test_postgresql_sessions_get_the_work_mem_setting_unless_the_url_sets_it(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert scalar(pg_url, "SHOW work_mem") == "64MB"
+    monkeypatch.setenv("GRADING_PG_WORK_MEM", "32MB")
+    assert scalar(pg_url, "SHOW work_mem") == "32MB"
+    assert scalar(f"{pg_url}?options=-c%20work_mem%3D5MB", "SHOW work_mem") == "5MB"
+    monkeypatch.setenv("GRADING_PG_WORK_MEM", "32MB; DROP TABLE x")
+    with pytest.raises(ValueError, match="GRADING_PG_WORK_MEM must be a size"):
+        scalar(pg_url, "SHOW work_mem")
+
+
 def test_a_numeric_sum_read_back_is_written_into_a_bigint_column(pg_url: str) -> None:
     from grading.warehouse import bulk_insert
 

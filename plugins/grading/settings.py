@@ -173,6 +173,25 @@ def churn_max_train_rows() -> int:
 DUCKDB_SIZE = re.compile(r"^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$", re.IGNORECASE)
 
 
+POSTGRES_SIZE = re.compile(r"^\d+(kB|MB|GB)$")
+
+
+def postgres_work_mem() -> str:
+    """The ``work_mem`` of the pipeline's PostgreSQL sessions (GRADING_PG_WORK_MEM, default
+    ``64MB``; PostgreSQL's own default is 4MB).
+
+    Each sort or hash of a query may use this much before it spills to disk. At 4MB the
+    churn stage's read of the customers who bought in a quarter (a DISTINCT over 2.3M orders
+    at a million customers, read through COPY) spilled its hash table and ran for more than
+    eight minutes; at 16MB or more, 1.8 s. The server's total is about this times the sorts
+    and hashes running at once, so size it with the server's memory in mind.
+    """
+    value = os.environ.get("GRADING_PG_WORK_MEM", "").strip() or "64MB"
+    if not POSTGRES_SIZE.match(value):
+        raise ValueError(f"GRADING_PG_WORK_MEM must be a size such as 64MB or 1GB, not {value!r}")
+    return value
+
+
 def duckdb_memory_limit() -> str:
     """How much memory an embedded DuckDB warehouse may hold per worker process
     (GRADING_DUCKDB_MEMORY_LIMIT, default ``1GiB``; DuckDB's own default is 80 % of RAM).

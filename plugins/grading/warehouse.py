@@ -27,7 +27,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import NullPool
 
-from grading.settings import DUCKDB_SIZE, duckdb_memory_limit, include_dir
+from grading.settings import DUCKDB_SIZE, duckdb_memory_limit, include_dir, postgres_work_mem
 
 MIGRATIONS_TABLE = "ops.schema_migrations"
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
@@ -40,7 +40,7 @@ def open_engine(url: str) -> Iterator[Engine]:
     An embedded DuckDB file admits one writing process, so no connection may outlive
     the task that opened it; NullPool closes each connection when it is returned. DuckDB
     gets a memory limit (GRADING_DUCKDB_MEMORY_LIMIT) so a worker's size does not grow
-    with the warehouse.
+    with the warehouse; PostgreSQL sessions a ``work_mem`` (GRADING_PG_WORK_MEM).
     """
     engine = sa.create_engine(url, poolclass=NullPool)
     if engine.dialect.name == "duckdb":
@@ -56,6 +56,14 @@ def open_engine(url: str) -> Iterator[Engine]:
         @sa.event.listens_for(engine, "connect")
         def _bounded_memory(dbapi_connection, connection_record):
             dbapi_connection.execute(f"SET memory_limit = '{limit}'")
+    elif engine.dialect.name == "postgresql":
+        work_mem = postgres_work_mem()  # a size checked against a pattern
+
+        @sa.event.listens_for(engine, "do_connect")
+        def _session_work_mem(dialect, connection_record, cargs, cparams):
+            # a session setting at connection start (libpq options), before any transaction;
+            # options given in the URL come after it, so theirs win
+            cparams["options"] = f"-c work_mem={work_mem} {cparams.get('options', '')}".strip()
     try:
         yield engine
     finally:
