@@ -1,9 +1,15 @@
 """Extract: copy the source rows of a data interval into the warehouse's raw layer.
 
 Extraction is incremental by a watermark per source table: each run reads from the
-previous watermark (less a look-back for late-arriving rows) up to the as-of instant, and
-replaces exactly those rows in raw. The first run reads all history before the as-of date.
-Rerunning a period re-reads the same window and writes the same rows.
+watermark (how far validated batches reach) less a look-back for late-arriving rows, up to
+the as-of instant, and replaces exactly those rows in raw. The first run reads all history
+before the as-of date. Rerunning a period re-reads the same window and writes the same rows.
+
+Every extraction is one batch of the ledger (grading.ledger): opened before the first row is
+written, taking over the rows of any earlier batch left without a verdict, and marked
+extracted once every table is in; the watermarks move only when validation passes it.
+Windows are compared as instants in the source (grading.source_window), and every value is
+typed or refused with the table, column, rows and keys (grading.convert).
 
 Rows come either from a SQL source already in the canonical schema (the default), or
 through a source mapping (grading.sources) from a real export: a SQL database with its own
@@ -16,30 +22,25 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import re
 from collections.abc import Callable, Iterable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from grading import convert, ledger, source_window
 from grading.contract import SOURCE_TABLES, SourceTable
+from grading.convert import SourceDataError, fail
 from grading.sources import MappedSource, SourceMapping
-from grading.warehouse import analyze, bulk_insert, duckdb_record_batches, exclusive, read_frame
+from grading.warehouse import analyze, bulk_insert, duckdb_record_batches, exclusive, held_lock, read_frame
 
 log = logging.getLogger(__name__)
 
 CHUNK_ROWS = 200_000
 STAGE_COMMIT_ROWS = 1_000_000  # DuckDB: at most this many extracted rows in memory (see _stage_duckdb)
-
-
-def watermark(conn: Connection, table: str) -> datetime | None:
-    row = conn.execute(
-        sa.text("SELECT MAX(extracted_through) FROM ops.extract_watermarks WHERE source_table = :t"),
-        {"t": table},
-    ).scalar()
-    return pd.Timestamp(row).to_pydatetime() if row is not None else None
 
 
 def extract_window(previous: datetime | None, cutoff: datetime,
@@ -50,80 +51,134 @@ def extract_window(previous: datetime | None, cutoff: datetime,
     return min(previous, cutoff) - lookback, cutoff
 
 
-def _source_query(spec: SourceTable, start: datetime | None, cutoff: datetime) -> sa.Select:
-    """A SELECT of the canonical columns in the window, with typed bound parameters."""
-    event_time = sa.column(spec.event_time, sa.DateTime())
-    query = sa.select(*(sa.column(c) for c in spec.columns)).select_from(sa.table(spec.name))
-    query = query.where(event_time < sa.bindparam("cutoff", cutoff, type_=sa.DateTime()))
-    if start is not None:
-        query = query.where(event_time >= sa.bindparam("start", start, type_=sa.DateTime()))
-    return query
-
-
 def to_canonical(spec: SourceTable, frame: pd.DataFrame) -> pd.DataFrame:
-    """Give a source chunk the canonical types: text keys, naive UTC timestamps, floats."""
+    """Give a source chunk the canonical types: text keys, naive UTC timestamps, floats.
+
+    A value that cannot be typed, and a missing value where raw needs one (the event time
+    places a row in a period), raise SourceDataError naming table, column, rows and keys.
+    """
+    key = None if spec.key == "customer_id" else spec.key  # a customer's id never goes into a message
+    needed = {spec.event_time, *spec.required} - {spec.key, "customer_id"}
     out = pd.DataFrame(index=frame.index)
     for column in spec.columns:
         values = frame[column]
-        if column in spec.timestamps:
-            parsed = pd.to_datetime(values, utc=True, format="ISO8601")
-            out[column] = parsed.dt.tz_localize(None).astype("datetime64[us]")
-        elif column in spec.amounts:
-            out[column] = pd.to_numeric(values).astype("float64")
-        elif column in spec.integers:
-            out[column] = pd.to_numeric(values).astype("Int64")
-        elif column in spec.flags:
-            out[column] = values.astype("boolean")
-        else:
-            out[column] = values.astype("string")
+        out[column], bad, problem = convert_column(spec, column)(values)
+        if bad.any():
+            raise fail(spec.name, column, frame, key, bad, values, problem)
+        if column in needed and values.isna().any():
+            hint = "a row without it cannot be placed in a period" if column == spec.event_time \
+                else "raw requires it"
+            raise fail(spec.name, column, frame, key, values.isna(), values, f"have no {column} ({hint})")
     return out
+
+
+def convert_column(spec: SourceTable, column: str):
+    """The converter of a canonical column (grading.convert)."""
+    kind = spec.kind(column)
+    return {"timestamp": convert.instants, "amount": convert.amounts, "integer": convert.whole_numbers,
+            "flag": convert.flags, "text": convert.texts}[kind]
 
 
 # Reads the canonical rows of one table in [start, cutoff) (start None: all history), in chunks.
 Reader = Callable[[Connection, datetime | None, datetime], Iterable[pd.DataFrame]]
 
 
+def _in_window(spec: SourceTable, frame: pd.DataFrame, start: datetime | None, cutoff: datetime) -> pd.DataFrame:
+    """The rows of a converted chunk inside [start, cutoff), for sources filtered with a margin."""
+    event = frame[spec.event_time]
+    inside = event < cutoff
+    if start is not None:
+        inside &= event >= start
+    return frame[inside]
+
+
 def _duckdb_chunks(source: Engine, spec: SourceTable, start: datetime | None,
-                   end: datetime) -> Iterable[pd.DataFrame]:
+                   end: datetime, typed: bool) -> Iterable[pd.DataFrame]:
     """A DuckDB source's window as Arrow record batches, a chunk at a time.
 
     ``pd.read_sql`` turns every value into a Python object and back (7 of 10 s extracting
-    2M orders); Arrow hands DuckDB's columns to pandas as they are.
+    2M orders); Arrow hands DuckDB's columns to pandas as they are. A timestamp column is
+    compared in DuckDB; a text one is read whole and cut once converted (grading.source_window).
     """
     preparer = source.dialect.identifier_preparer
     columns = ", ".join(preparer.quote(c) for c in spec.columns)
-    where, params = f"{preparer.quote(spec.event_time)} < ?", [end]
-    if start is not None:
-        where, params = where + f" AND {preparer.quote(spec.event_time)} >= ?", [*params, start]
-    sql = f"SELECT {columns} FROM {preparer.quote(spec.name)} WHERE {where}"  # noqa: S608 - contract identifiers, values bound
+    event, params = preparer.quote(spec.event_time), []
+    sql = f"SELECT {columns} FROM {preparer.quote(spec.name)}"  # noqa: S608 - contract identifiers
+    if typed:
+        sql += f" WHERE ({event} < ?{f' AND {event} >= ?' if start is not None else ''}) OR {event} IS NULL"  # noqa: S608 - contract identifiers, values bound
+        params = [end] if start is None else [end, start]
     with source.connect() as sconn:
         for batch in duckdb_record_batches(sconn, sql, params, CHUNK_ROWS):
-            yield to_canonical(spec, batch.to_pandas())
+            frame = to_canonical(spec, batch.to_pandas())
+            yield frame if typed else _in_window(spec, frame, start, end)
 
 
 def canonical_reader(source: Engine, spec: SourceTable) -> Reader:
     """Read a source table that is already in the canonical schema, streaming large windows.
 
-    An optional table (interactions) that the source does not have yields no rows.
+    An optional table (interactions) that the source does not have yields no rows; a missing
+    required table is a SourceDataError.
     """
     def read(_wconn: Connection, start: datetime | None, end: datetime) -> Iterable[pd.DataFrame]:
-        if spec.optional and not _has_table(source, spec.name):
-            log.info("the source has no %s table (optional): none extracted", spec.name)
-            return
+        declared = source_window.source_columns(source, spec.name)
+        if not declared:
+            if spec.optional:
+                log.info("the source has no %s table (optional): none extracted", spec.name)
+                return
+            raise SourceDataError(f"the source has no table {spec.name!r}, which the canonical schema requires "
+                                  f"(columns {', '.join(spec.columns)}). Create it (it may be empty) or read the "
+                                  "source through a mapping (GRADING_SOURCE_MAPPING), then rerun the period.")
+        missing = [c for c in spec.columns if c not in declared]
+        if missing:
+            raise SourceDataError(
+                f"source table {spec.name} has no column {', '.join(missing)}, which the canonical schema requires; "
+                f"its columns are {', '.join(declared)}. Add or rename the column at the source, or map the table "
+                "with a source mapping (GRADING_SOURCE_MAPPING), then rerun the period.")
+        typed = source_window.is_typed(source, declared[spec.event_time])
         if source.dialect.name == "duckdb":
-            yield from _duckdb_chunks(source, spec, start, end)
+            yield from _duckdb_chunks(source, spec, start, end, typed)
             return
+        where, cut = source_window.where_in_window(source, sa.column(spec.event_time), start, end, typed)
+        query = sa.select(*(sa.column(c) for c in spec.columns)).select_from(sa.table(spec.name))
+        if where is not None:
+            query = query.where(where)
         # stream_results: a server-side cursor on PostgreSQL / MySQL, so a large window
         # arrives in chunks instead of all at once.
         with source.connect().execution_options(stream_results=True, max_row_buffer=CHUNK_ROWS) as sconn:
-            for chunk in pd.read_sql(_source_query(spec, start, end), sconn, chunksize=CHUNK_ROWS):
-                yield to_canonical(spec, chunk)
+            try:
+                for chunk in pd.read_sql(query, sconn, chunksize=CHUNK_ROWS):
+                    frame = to_canonical(spec, chunk)
+                    yield _in_window(spec, frame, start, end) if cut else frame
+            except (sa.exc.OperationalError, pd.errors.DatabaseError) as exc:
+                undecodable = _UNDECODABLE.search(str(exc))
+                if undecodable is None or source.dialect.name != "sqlite":
+                    raise
+                raise _not_utf8(source, spec, undecodable.group(1)) from exc
     return read
 
 
-def _has_table(source: Engine, name: str) -> bool:
+# SQLite's driver, on a text that is not UTF-8: "Could not decode to UTF-8 column 'region' with text ..."
+_UNDECODABLE = re.compile(r"Could not decode to UTF-8 column '([^']+)'")
+
+
+def _not_utf8(source: Engine, spec: SourceTable, column: str) -> SourceDataError:
+    """The rows of a SQLite source whose ``column`` holds bytes that are not UTF-8 text."""
+    if column not in spec.columns:
+        return SourceDataError(f"source table {spec.name}: column {column} holds text that is not UTF-8")
     with source.connect() as conn:
-        return sa.inspect(conn).has_table(name)
+        rows = conn.execute(sa.select(sa.column(spec.key), sa.cast(sa.column(column), sa.LargeBinary))
+                            .select_from(sa.table(spec.name))).all()
+    keys, values = [], []
+    for key, raw in rows:
+        try:
+            bytes(raw or b"").decode("utf-8")
+        except UnicodeDecodeError:
+            keys.append(key)
+            values.append(bytes(raw))
+    frame = pd.DataFrame({spec.key: keys, column: values})
+    return fail(spec.name, column, frame, None if spec.key == "customer_id" else spec.key,
+                pd.Series(True, index=frame.index), frame[column], "hold text that is not UTF-8",
+                "or read the source with a mapping that declares its encoding")
 
 
 def mapped_reader(mapped: MappedSource, spec: SourceTable, rejected: dict[str, dict[str, int]]) -> Reader:
@@ -142,13 +197,15 @@ def mapped_reader(mapped: MappedSource, spec: SourceTable, rejected: dict[str, d
 
 
 def extract_table(source: Engine | None, warehouse: Engine, spec: SourceTable, cutoff: datetime,
-                  lookback: timedelta, extracted_at: datetime, read: Reader | None = None) -> int:
+                  lookback: timedelta, batch: datetime, read: Reader | None = None) -> int:
     """Replace the table's window in raw with the source's rows; returns rows extracted.
 
-    ``read`` supplies the rows (default: the canonical SQL table of ``source``). The window
-    is deleted and the rows inserted in one transaction, so a source that fails to map
-    leaves raw and the watermark as they were. On DuckDB the rows are first staged (see
-    _stage_duckdb); on other warehouses they are written inside that transaction.
+    The window starts at the table's watermark (what validated batches cover) less the
+    look-back. ``read`` supplies the rows (default: the canonical SQL table of ``source``).
+    The window is deleted, the rows inserted and the window recorded in the batch ledger in
+    one transaction, so a source that fails to convert leaves raw as it was. On DuckDB the
+    rows are first staged (see _stage_duckdb); on other warehouses they are written inside
+    that transaction.
     """
     read = read or canonical_reader(source, spec)
     table = f"raw.{spec.name}"
@@ -156,12 +213,10 @@ def extract_table(source: Engine | None, warehouse: Engine, spec: SourceTable, c
         staged = None
         if warehouse.dialect.name == "duckdb":
             with warehouse.connect() as side:
-                previous = watermark(side, spec.name)
-                start, end = extract_window(previous, cutoff, lookback)
-                staged, rows = _stage_duckdb(side, spec, read(side, start, end), extracted_at)
+                start, end = extract_window(ledger.watermark(side, spec.name), cutoff, lookback)
+                staged, rows = _stage_duckdb(side, spec, read(side, start, end), batch)
         else:
-            previous = watermark(wconn, spec.name)
-            start, end = extract_window(previous, cutoff, lookback)
+            start, end = extract_window(ledger.watermark(wconn, spec.name), cutoff, lookback)
         try:
             delete = f"DELETE FROM {table} WHERE {spec.event_time} < :cutoff"  # noqa: S608 - identifiers from code constants, values bound
             params = {"cutoff": end}
@@ -172,14 +227,9 @@ def extract_table(source: Engine | None, warehouse: Engine, spec: SourceTable, c
             if staged is not None:
                 wconn.exec_driver_sql(f"INSERT INTO {table} SELECT * FROM {staged}")  # noqa: S608 - our own names
             else:
-                rows = sum(bulk_insert(wconn, table, frame.assign(extracted_at=extracted_at))
+                rows = sum(bulk_insert(wconn, table, frame.assign(extracted_at=batch))
                            for frame in read(wconn, start, end))
-            wconn.execute(sa.text("DELETE FROM ops.extract_watermarks WHERE source_table = :t"), {"t": spec.name})
-            wconn.execute(
-                sa.text("INSERT INTO ops.extract_watermarks (source_table, extracted_through, updated_at) "
-                        "VALUES (:t, :through, :now)"),
-                {"t": spec.name, "through": max(previous or end, end), "now": extracted_at},
-            )
+            ledger.record_window(wconn, batch, spec.name, start, end, rows)
         finally:
             if staged is not None:
                 with warehouse.begin() as side:
@@ -230,7 +280,7 @@ def register_customer_keys(warehouse: Engine, key: bytes) -> int:
         missing = read_frame(conn, (
             "SELECT DISTINCT c.customer_id FROM raw.customers AS c "
             "LEFT JOIN ops.customer_keys AS k ON k.customer_id = c.customer_id "
-            "WHERE k.customer_id IS NULL"
+            "WHERE k.customer_id IS NULL AND c.customer_id IS NOT NULL"
         ))
         ids = missing["customer_id"].astype(str)
         keys = pd.DataFrame({"customer_id": ids, "customer_key": [pseudonym(i, key) for i in ids]})
@@ -238,14 +288,16 @@ def register_customer_keys(warehouse: Engine, key: bytes) -> int:
 
 
 def extract(source: Engine | None, warehouse: Engine, as_of: datetime, pseudonym_key: bytes, batch: datetime,
-            lookback: timedelta = timedelta(days=3), mapping: SourceMapping | None = None) -> dict[str, Any]:
+            lookback: timedelta = timedelta(days=3), mapping: SourceMapping | None = None,
+            run_id: str = "extract") -> dict[str, Any]:
     """Extract every source table up to ``as_of`` (exclusive) as one batch; returns rows per table.
 
     ``batch`` stamps every row written (raw.*.extracted_at), so validation checks exactly
-    the rows this run brought in. With a ``mapping``, rows come through it (``source`` is
-    then the SQL source of a SQL mapping, or None for a file drop), and the result also
-    holds ``rejected``: per table, the rows of the window the mapping could not key or
-    place, by reason (e.g. ``{"orders": {"missing customer_id": 135080}}``).
+    the rows this run brought in - and those of earlier batches left without a verdict,
+    which the batch takes over (``absorbed``: how many). With a ``mapping``, rows come
+    through it (``source`` is then the SQL source of a SQL mapping, or None for a file drop),
+    and the result also holds ``rejected``: per table, the rows of the window the mapping
+    could not key or place, by reason (e.g. ``{"orders": {"missing customer_id": 135080}}``).
     """
     rejected: dict[str, dict[str, int]] = {}
     if mapping is None:
@@ -253,16 +305,25 @@ def extract(source: Engine | None, warehouse: Engine, as_of: datetime, pseudonym
     else:
         mapped = MappedSource(mapping, source)
         readers = {name: mapped_reader(mapped, spec, rejected) for name, spec in SOURCE_TABLES.items()}
-    rows: dict[str, Any] = {
-        name: extract_table(source, warehouse, spec, as_of, lookback, batch, read=readers[name])
-        for name, spec in SOURCE_TABLES.items()
-    }
-    rows["customer_keys_added"] = register_customer_keys(warehouse, pseudonym_key)
-    with warehouse.begin() as conn:
-        analyze(conn, *(f"raw.{name}" for name in SOURCE_TABLES), "ops.customer_keys")
+    with held_lock(warehouse, ledger.EXTRACTION_LOCK):
+        absorbed = ledger.open_batch(warehouse, batch, run_id, as_of.date(), _now())
+        rows: dict[str, Any] = {
+            name: extract_table(source, warehouse, spec, as_of, lookback, batch, read=readers[name])
+            for name, spec in SOURCE_TABLES.items()
+        }
+        rows["customer_keys_added"] = register_customer_keys(warehouse, pseudonym_key)
+        with warehouse.begin() as conn:
+            analyze(conn, *(f"raw.{name}" for name in SOURCE_TABLES), "ops.customer_keys")
+        ledger.mark_extracted(warehouse, batch, _now())
+    if absorbed:
+        rows["absorbed"] = len(absorbed)
     if mapping is not None:
         rows["rejected"] = rejected
         for table, reasons in rejected.items():
             for reason, count in reasons.items():
                 log.warning("rejected %d %s row(s) of the window: %s", count, table, reason)
     return rows
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)

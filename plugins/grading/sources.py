@@ -40,7 +40,11 @@ import sqlalchemy as sa
 import yaml
 from sqlalchemy.engine import Engine
 
+from grading import source_window
 from grading.contract import SOURCE_TABLES, VALUE_SETS, SourceTable
+from grading.convert import FALSE_WORDS as _FALSE
+from grading.convert import TRUE_WORDS as _TRUE
+from grading.convert import SourceDataError
 from grading.settings import include_dir
 
 log = logging.getLogger(__name__)
@@ -55,8 +59,6 @@ WHERE_TYPES = ("text", "number", "timestamp")
 _COMPARE: dict[str, Callable[[Any, Any], Any]] = {
     "==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
 }
-_TRUE = ("true", "t", "yes", "y", "1")
-_FALSE = ("false", "f", "no", "n", "0")
 # Rows of files and SQL windows are read with this margin around the interval, then cut
 # exactly after their times are converted to UTC (a local day may start up to 14 h off).
 _MARGIN = timedelta(days=1)
@@ -76,10 +78,6 @@ _COMPRESSION = {".gz": "gzip", ".gzip": "gzip", ".bz2": "bz2", ".zst": "zstd", "
 
 class MappingError(ValueError):
     """A mapping file is not valid; the message names the file, line, table and field."""
-
-
-class SourceDataError(ValueError):
-    """The source does not match its mapping; the message names the file or table, row, column and value."""
 
 
 # --------------------------------------------------------------------------------------
@@ -1169,18 +1167,21 @@ class MappedSource:
     def _read_sql(self, table: str, columns: list[str], window: tuple[datetime | None, datetime] | None,
                   event_column: str | None) -> pd.DataFrame:
         schema, _, name = table.rpartition(".")
-        known = [c["name"] for c in sa.inspect(self.engine).get_columns(name, schema=schema or None)] \
-            if sa.inspect(self.engine).has_table(name, schema=schema or None) else None
-        if known is None:
+        declared = source_window.source_columns(self.engine, name, schema or None)
+        if not declared:
             raise SourceDataError(f"the source database has no table {table!r} ({self.mapping.path.name})")
-        _check_columns(f"table {table}", known, columns, self._lines)
+        _check_columns(f"table {table}", list(declared), columns, self._lines)
         query = sa.select(*(sa.column(c) for c in columns)).select_from(sa.table(name, schema=schema or None))
         if window is not None and event_column is not None:
+            # with a margin, cut exactly once converted (_feed_rows); rows whose time cannot be
+            # placed are read too, so they are counted as rejected instead of vanishing
             start, cutoff = window
-            event = sa.column(event_column, sa.DateTime())
-            query = query.where(event < sa.bindparam("cutoff", cutoff + _MARGIN, type_=sa.DateTime()))
-            if start is not None:
-                query = query.where(event >= sa.bindparam("start", start - _MARGIN, type_=sa.DateTime()))
+            typed = source_window.is_typed(self.engine, declared.get(event_column, ""))
+            where, _ = source_window.where_in_window(
+                self.engine, sa.column(event_column), None if start is None else start - _MARGIN, cutoff + _MARGIN,
+                typed)
+            if where is not None:
+                query = query.where(where)
         with self.engine.connect() as conn:
             frame = pd.read_sql(query, conn)
         frame["__file"] = f"table {table}"

@@ -12,8 +12,9 @@ Each source table has a suite in include/expectations/<table>.json with two kind
   large batch never sits in memory whole and a duplicate key still meets its twin.
 - ``checks``: what GX cannot express across tables or batches - customers referenced,
   keys loaded by an earlier batch, rows older than their customer, an empty period, the
-  period's volume against the previous ones, the raw columns' types. They run as plain
-  SQL on either warehouse and are reported in the same way.
+  period's volume against the previous ones, the raw columns' types, and the share of the
+  batch that row-level checks would quarantine. They run as plain SQL on either warehouse
+  and are reported in the same way.
 
 Every check has a severity. ``critical``: the run stops before anything is published; the
 batch's raw rows are removed and the tables' extraction watermarks rewound, so no later
@@ -21,9 +22,12 @@ run grades on rows that failed and the next run re-extracts them. ``row``: the o
 rows move from raw.<table> to ops.quarantine (with the check, the reason and the row as
 JSON) in one transaction, and the run continues on the good rows.
 
-Every result goes to marts.validation_results (with a few offending keys and a message
-saying what to do), GX Data Docs HTML is written to GRADING_DATA_DOCS_DIR (default
-$GRADING_HOME/data_docs), and the outcome of each batch to ops.validation_batches.
+The verdict - passed or rejected - is the batch's in the ledger (grading.ledger): only a
+batch that extraction completed and nothing else took over is validated, and only a passed
+one moves the extraction watermarks. Every result goes to marts.validation_results (with a
+few offending keys and a message saying what to do), GX Data Docs HTML is written to
+GRADING_DATA_DOCS_DIR (default $GRADING_HOME/data_docs), and the outcome of each batch per
+table to ops.validation_batches.
 Great Expectations is imported inside functions only: DAG files must not pay for it.
 """
 
@@ -46,6 +50,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from grading import ledger
 from grading.contract import SOURCE_TABLES, SourceTable
 from grading.extract import pseudonym
 from grading.settings import grading_home, include_dir, pseudonym_key, validate_part_rows
@@ -75,8 +80,15 @@ _ROW_LEVEL_GX = {
 _SQL_CHECKS = {
     "expect_columns_to_have_usable_types", "expect_column_values_to_reference_known_customers",
     "expect_keys_not_loaded_by_an_earlier_batch", "expect_event_time_not_before_customer_created",
-    "expect_interval_not_empty", "expect_interval_volume_within_band",
+    "expect_interval_not_empty", "expect_interval_volume_within_band", "expect_quarantined_share_at_most",
 }
+# The bound on row-level failures: more than this share of a table's batch quarantined stops
+# the run (a suite may set its own in an expect_quarantined_share_at_most check).
+QUARANTINE_SHARE = "expect_quarantined_share_at_most"
+DEFAULT_MAX_QUARANTINE_SHARE = 0.05
+DEFAULT_QUARANTINE_MIN_ROWS = 10  # up to this many rows may be quarantined whatever their share
+# $PARAMETER earliest_time of the suites: an event time before it is not plausible.
+EARLIEST_TIME = datetime(1900, 1, 1)
 _ROW_LEVEL_SQL = {"expect_column_values_to_reference_known_customers", "expect_event_time_not_before_customer_created"}
 
 
@@ -172,6 +184,19 @@ def load_suite(table: str, spec: SourceTable | None = None) -> Suite:
     expectations = tuple(parse(e, f"expectations[{i}] {e.get('type')}", i, True)
                          for i, e in enumerate(raw.get("expectations", [])))
     checks = tuple(parse(c, f"checks[{i}] {c.get('type')}", i, False) for i, c in enumerate(raw.get("checks", [])))
+    if any(c.severity == "row" for c in (*expectations, *checks)) and all(c.type != QUARANTINE_SHARE for c in checks):
+        checks += (Check(QUARANTINE_SHARE, {"max_share": DEFAULT_MAX_QUARANTINE_SHARE,
+                                            "min_rows": DEFAULT_QUARANTINE_MIN_ROWS}, "critical",
+                         "Most of the batch failed row-level checks, which points at a broken feed or mapping rather "
+                         "than a few bad rows: fix the source (or the mapping), then rerun the period.", "", False,
+                         len(checks)),)
+    for check in (c for c in checks if c.type == QUARANTINE_SHARE):
+        share = check.kwargs.get("max_share", DEFAULT_MAX_QUARANTINE_SHARE)
+        rows = check.kwargs.get("min_rows", DEFAULT_QUARANTINE_MIN_ROWS)
+        if not isinstance(share, (int, float)) or isinstance(share, bool) or not 0 <= share <= 1:
+            raise SuiteError(f"{path}: checks[{check.index}] {check.type}: max_share must be a share from 0 to 1")
+        if not isinstance(rows, int) or isinstance(rows, bool) or rows < 0:
+            raise SuiteError(f"{path}: checks[{check.index}] {check.type}: min_rows must be a whole number, 0 or more")
     meta = raw.get("meta") or {}
     tolerance = timedelta(hours=float(meta.get("future_tolerance_hours", 24)))
     return Suite(table=table, name=raw.get("name") or f"raw_{table}", spec=spec, expectations=expectations,
@@ -308,6 +333,11 @@ def _gx_context(docs: Path | None):
     return gx, gx.get_context(project_config=config, mode="ephemeral")
 
 
+def expectation_parameters(suite: Suite, now: datetime) -> dict[str, datetime]:
+    """The values of the suites' ``{"$PARAMETER": name}`` bounds for a batch checked ``now``."""
+    return {"future_limit": now + suite.future_tolerance, "earliest_time": EARLIEST_TIME}
+
+
 def _counts_rows(check: Check) -> bool:
     """A GX check of each row (or pair of columns) that passes only when no row fails it."""
     return check.type.startswith(("expect_column_values_", "expect_column_pair_values_")) \
@@ -335,7 +365,7 @@ def _gx_run(gx, context, suite: Suite, parts: Iterable[tuple[Any, dict | None]],
         def run(result_format: dict, definition=definition, batch_parameters=batch_parameters):
             return definition.run(
                 batch_parameters=batch_parameters, result_format=result_format,
-                expectation_parameters={"future_limit": now + suite.future_tolerance},
+                expectation_parameters=expectation_parameters(suite, now),
                 run_id=RunIdentifier(run_name=run_name, run_time=run_time))
 
         # Pass or fail first: the detail of a column check (a few offending values and their
@@ -593,6 +623,7 @@ class _Scope:
     cutoff: datetime  # the as-of instant: rows before it belong to the run
     previous: datetime | None  # the as-of instant of the latest earlier validated period
     source: Engine | None
+    now: datetime  # when the batch is checked: the $PARAMETER bounds follow from it
 
 
 _OPERATORS = {"==": "=", "!=": "<>", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
@@ -615,13 +646,14 @@ def _condition(condition: Mapping[str, Any], columns: set[str], params: dict, pr
     raise SuiteError(f"unsupported row_condition {condition!r} (use comparisons, nullity and 'and')")
 
 
-def _gx_predicate(suite: Suite, check: Check, params: dict, prefix: str) -> str:
+def _gx_predicate(suite: Suite, check: Check, params: dict, prefix: str, parameters: Mapping[str, Any]) -> str:
     """SQL that selects exactly the rows the GX expectation counts as unexpected (alias ``r``).
 
     GX ignores missing values in these expectations, and so does the predicate; the
     quarantine compares the rows it moves with GX's count and refuses to commit on a mismatch.
+    ``parameters`` gives the values of ``{"$PARAMETER": name}`` bounds.
     """
-    k, columns = check.kwargs, set(suite.spec.columns)
+    k, columns = {name: _resolved(value, parameters) for name, value in check.kwargs.items()}, set(suite.spec.columns)
     column = f"r.{check.column}"
     if check.type == "expect_column_values_to_be_between":
         outside = []
@@ -667,20 +699,34 @@ def _sql_predicate(suite: Suite, check: Check) -> str:
     raise SuiteError(f"{check.type} is not a row-wise check")
 
 
-def predicate(suite: Suite, check: Check) -> tuple[str, dict]:
-    """The offending-row predicate of any row-wise check, with its bound parameters."""
+def _resolved(value: Any, parameters: Mapping[str, Any]) -> Any:
+    if isinstance(value, Mapping) and "$PARAMETER" in value:
+        if value["$PARAMETER"] not in parameters:
+            raise SuiteError(f"unknown $PARAMETER {value['$PARAMETER']!r}; known: {sorted(parameters)}")
+        return parameters[value["$PARAMETER"]]
+    return value
+
+
+def predicate(suite: Suite, check: Check, parameters: Mapping[str, Any] | None = None) -> tuple[str, dict]:
+    """The offending-row predicate of any row-wise check, with its bound parameters.
+
+    ``parameters``: the values of ``$PARAMETER`` bounds (default: as for a batch checked now).
+    """
     params: dict[str, Any] = {}
-    sql = _gx_predicate(suite, check, params, f"p{check.index}_") if check.by_gx else _sql_predicate(suite, check)
+    parameters = parameters or expectation_parameters(suite, datetime.now(UTC).replace(tzinfo=None))
+    sql = _gx_predicate(suite, check, params, f"p{check.index}_", parameters) if check.by_gx \
+        else _sql_predicate(suite, check)
     return sql, params
 
 
 def _offending(conn: Connection, suite: Suite, check: Check, scope: _Scope,
-               where: str | None = None) -> tuple[int, tuple[str, ...]]:
-    """How many of the batch's rows a row-wise check rejects, and a few of their keys."""
-    default, params = predicate(suite, check)
-    where = where or default
+               where: str | None = None, params: Mapping[str, Any] | None = None) -> tuple[int, tuple[str, ...]]:
+    """How many of the batch's rows a row-wise check rejects (or ``where`` selects, with
+    ``params``), and a few of their keys."""
+    if where is None:
+        where, params = predicate(suite, check, expectation_parameters(suite, scope.now))
     base = f"FROM raw.{suite.table} AS r WHERE r.extracted_at = :batch AND ({where})"  # noqa: S608 - identifiers from the contract
-    params = {**params, "batch": scope.batch}
+    params = {**(params or {}), "batch": scope.batch}
     count = _row(conn.execute(sa.text(f"SELECT COUNT(*) {base}"), params))[0]
     keys = conn.execute(sa.text(f"SELECT r.{suite.spec.key} {base} ORDER BY 1 LIMIT {SAMPLE_KEYS}"), params) \
         .scalars().all() if count else []
@@ -811,6 +857,8 @@ def _run_checks(conn: Connection, suites: Mapping[str, Suite], scope: _Scope) ->
     for suite in suites.values():
         counts = _counts(conn, suite, scope)
         for check in suite.checks:
+            if check.type == QUARANTINE_SHARE:
+                continue  # judged once every row-level check has run (_quarantine_bounds)
             if check.type in _ROW_LEVEL_SQL or check.type == "expect_keys_not_loaded_by_an_earlier_batch":
                 where = None
                 if check.type == "expect_keys_not_loaded_by_an_earlier_batch" and \
@@ -839,17 +887,16 @@ def _run_checks(conn: Connection, suites: Mapping[str, Suite], scope: _Scope) ->
 
 
 @contextmanager
-def _gate(warehouse: Engine) -> Iterator[Connection]:
-    """One transaction that also holds every source table's extraction lock.
+def _gate(warehouse: Engine, batch: datetime) -> Iterator[Connection]:
+    """The transaction that gives the verdict, holding the extraction lock.
 
-    Quarantine and rejection rewrite raw rows and watermarks, so an extraction of the same
-    table in a concurrent run (PostgreSQL) waits; the locks are taken in a fixed order.
+    Quarantine and rejection rewrite raw rows and the watermarks, so they wait for a running
+    extraction (which holds that lock throughout); the batch must still be waiting for its
+    verdict when the lock is taken (another extraction may have taken it over meanwhile).
     """
-    with exclusive(warehouse, "grading.validate") as conn:
-        if conn.dialect.name == "postgresql":
-            for table in sorted(SOURCE_TABLES):
-                conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:name))"),
-                             {"name": f"grading.extract.{table}"})
+    with exclusive(warehouse, "grading.validate", ledger.EXTRACTION_LOCK) as conn:
+        if ledger.require_extracted(conn, batch).status != "extracted":
+            raise ledger.BatchError(f"batch {batch} was given a verdict by another run meanwhile; rerun the period")
         yield conn
 
 
@@ -885,7 +932,7 @@ def _quarantine(conn: Connection, suites: Mapping[str, Suite], results: list[Che
             check = result.check
             if result.table != f"raw.{table}" or result.success or check is None or check.severity != "row":
                 continue
-            where, params = predicate(suite, check)
+            where, params = predicate(suite, check, expectation_parameters(suite, scope.now))
             conn.execute(sa.text(
                 "INSERT INTO ops.quarantine (run_id, as_of_date, source_table, row_key, expectation, column_name, "  # noqa: S608
                 "reason, row_json, extracted_at, quarantined_at) "
@@ -918,12 +965,6 @@ def _batch_rows(conn: Connection, table: str, batch: datetime) -> int:
                         {"batch": batch}).all()[0][0]
 
 
-def _watermark(conn: Connection, table: str) -> datetime | None:
-    value = conn.execute(sa.text("SELECT MAX(extracted_through) FROM ops.extract_watermarks WHERE source_table = :t"),
-                         {"t": table}).all()[0][0]
-    return None if value is None else pd.Timestamp(value).to_pydatetime()
-
-
 def _record(conn: Connection, rows: list[dict]) -> None:
     frame = pd.DataFrame(rows).astype({"rows_checked": "int64", "rows_quarantined": "int64",
                                        "extracted_through": "datetime64[us]", "message": "string"})
@@ -934,49 +975,66 @@ def _reject(conn: Connection, suites: Mapping[str, Suite], scope: _Scope, run_id
             now: datetime, message: str) -> None:
     """Remove a failed batch from raw and rewind the watermarks, so nothing grades on it.
 
-    Each table's watermark goes back to where the last validated batch left it, or to the
-    earliest removed row if that is earlier; without any validated batch it is dropped, so
-    the next run extracts the table's whole history again. Either way the next extraction
-    re-reads every removed row, as the source has it then.
+    Its extraction replaced the rows of the windows it read, so each table's watermark goes
+    back to the earliest of those windows (grading.ledger.reject_batch); a window over all
+    history drops it. The next extraction re-reads every removed row, as the source has it then.
     """
-    records = []
-    for table, suite in suites.items():
-        ts = suite.spec.event_time
-        first, rows = _row(conn.execute(sa.text(
-            f"SELECT MIN({ts}), COUNT(*) FROM raw.{table} WHERE extracted_at = :batch"),  # noqa: S608 - identifiers from the contract
-            {"batch": scope.batch}))
+    rows = {table: _batch_rows(conn, table, scope.batch) for table in suites}
+    for table in suites:
         conn.execute(sa.text(f"DELETE FROM raw.{table} WHERE extracted_at = :batch"), {"batch": scope.batch})  # noqa: S608 - identifiers from the contract
-        passed = conn.execute(sa.text(
-            "SELECT extracted_through FROM ops.validation_batches WHERE source_table = :t AND status = 'passed' "
-            "AND extracted_through IS NOT NULL ORDER BY validated_at DESC LIMIT 1"), {"t": table}).all()
-        current = _watermark(conn, table)
-        if not passed:
-            target = None
-            conn.execute(sa.text("DELETE FROM ops.extract_watermarks WHERE source_table = :t"), {"t": table})
-        else:
-            target = min(pd.Timestamp(v).to_pydatetime() for v in (passed[0][0], first) if v is not None)
-            if current is not None and target < current:
-                conn.execute(sa.text("UPDATE ops.extract_watermarks SET extracted_through = :w "
-                                     "WHERE source_table = :t"), {"w": target, "t": table})
-            else:
-                target = current
-        records.append({"run_id": run_id, "as_of_date": as_of, "source_table": table,
-                        "extracted_at": scope.batch, "status": "failed", "rows_checked": int(rows),
-                        "rows_quarantined": 0, "extracted_through": target, "message": message[:4000],
-                        "validated_at": now})
-    _record(conn, records)
+    watermarks = ledger.reject_batch(conn, scope.batch, now, message)
+    _record(conn, [{"run_id": run_id, "as_of_date": as_of, "source_table": table, "extracted_at": scope.batch,
+                    "status": "failed", "rows_checked": int(rows[table]), "rows_quarantined": 0,
+                    "extracted_through": watermarks[table], "message": message[:4000], "validated_at": now}
+                   for table in suites])
 
 
 def _accept(conn: Connection, suites: Mapping[str, Suite], results: list[CheckResult], scope: _Scope,
             run_id: str, as_of: date, now: datetime) -> dict[str, int]:
-    """Quarantine the row-level failures and record the batch as passed."""
+    """Quarantine the row-level failures, record the batch as passed and move the watermarks."""
     checked = {table: _batch_rows(conn, table, scope.batch) for table in suites}
     moved = _quarantine(conn, suites, results, scope, run_id, as_of, now)
+    watermarks = ledger.pass_batch(conn, scope.batch, now)
     _record(conn, [{"run_id": run_id, "as_of_date": as_of, "source_table": table, "extracted_at": scope.batch,
                     "status": "passed", "rows_checked": checked[table], "rows_quarantined": moved[table],
-                    "extracted_through": _watermark(conn, table), "message": None, "validated_at": now}
+                    "extracted_through": watermarks[table], "message": None, "validated_at": now}
                    for table in suites])
     return moved
+
+
+def _quarantine_bounds(conn: Connection, suites: Mapping[str, Suite], results: list[CheckResult],
+                       scope: _Scope) -> list[CheckResult]:
+    """Each table's share of the batch that failed row-level checks, against its bound.
+
+    A few bad rows are quarantined and the run goes on; much of a batch failing (a status
+    upper-cased at the source, a rescaled score) is a broken feed, and quarantining it would
+    publish a period graded on what is left. The check fails when more than ``max_share`` of
+    the batch and more than ``min_rows`` rows would be quarantined (so a small daily batch
+    may still lose a bad row or two). Rows failing several checks count once.
+    """
+    bounds = []
+    for table, suite in suites.items():
+        for check in (c for c in suite.checks if c.type == QUARANTINE_SHARE):
+            failed = [r.check for r in results if r.table == f"raw.{table}" and not r.success
+                      and r.check is not None and r.check.severity == "row"]
+            rows = _batch_rows(conn, table, scope.batch)
+            limit = float(check.kwargs.get("max_share", DEFAULT_MAX_QUARANTINE_SHARE))
+            allowed = int(check.kwargs.get("min_rows", DEFAULT_QUARANTINE_MIN_ROWS))
+            count, keys = 0, ()
+            if failed:
+                parts, params = [], {}
+                for row_check in failed:
+                    where, bound = predicate(suite, row_check, expectation_parameters(suite, scope.now))
+                    parts.append(f"({where})")
+                    params.update(bound)
+                count, keys = _offending(conn, suite, check, scope, " OR ".join(parts), params)
+            share = count / rows if rows else 0.0
+            success = share <= limit or count <= allowed
+            observed = (f"{count} of {rows} row(s) of the batch ({share:.1%}) failed row-level checks; at most "
+                        f"{limit:.0%} may be quarantined (any share when {allowed} rows or fewer)")
+            bounds.append(_result(suite, check, success=success, unexpected=None, observed=observed,
+                                  keys=() if success else keys))
+    return bounds
 
 
 def _previous_period(conn: Connection, as_of: datetime) -> datetime | None:
@@ -985,15 +1043,6 @@ def _previous_period(conn: Connection, as_of: datetime) -> datetime | None:
         "SELECT MAX(as_of_date) FROM ops.validation_batches WHERE status = 'passed' AND as_of_date < :as_of"),
         {"as_of": as_of.date()}).all()[0][0]
     return None if value is None else datetime.combine(pd.Timestamp(value).date(), datetime.min.time())
-
-
-def _prior_outcome(conn: Connection, batch: datetime) -> tuple[str, str, str | None] | None:
-    """(status, run_id, message) if this batch was validated before (a retried or cleared task)."""
-    rows = conn.execute(sa.text(
-        "SELECT status, run_id, message FROM ops.validation_batches WHERE extracted_at = :batch "
-        "ORDER BY CASE WHEN status = 'failed' THEN 0 ELSE 1 END, validated_at DESC LIMIT 1"),
-        {"batch": batch}).all()
-    return (rows[0][0], rows[0][1], rows[0][2]) if rows else None
 
 
 def validate(warehouse: Engine, as_of: date, batch: datetime, run_id: str,
@@ -1012,22 +1061,27 @@ def validate(warehouse: Engine, as_of: date, batch: datetime, run_id: str,
     now = datetime.now(UTC).replace(tzinfo=None)
     cutoff = datetime.combine(as_of, datetime.min.time())
     with warehouse.connect() as conn:
-        prior = _prior_outcome(conn, batch)
-        if prior is None:
-            scope = _Scope(batch=batch, cutoff=cutoff, previous=_previous_period(conn, cutoff), source=source)
+        prior = ledger.require_extracted(conn, batch)
+        if prior.status == "extracted":  # otherwise it has its verdict already (a retried task)
+            scope = _Scope(batch=batch, cutoff=cutoff, previous=_previous_period(conn, cutoff), source=source,
+                           now=now)
             checked = _run_checks(conn, suites, scope)
-    if prior is not None:
-        status, prior_run, prior_message = prior
-        if status == "failed":
-            raise ValidationFailed(
-                f"extract batch {batch} was rejected by run {prior_run} and its rows were removed from raw; "
-                "rerun the whole period, extraction included, once the source is fixed. The checks said:\n"
-                + (prior_message or ""))
-        log.info("batch %s already passed validation in run %s; keeping that outcome", batch, prior_run)
-        return ValidationReport(stored_results(warehouse, prior_run), {}, None, time.perf_counter() - clock)
+        else:
+            message = conn.execute(sa.text("SELECT message FROM ops.batches WHERE batch_id = :b"),
+                                   {"b": batch}).scalar()
+    if prior.status == "rejected":
+        raise ValidationFailed(
+            f"extract batch {batch} was rejected by run {prior.run_id} and its rows were removed from raw; "
+            "rerun the whole period, extraction included, once the source is fixed. The checks said:\n"
+            + (message or ""))
+    if prior.status in ledger.VALIDATED:
+        log.info("batch %s already passed validation in run %s; keeping that outcome", batch, prior.run_id)
+        return ValidationReport(stored_results(warehouse, prior.run_id), {}, None, time.perf_counter() - clock)
 
     results, docs_url = _run_expectations(warehouse, suites, batch, run_id, now, data_docs_dir())
     results += checked
+    with warehouse.connect() as conn:
+        results += _quarantine_bounds(conn, suites, results, scope)
     critical = [r for r in results if not r.success and r.severity == "critical"]
     if critical:
         findings = [r for r in results if not r.success and r.severity == "row"]
@@ -1038,14 +1092,14 @@ def validate(warehouse: Engine, as_of: date, batch: datetime, run_id: str,
         if findings:
             message += "\nRow-level findings in the same batch (to fix too):\n- " + \
                 "\n- ".join(r.message() for r in findings)
-        with _gate(warehouse) as conn:
+        with _gate(warehouse, batch) as conn:
             store_results(conn, as_of, run_id, results)
             _reject(conn, suites, scope, run_id, as_of, now, message)
         log.error("validation of batch %s failed: %s critical check(s); Data Docs: %s", batch, len(critical),
                   docs_url or "not written")
         raise ValidationFailed(message)
 
-    with _gate(warehouse) as conn:
+    with _gate(warehouse, batch) as conn:
         quarantined = _accept(conn, suites, results, scope, run_id, as_of, now)
         store_results(conn, as_of, run_id, results)
     report = ValidationReport(results, quarantined, docs_url, time.perf_counter() - clock)

@@ -14,7 +14,7 @@ import threading
 import uuid
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager, nullcontext, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -40,7 +40,9 @@ def open_engine(url: str) -> Iterator[Engine]:
     An embedded DuckDB file admits one writing process, so no connection may outlive
     the task that opened it; NullPool closes each connection when it is returned. DuckDB
     gets a memory limit (GRADING_DUCKDB_MEMORY_LIMIT) so a worker's size does not grow
-    with the warehouse; PostgreSQL sessions a ``work_mem`` (GRADING_PG_WORK_MEM).
+    with the warehouse; PostgreSQL sessions a ``work_mem`` (GRADING_PG_WORK_MEM). Every
+    session's time zone is UTC, so a zoned timestamp column of a source compares with the
+    pipeline's naive UTC bounds as the instant it is (grading.source_window).
     """
     engine = sa.create_engine(url, poolclass=NullPool)
     if engine.dialect.name == "duckdb":
@@ -56,14 +58,20 @@ def open_engine(url: str) -> Iterator[Engine]:
         @sa.event.listens_for(engine, "connect")
         def _bounded_memory(dbapi_connection, connection_record):
             dbapi_connection.execute(f"SET memory_limit = '{limit}'")
+            dbapi_connection.execute("SET TimeZone = 'UTC'")
     elif engine.dialect.name == "postgresql":
         work_mem = postgres_work_mem()  # a size checked against a pattern
 
         @sa.event.listens_for(engine, "do_connect")
-        def _session_work_mem(dialect, connection_record, cargs, cparams):
-            # a session setting at connection start (libpq options), before any transaction;
-            # options given in the URL come after it, so theirs win
-            cparams["options"] = f"-c work_mem={work_mem} {cparams.get('options', '')}".strip()
+        def _session_settings(dialect, connection_record, cargs, cparams):
+            # session settings at connection start (libpq options), before any transaction;
+            # options given in the URL come after them, so theirs win
+            cparams["options"] = f"-c work_mem={work_mem} -c TimeZone=UTC {cparams.get('options', '')}".strip()
+    elif engine.dialect.name in ("mysql", "mariadb"):
+        @sa.event.listens_for(engine, "connect")
+        def _utc_session(dbapi_connection, connection_record):
+            with dbapi_connection.cursor() as cursor:
+                cursor.execute("SET time_zone = '+00:00'")
     try:
         yield engine
     finally:
@@ -417,20 +425,47 @@ _LOCAL_LOCKS: defaultdict[tuple[str, str], threading.Lock] = defaultdict(threadi
 
 
 @contextmanager
-def exclusive(engine: Engine, name: str) -> Iterator[Connection]:
-    """A transaction that holds the lock ``name``, so writers of the same rows queue up.
+def exclusive(engine: Engine, *names: str) -> Iterator[Connection]:
+    """A transaction that holds the locks ``names`` (taken in the order given), so writers of
+    the same rows queue up.
 
     Runs may load different periods at the same time, but some writes span periods (a source
     table's extraction window, the migration history, tables rebuilt from every period). On
-    PostgreSQL those wait for each other on a transaction-scoped advisory lock; an embedded
-    DuckDB file has a single writing process, whose threads wait on a lock of their own.
+    PostgreSQL those wait for each other on transaction-scoped advisory locks; an embedded
+    DuckDB file has a single writing process, whose threads wait on locks of their own.
     """
-    local = _LOCAL_LOCKS[(engine.url.render_as_string(), name)] if engine.dialect.name != "postgresql" \
-        else nullcontext()
-    with local, engine.begin() as conn:
+    with ExitStack() as stack:
+        if engine.dialect.name != "postgresql":
+            for name in names:
+                stack.enter_context(_LOCAL_LOCKS[(engine.url.render_as_string(), name)])
+        conn = stack.enter_context(engine.begin())
         if conn.dialect.name == "postgresql":
-            conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": name})
+            for name in names:
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": name})
         yield conn
+
+
+@contextmanager
+def held_lock(engine: Engine, name: str) -> Iterator[None]:
+    """The lock ``name`` held across several transactions, for work that must not interleave
+    with another process's (a whole extraction). It conflicts with ``exclusive(engine, name)``.
+
+    On PostgreSQL a session advisory lock on a connection of its own: the server releases it
+    when that connection ends, so a killed worker never leaves it taken. Elsewhere the
+    process's own lock, as in ``exclusive``.
+    """
+    if engine.dialect.name != "postgresql":
+        with _LOCAL_LOCKS[(engine.url.render_as_string(), name)]:
+            yield
+        return
+    with engine.connect() as conn:
+        conn.execute(sa.text("SELECT pg_advisory_lock(hashtext(:name))"), {"name": name})
+        conn.commit()
+        try:
+            yield
+        finally:
+            conn.execute(sa.text("SELECT pg_advisory_unlock(hashtext(:name))"), {"name": name})
+            conn.commit()
 
 
 def migrate(engine: Engine, up_to: str | None = None) -> list[str]:
