@@ -306,8 +306,12 @@ def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
     return kind if isinstance(kind, tuple) else (kind,)
 
 
-def _parse(path: Path) -> tuple[Any, bytes]:
-    raw = path.read_bytes()
+# How a rule file's bytes are read: from disk, or from the copy a run pinned (grading.rule_pins).
+Reader = Callable[[Path], bytes]
+
+
+def _parse(path: Path, read: Reader = Path.read_bytes) -> tuple[Any, bytes]:
+    raw = read(path)
     try:
         return yaml.load(raw.decode("utf-8"), Loader=_LineLoader), raw  # noqa: S506 - SafeLoader subclass
     except yaml.YAMLError as exc:
@@ -316,9 +320,9 @@ def _parse(path: Path) -> tuple[Any, bytes]:
         raise RuleError(f"{path}{line}: not valid YAML: {getattr(exc, 'problem', exc)}") from exc
 
 
-def load_tier_rules(path: Path, features: Iterable[str]) -> TierRules:
+def load_tier_rules(path: Path, features: Iterable[str], read: Reader = Path.read_bytes) -> TierRules:
     """Load and check a tier rule file against the features the pipeline computes."""
-    doc, raw = _parse(path)
+    doc, raw = _parse(path, read)
     check = _Checker(path, features)
     source = check.header(doc, raw, "tiers")
     tiers = check.require(doc, "tiers", list)
@@ -433,9 +437,9 @@ def _score_bands(check: _Checker, doc: dict, tiers: list[str]) -> tuple[tuple[st
     return tuple(sorted(bands, key=lambda band: -band[1]))
 
 
-def load_candidate_rules(path: Path, features: Iterable[str]) -> CandidateRules:
+def load_candidate_rules(path: Path, features: Iterable[str], read: Reader = Path.read_bytes) -> CandidateRules:
     """Load and check an elimination / win-back / core rule file (and its protected list)."""
-    doc, raw = _parse(path)
+    doc, raw = _parse(path, read)
     check = _Checker(path, features)
     source = check.header(doc, raw, "candidates")
     lists = {}
@@ -466,9 +470,10 @@ def load_candidate_rules(path: Path, features: Iterable[str]) -> CandidateRules:
     protected, protected_path = frozenset(), None
     if doc.get("protected_list") is not None:
         protected_path = path.parent / str(doc["protected_list"])
-        if not protected_path.is_file():
+        try:
+            lines = read(protected_path).decode("utf-8").splitlines()
+        except (FileNotFoundError, IsADirectoryError):
             check.fail(doc, f"file {protected_path} does not exist", None, "protected_list")
-        lines = protected_path.read_text(encoding="utf-8").splitlines()
         protected = frozenset(line.strip() for line in lines if line.strip() and not line.startswith("#"))
     return CandidateRules(source=source, churn_reasons=reasons, protected_ids=protected,
                           protected_list=protected_path,
