@@ -15,17 +15,19 @@ brought the year before times their likelihood of returning (1 - churn propensit
 from __future__ import annotations
 
 import hashlib
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from grading import periods
 from grading.features import features_as_of, load_features
+from grading.periods import PERIOD_STATE_LOCK
 from grading.rules import CandidateList, CandidateRules, TierRules, explain
 from grading.tiers import assign_tiers
-from grading.warehouse import analyze, bulk_insert, read_frame
+from grading.warehouse import analyze, bulk_insert, exclusive, read_frame
 
 FLAG_COLUMNS = ("customer_id", "flag", "rule_name", "reason", "action", "severity", "previous_tier",
                 "churn_reason", "priority", "value_before", "last_order_at", "rule_version", "rules_sha256",
@@ -164,9 +166,13 @@ def peak_tier_rank_recent(conn: Connection, as_of: date) -> pd.DataFrame:
     ), {"as_of": as_of, "periods": RECENT_PERIODS})
 
 
-def flag(warehouse: Engine, as_of: date, tier_rules: TierRules, rules: CandidateRules) -> dict[str, int]:
-    """Replace the staging flags of ``as_of``; returns the number of customers per list."""
-    with warehouse.begin() as conn:
+def flag(warehouse: Engine, as_of: date, tier_rules: TierRules, rules: CandidateRules,
+         run_id: str = "flags") -> dict[str, int]:
+    """Replace the staging flags of ``as_of``; returns the number of customers per list.
+
+    Written with the predecessor the confirmations carried on from, in one transaction that
+    holds the period-state lock (grading.periods)."""
+    with exclusive(warehouse, PERIOD_STATE_LOCK) as conn:
         # the year-ago features are computed first, before this period's frames are held
         # (the other way round the worker held a million-row frame during the feature query)
         year_ago = features_as_of(conn, as_of - YEAR, tier_rules.qualification)
@@ -179,6 +185,8 @@ def flag(warehouse: Engine, as_of: date, tier_rules: TierRules, rules: Candidate
         flags.insert(0, "as_of_date", as_of)
         conn.execute(sa.text("DELETE FROM staging.customer_flags WHERE as_of_date = :as_of"), {"as_of": as_of})
         bulk_insert(conn, "staging.customer_flags", flags)
+        periods.record_grade(conn, as_of, "flags", run_id, datetime.now(UTC).replace(tzinfo=None),
+                             periods.frame_digest(flags, ["flag", "customer_id"]))
         analyze(conn, "staging.customer_flags")
     counts = flags["flag"].value_counts()
     return {name: int(counts.get(name, 0)) for name in rules.lists()}

@@ -20,10 +20,10 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from grading import candidates, churn, extract, features, publish, review, tiers, validate
+from grading import candidates, churn, extract, features, ledger, periods, publish, review, tiers, validate
 from grading.catalog import apply_comments
-from grading.features import RULE_FEATURES
-from grading.rules import CandidateRules, RuleFile, TierRules, load_candidate_rules, load_tier_rules, rules_dir
+from grading.rule_pins import load_rules, run_rules
+from grading.rules import RuleFile
 from grading.settings import (
     SOURCE_CONN_ID,
     WAREHOUSE_CONN_ID,
@@ -50,13 +50,6 @@ class Connections:
         return cls(connection_url(SOURCE_CONN_ID, ask_airflow=ask_airflow),
                    connection_url(WAREHOUSE_CONN_ID, ask_airflow=ask_airflow),
                    str(mapping) if mapping else None)
-
-
-def load_rules(tier_file: Path | None = None, candidate_file: Path | None = None) -> tuple[TierRules, CandidateRules]:
-    """The tier and candidate rule files in force (include/rules/), or the ones given, checked."""
-    folder = rules_dir()
-    return (load_tier_rules(tier_file or folder / "tiers.yaml", RULE_FEATURES),
-            load_candidate_rules(candidate_file or folder / "candidates.yaml", RULE_FEATURES))
 
 
 def new_run_id(as_of: date) -> str:
@@ -113,16 +106,21 @@ def extract_stage(conns: Connections, as_of: date, run_id: str) -> dict:
     with open_engine(conns.warehouse_url) as warehouse, \
             (open_engine(conns.source_url) if needs_source else nullcontext()) as source:
         prepare_warehouse(warehouse)
+        run_rules(warehouse, run_id)  # the run's rule files, pinned before its first row is read
         with audited(warehouse, run_id, as_of, "extract") as audit:
             batch = datetime.now(UTC).replace(tzinfo=None)
             rows = extract.extract(source, warehouse, as_of_instant(as_of), pseudonym_key(), batch=batch,
-                                   mapping=mapping)
+                                   mapping=mapping, run_id=run_id)
             rejected = rows.pop("rejected", {})
-            audit["rows_out"] = sum(v for k, v in rows.items() if k != "customer_keys_added")
+            audit["rows_out"] = sum(v for k, v in rows.items() if k not in ("customer_keys_added", "absorbed"))
+            notes = []
+            if rows.get("absorbed"):
+                notes.append(f"took over the rows of {rows['absorbed']} earlier batch(es) left without a verdict")
             if rejected:
-                audit["message"] = "rejected by the source mapping: " + "; ".join(
+                notes.append("rejected by the source mapping: " + "; ".join(
                     f"{table} {count} ({reason})" for table, reasons in rejected.items()
-                    for reason, count in reasons.items())
+                    for reason, count in reasons.items()))
+            audit["message"] = "; ".join(notes) or None
     return {"batch": batch.isoformat(), "rows": rows, "rejected": rejected}
 
 
@@ -141,18 +139,35 @@ def validate_stage(conns: Connections, as_of: date, run_id: str, batch: str) -> 
             "quarantined": report.quarantined, "data_docs": report.data_docs}
 
 
+@contextmanager
+def reading_raw(warehouse: Engine, stage: str) -> Iterator[tuple[int, datetime | None]]:
+    """Around a stage that reads raw: no batch may be in flight when it starts, and none may
+    arrive or get its verdict before it ends (grading.ledger.settled), so it grades only rows
+    that passed validation. Yields the ledger token for a check inside a final transaction."""
+    with warehouse.connect() as conn:
+        token = ledger.settled(conn)
+    yield token
+    with warehouse.connect() as conn:
+        ledger.unchanged(conn, token, stage)
+
+
 def features_stage(conns: Connections, as_of: date, run_id: str) -> dict:
     """Compute the period's features; the qualification window is the tier rule file's."""
-    tier_rules, _ = load_rules()
     with open_engine(conns.warehouse_url) as warehouse, audited(warehouse, run_id, as_of, "features") as audit:
-        audit["rows_out"] = features.compute_features(warehouse, as_of, tier_rules.qualification)
+        started = datetime.now(UTC).replace(tzinfo=None)
+        with reading_raw(warehouse, "features"):
+            tier_rules, _ = run_rules(warehouse, run_id)
+            audit["rows_out"] = features.compute_features(warehouse, as_of, tier_rules.qualification)
+        with warehouse.begin() as conn:
+            periods.record_features(conn, as_of, run_id, started)
     return {"customers": audit["rows_out"]}
 
 
 def churn_stage(conns: Connections, as_of: date, run_id: str) -> dict:
     """Score every customer as of ``as_of`` with a recent stored churn model, training and
     judging one on history first when none is young enough."""
-    with open_engine(conns.warehouse_url) as warehouse, audited(warehouse, run_id, as_of, "churn") as audit:
+    with open_engine(conns.warehouse_url) as warehouse, audited(warehouse, run_id, as_of, "churn") as audit, \
+            reading_raw(warehouse, "churn"):
         outcome = churn.score_churn(warehouse, as_of, run_id)
         report = outcome.report
         audit["rows_out"], audit["message"] = report.holdout_rows, outcome.note
@@ -171,32 +186,39 @@ def record_rule_file(warehouse: Engine, run_id: str, as_of: date, source: RuleFi
 
 
 def tiers_stage(conns: Connections, as_of: date, run_id: str) -> dict:
-    tier_rules, _ = load_rules()
-    version = tier_rules.source.version
-    with open_engine(conns.warehouse_url) as warehouse, \
-            audited(warehouse, run_id, as_of, "tiers", version) as audit:
-        counts = tiers.grade(warehouse, as_of, tier_rules)
-        record_rule_file(warehouse, run_id, as_of, tier_rules.source)
-        audit["rows_out"] = int(counts.sum())
+    with open_engine(conns.warehouse_url) as warehouse:
+        tier_rules, _ = run_rules(warehouse, run_id)
+        version = tier_rules.source.version
+        with audited(warehouse, run_id, as_of, "tiers", version) as audit:
+            counts = tiers.grade(warehouse, as_of, tier_rules, run_id)
+            record_rule_file(warehouse, run_id, as_of, tier_rules.source)
+            audit["rows_out"] = int(counts.sum())
     return {"tiers": {k: int(v) for k, v in counts.items()}, "rule_version": version}
 
 
 def flags_stage(conns: Connections, as_of: date, run_id: str) -> dict:
-    tier_rules, candidate_rules = load_rules()
-    version = candidate_rules.source.version
-    with open_engine(conns.warehouse_url) as warehouse, \
-            audited(warehouse, run_id, as_of, "flags", version) as audit:
-        counts = candidates.flag(warehouse, as_of, tier_rules, candidate_rules)
-        record_rule_file(warehouse, run_id, as_of, candidate_rules.source)
-        audit["rows_out"] = sum(counts.values())
+    with open_engine(conns.warehouse_url) as warehouse:
+        tier_rules, candidate_rules = run_rules(warehouse, run_id)
+        version = candidate_rules.source.version
+        with audited(warehouse, run_id, as_of, "flags", version) as audit, reading_raw(warehouse, "flags"):
+            counts = candidates.flag(warehouse, as_of, tier_rules, candidate_rules, run_id)
+            record_rule_file(warehouse, run_id, as_of, candidate_rules.source)
+            audit["rows_out"] = sum(counts.values())
     return counts
 
 
 def publish_stage(conns: Connections, as_of: date, run_id: str) -> dict:
+    """Publish the period; the summary names the published periods that are stale now."""
     with open_engine(conns.warehouse_url) as warehouse, audited(warehouse, run_id, as_of, "publish") as audit:
-        rows = publish.publish(warehouse, as_of)
-        audit["rows_out"] = sum(rows.values())
-    return rows
+        with warehouse.connect() as conn:
+            token = ledger.settled(conn)
+        published = publish.publish(warehouse, as_of, run_id, token)
+        audit["rows_out"] = sum(published.rows.values())
+        if published.stale:
+            audit["message"] = "stale published periods (regrade them in date order): " + "; ".join(
+                f"{state.as_of}: {state.reason}" for state in published.stale)
+            log.warning("%s", audit["message"])
+    return {**published.rows, "stale_periods": [state.as_of.isoformat() for state in published.stale]}
 
 
 def review_stage(conns: Connections, quarter: review.Quarter, run_id: str, output_dir: Path | None = None,
@@ -229,7 +251,7 @@ def review_stage(conns: Connections, quarter: review.Quarter, run_id: str, outpu
 def run_grading(conns: Connections, as_of: date, run_id: str | None = None) -> dict:
     """Every stage for ``as_of`` in order, in this process; returns each stage's summary."""
     run_id = run_id or new_run_id(as_of)
-    load_rules()  # fail on a broken rule file before touching the warehouse
+    load_rules()  # fail on a broken rule file before touching the warehouse (extract pins them)
     summary = {"run_id": run_id, "as_of": as_of.isoformat()}
     summary["extract"] = extract_stage(conns, as_of, run_id)
     summary["validate"] = validate_stage(conns, as_of, run_id, summary["extract"]["batch"])

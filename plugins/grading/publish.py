@@ -11,12 +11,15 @@ The cut points behind the period's R/F/M scores are kept with it (marts.score_cu
 from __future__ import annotations
 
 import logging
-from datetime import date
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
 
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from grading import ledger, periods
+from grading.periods import PERIOD_STATE_LOCK, PeriodState
 from grading.warehouse import analyze, bulk_insert, exclusive, read_query_file, run_sql_file
 
 log = logging.getLogger(__name__)
@@ -31,16 +34,37 @@ PUBLISHED_TABLES = (
 REBUILT_TABLES = ("tier_history", "dim_customer", "lost_customers")  # span every period
 
 
-def publish(warehouse: Engine, as_of: date) -> dict[str, int]:
-    """Replace the published rows of ``as_of``; returns rows per published table."""
-    with exclusive(warehouse, "grading.publish") as conn:  # tier history and the dimension span all periods
+@dataclass(frozen=True)
+class Published:
+    rows: dict[str, int]  # rows per published per-period table
+    stale: list[PeriodState]  # published periods that no longer follow from the ones before them
+
+
+def publish(warehouse: Engine, as_of: date, run_id: str = "publish",
+            settled: tuple[int, datetime | None] | None = None) -> Published:
+    """Replace the published rows of ``as_of``.
+
+    Refused when the period's own grading read an earlier period's state that has changed
+    since (grading.periods); with ``settled`` (a token of grading.ledger.settled), refused when
+    a batch was extracted or validated since the token was taken, as the lost-customer
+    register reads raw. The run's batch is marked published and marts.published_periods
+    restated in the same transaction.
+    """
+    # tier history and the dimension span all periods; the period state must not move meanwhile
+    with exclusive(warehouse, "grading.publish", PERIOD_STATE_LOCK) as conn:
+        periods.check_in_order(conn, as_of)
         run_sql_file(conn, "publish/publish_period", {"as_of": as_of})
         analyze(conn, "marts.customer_tier_snapshot")  # the period's new rows, read by the next step
         update_tier_history(conn, as_of)
         store_cut_points(conn, as_of)
         analyze(conn, *(f"marts.{table}" for table in (*PUBLISHED_TABLES, *REBUILT_TABLES)
                         if table != "customer_tier_snapshot"))  # analyzed above, unchanged since
-        return published_counts(conn, as_of)
+        if settled is not None:
+            ledger.unchanged(conn, settled, "publish")
+        now = datetime.now(UTC).replace(tzinfo=None)
+        ledger.mark_published(conn, run_id, now)
+        stale = periods.refresh_published(conn, as_of, run_id, now)
+        return Published(published_counts(conn, as_of), stale)
 
 
 def update_tier_history(conn: Connection, as_of: date) -> str:

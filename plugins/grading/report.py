@@ -34,6 +34,8 @@ def print_run_summary(warehouse_url: str, as_of: date) -> None:
         rows = published_counts(conn, as_of)
         lost = read_frame(conn, "SELECT status, COUNT(*) AS n FROM marts.lost_customers "
                                 "GROUP BY status ORDER BY status")
+        stale = read_frame(conn, "SELECT as_of_date, stale_reason FROM marts.published_periods WHERE stale "
+                                 "ORDER BY as_of_date")
         review = read_frame(conn, "SELECT quarter, tier, customers, customer_share, revenue, revenue_share "
                                   "FROM marts.review_tier_distribution WHERE quarter = "
                                   "(SELECT MAX(quarter) FROM marts.review_tier_distribution) ORDER BY tier_rank DESC")
@@ -53,10 +55,14 @@ def print_run_summary(warehouse_url: str, as_of: date) -> None:
           "quarantined (ops.quarantine); results in marts.validation_results")
     if docs is not None and (docs / "index.html").exists():
         print(f"  Data Docs: {docs / 'index.html'}")
+    for row in stale.itertuples():
+        print(f"  STALE: the published period {row.as_of_date:%Y-%m-%d} no longer follows from the ones before it "
+              f"({row.stale_reason}); regrade the stale periods in date order (marts.published_periods)")
     print(f"  warehouse: {make_url(warehouse_url).render_as_string(hide_password=True)}")
     for table, count in rows.items():
         print(f"    marts.{table:<28} {count:>8,} rows for {as_of}")
-    print("    marts.tier_history, marts.lost_customers, marts.dim_customer, marts.model_runs; views "
+    print("    marts.tier_history, marts.lost_customers, marts.dim_customer, marts.model_runs, "
+          "marts.published_periods; views "
           "marts.current_customer_tier, marts.tier_summary; run log marts.run_audit")
     if not review.empty:
         print(f"  quarterly review {review['quarter'].iloc[0]} (marts.review_tier_distribution):")

@@ -19,16 +19,18 @@ at most ``max_steps_down`` tiers.
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from grading import periods
 from grading.features import load_features
+from grading.periods import PERIOD_STATE_LOCK
 from grading.rules import TierRules, explain
-from grading.warehouse import analyze, bulk_insert, read_frame
+from grading.warehouse import analyze, bulk_insert, exclusive, read_frame
 
 TIER_COLUMNS = ("customer_id", "tier", "tier_rank", "tier_rule", "tier_reason", "rule_version")
 STAGED_COLUMNS = (*TIER_COLUMNS, "assigned_tier", "periods_below", "tier_since", "review_date", "rules_sha256",
@@ -236,9 +238,12 @@ def previous_tiers(conn: sa.Connection, as_of: date) -> pd.DataFrame:
     ), {"as_of": as_of})
 
 
-def grade(warehouse: Engine, as_of: date, rules: TierRules) -> pd.Series:
-    """Replace the staging tier rows of ``as_of``; returns customers per (held) tier."""
-    with warehouse.begin() as conn:
+def grade(warehouse: Engine, as_of: date, rules: TierRules, run_id: str = "tiers") -> pd.Series:
+    """Replace the staging tier rows of ``as_of``; returns customers per (held) tier.
+
+    The period's tier state and the predecessor it carried on from are written in one
+    transaction, holding the period-state lock (grading.periods)."""
+    with exclusive(warehouse, PERIOD_STATE_LOCK) as conn:
         features = load_features(conn, as_of)
         started = pd.Timestamp(as_of) - pd.to_timedelta(features["tenure_days"], unit="D")
         tiers = damp(assign_tiers(features, rules), previous_tiers(conn, as_of), rules, as_of, started)
@@ -249,5 +254,7 @@ def grade(warehouse: Engine, as_of: date, rules: TierRules) -> pd.Series:
         tiers.insert(0, "as_of_date", as_of)
         conn.execute(sa.text("DELETE FROM staging.customer_tiers WHERE as_of_date = :as_of"), {"as_of": as_of})
         bulk_insert(conn, "staging.customer_tiers", tiers)
+        periods.record_grade(conn, as_of, "tiers", run_id, datetime.now(UTC).replace(tzinfo=None),
+                             periods.frame_digest(tiers, ["customer_id"]))
         analyze(conn, "staging.customer_tiers")
     return tiers["tier"].value_counts().reindex(list(rules.tiers), fill_value=0)
