@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import shutil
+import uuid
+from contextlib import AbstractContextManager
 from datetime import datetime
+from pathlib import Path
 
 import pandas as pd
 import sqlalchemy as sa
+from sqlalchemy.engine import Engine
 
+from grading import demo, ledger
 from grading.warehouse import bulk_insert, migrate, open_engine, read_frame
 
 MARTS_BY_PERIOD = (
@@ -47,3 +53,145 @@ def published(url: str, as_of=None) -> dict[str, pd.DataFrame]:
 def scalar(url: str, sql: str, **params):
     with open_engine(url) as engine, engine.connect() as conn:
         return conn.execute(sa.text(sql), params).scalar()
+
+
+def pass_batch(warehouse: Engine, batch: datetime) -> None:
+    """Give an extracted batch the verdict *passed* in the ledger - what validation does once its
+    checks pass - for tests of extraction windows that do not run the checks themselves."""
+    with warehouse.begin() as conn:
+        ledger.pass_batch(conn, batch, datetime.now())
+
+
+def extract_validated(conns, as_of, run_id: str) -> dict:
+    """Extract a period and validate the batch, as the DAG's first two tasks do: what every
+    later stage requires (grading.ledger)."""
+    from grading.pipeline import extract_stage, validate_stage
+
+    extracted = extract_stage(conns, as_of, run_id)
+    validate_stage(conns, as_of, run_id, extracted["batch"])
+    return extracted
+
+
+class Source:
+    """A SQLite source of generated data that cases change with SQL."""
+
+    def __init__(self, path: Path, data: demo.DemoData) -> None:
+        self.path, self.data, self.url = path, data, f"sqlite:///{path}"
+
+    @classmethod
+    def generated(cls, path: Path, customers: int, seed: int) -> Source:
+        source = cls(path, demo.generate(customers=customers, seed=seed))
+        demo.write_source(source.data, source.url)
+        return source
+
+    def plant_negative_order(self, start: str, end: str) -> pd.Series:
+        """Turn a completed order of [start, end) into one of -50 (margin too), which validation
+        quarantines and a grading of an unchecked batch publishes; returns the order."""
+        order = self.order(start, end)
+        self.sql("UPDATE orders SET amount = -50, margin = -50 WHERE order_id = :k", k=order["order_id"])
+        return order
+
+    def sql(self, statement: str, **params) -> None:
+        engine = sa.create_engine(self.url)
+        with engine.begin() as conn:
+            conn.execute(sa.text(statement), params)
+        engine.dispose()
+
+    def copy(self, path: Path) -> Source:
+        shutil.copy(self.path, path)
+        return Source(path, self.data)
+
+    def order(self, start: str, end: str, n: int = 0) -> pd.Series:
+        """The n-th completed order (by id) placed in [start, end)."""
+        orders = self.data.orders
+        picked = orders[(orders["order_ts"] >= start) & (orders["order_ts"] < end) & (orders["status"] == "completed")]
+        return picked.sort_values("order_id").iloc[n]
+
+
+def source_with_a_bad_order(env, folder: Path, seed: int) -> tuple[Source, pd.Series]:
+    """For module fixtures that grade generated data: a quiet grading home in ``folder`` (no Data
+    Docs) set on ``env`` (a MonkeyPatch), a 200-customer source there, and its completed order of
+    -50 in the middle of November 2024 (older than a December rerun's look-back)."""
+    env.setenv("GRADING_HOME", str(folder / "home"))
+    env.setenv("GRADING_DATA_DOCS_DIR", "off")
+    source = Source.generated(folder / "source.sqlite", customers=200, seed=seed)
+    return source, source.plant_negative_order("2024-11-10", "2024-11-20")
+
+
+RUN_STAMPS = ("run_id", "validated_at", "trained_at", "published_at", "decided_at")
+
+
+def fingerprint(url: str, tables: tuple[str, ...] | None = None) -> dict[str, str]:
+    """Published tables as sorted CSV text: equal fingerprints mean the same published rows.
+
+    By default every table and view of marts but the run audit, without the columns that only
+    say which run wrote a row and when (RUN_STAMPS): what two runs that published the same
+    grading share."""
+    out = {}
+    with open_engine(url) as engine, engine.connect() as conn:
+        names = tables or tuple(sorted(set(conn.execute(sa.text(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'marts'")).scalars())
+            - {"run_audit"}))
+        for table in names:
+            frame = read_frame(conn, f"SELECT * FROM marts.{table}")  # noqa: S608 - test constants
+            if tables is None:
+                frame = frame.drop(columns=[c for c in RUN_STAMPS if c in frame.columns])
+            frame = frame.sort_values(list(frame.columns), key=lambda s: s.astype(str)).reset_index(drop=True)
+            out[table] = frame.to_csv(index=False, date_format="%Y-%m-%d %H:%M:%S.%f")
+    return out
+
+
+class WarehouseCopies(AbstractContextManager):
+    """Named copies of one warehouse's state, to start many cases from the same point: DuckDB
+    files copied, PostgreSQL databases made from a template. Every database made is dropped
+    on leaving the block."""
+
+    def __init__(self, kind: str, folder: Path) -> None:
+        self.kind, self.folder = kind, folder
+        self.prefix = f"grading_test_{uuid.uuid4().hex[:8]}"
+        self.databases: list[str] = []
+        self.admin = None
+        if kind == "postgresql":
+            from tests.conftest import _pg_admin_engine
+
+            self.admin = _pg_admin_engine()
+
+    def url(self, name: str) -> str:
+        if self.kind == "duckdb":
+            return f"duckdb:///{self.folder / f'{name}.duckdb'}"
+        return self.admin.url.set(database=f"{self.prefix}_{name}").render_as_string(hide_password=False)
+
+    def _database(self, name: str, template: str | None = None) -> str:
+        database = f"{self.prefix}_{name}"
+        with self.admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{database}"' + (f' TEMPLATE "{template}"' if template else "")))
+        self.databases.append(database)
+        return self.url(name)
+
+    def create(self, name: str) -> str:
+        """An empty warehouse called ``name``."""
+        return self.url(name) if self.kind == "duckdb" else self._database(name)
+
+    def keep(self, name: str, url: str) -> None:
+        """Save the current state of the warehouse at ``url`` as ``name``."""
+        if self.kind == "duckdb":
+            shutil.copy(sa.make_url(url).database, self.folder / f"{name}.duckdb")
+        else:
+            self._database(name, sa.make_url(url).database)
+
+    def copy(self, name: str, new: str) -> str:
+        """A new warehouse ``new`` holding the state saved as ``name``."""
+        if self.kind == "duckdb":
+            shutil.copy(self.folder / f"{name}.duckdb", self.folder / f"{new}.duckdb")
+            return self.url(new)
+        return self._database(new, f"{self.prefix}_{name}")
+
+    def engine(self, url: str):
+        return open_engine(url)
+
+    def __exit__(self, *exc_info) -> None:
+        if self.admin is not None:
+            with self.admin.connect() as conn:
+                for database in self.databases:
+                    conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+            self.admin.dispose()

@@ -10,8 +10,9 @@ import pandas as pd
 import pytest
 
 from grading import churn, demo
-from grading.pipeline import Connections, churn_stage, extract_stage, features_stage
+from grading.pipeline import Connections, churn_stage, features_stage
 from grading.warehouse import open_engine, read_frame
+from tests.helpers import extract_validated
 
 
 def test_precision_at_top_decile_by_hand() -> None:
@@ -33,7 +34,7 @@ def scored(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict, dict]:
     source_url, url = f"sqlite:///{tmp / 'source.sqlite'}", f"duckdb:///{tmp / 'w.duckdb'}"
     demo.write_source(demo.generate(customers=2000, seed=42), source_url)
     conns = Connections(source_url=source_url, warehouse_url=url)
-    extract_stage(conns, date(2025, 1, 1), "r")
+    extract_validated(conns, date(2025, 1, 1), "r")
     features_stage(conns, date(2025, 1, 1), "r")
     first = churn_stage(conns, date(2025, 1, 1), "r")
     with open_engine(url) as engine, engine.connect() as conn:

@@ -12,8 +12,9 @@ import pandas as pd
 import pytest
 
 from grading import churn, demo
-from grading.pipeline import Connections, churn_stage, extract_stage, features_stage
+from grading.pipeline import Connections, churn_stage, features_stage
 from grading.warehouse import open_engine, read_frame
+from tests.helpers import extract_validated
 
 FIRST = date(2024, 10, 1)
 WEEK_LATER = FIRST + timedelta(days=7)
@@ -26,7 +27,7 @@ def _prepared(tmp_path: Path, warehouse_url: str, *dates: date) -> Connections:
     source_url = f"sqlite:///{tmp_path / 'source.sqlite'}"
     demo.write_source(demo.generate(customers=1200, seed=11, end=date(2024, 12, 31)), source_url)
     conns = Connections(source_url=source_url, warehouse_url=warehouse_url)
-    extract_stage(conns, max(dates), "prep")
+    extract_validated(conns, max(dates), "prep")
     for day in dates:
         features_stage(conns, day, "prep")
     return conns

@@ -13,7 +13,7 @@ from grading import demo
 from grading.contract import SOURCE_TABLES
 from grading.extract import extract, extract_window, to_canonical
 from grading.warehouse import migrate, open_engine, read_frame
-from tests.helpers import scalar
+from tests.helpers import pass_batch, scalar
 
 KEY = b"test-key"
 
@@ -58,7 +58,9 @@ def test_incremental_extraction_replaces_its_window_and_never_duplicates(tmp_pat
         steps = [(date(2024, 7, 1), date(2024, 7, 1)), (date(2025, 1, 1), date(2025, 1, 1)),
                  (date(2024, 7, 1), date(2025, 1, 1)), (date(2025, 1, 1), date(2025, 1, 1))]
         for cutoff, through in steps:
-            extract(source, warehouse, datetime.combine(cutoff, datetime.min.time()), KEY, batch=datetime.now())
+            batch = datetime.now()
+            extract(source, warehouse, datetime.combine(cutoff, datetime.min.time()), KEY, batch=batch)
+            pass_batch(warehouse, batch)
             assert _raw_counts(warehouse_url) == _expected_counts(data, through), f"after extracting to {cutoff}"
         assert scalar(warehouse_url, "SELECT COUNT(*) FROM ops.customer_keys") == 150
         assert scalar(warehouse_url, "SELECT COUNT(DISTINCT customer_key) FROM ops.customer_keys") == 150
@@ -69,6 +71,7 @@ def test_late_rows_inside_the_look_back_are_picked_up(tmp_path: Path, warehouse_
     with open_engine(source_url) as source, open_engine(warehouse_url) as warehouse:
         migrate(warehouse)
         extract(source, warehouse, datetime(2024, 12, 1), KEY, batch=datetime(2024, 12, 1, 1))
+        pass_batch(warehouse, datetime(2024, 12, 1, 1))
         with source.begin() as conn:  # an order dated two days before the last cutoff arrives late
             conn.execute(sa.text("INSERT INTO orders (order_id, customer_id, order_ts, status, amount, margin) "
                                  "VALUES ('LATE1', :c, :ts, 'completed', 10.0, 1.0)"),
@@ -101,6 +104,7 @@ def test_extracts_from_server_databases(tmp_path: Path, source_kind: str, reques
     with open_engine(source_url) as source, open_engine(url) as warehouse:
         migrate(warehouse)
         extract(source, warehouse, datetime(2024, 7, 1), KEY, batch=datetime(2024, 7, 1, 1))
+        pass_batch(warehouse, datetime(2024, 7, 1, 1))
         extract(source, warehouse, datetime(2025, 1, 1), KEY, batch=datetime(2025, 1, 1, 1))
     assert _raw_counts(url) == _expected_counts(data, date(2025, 1, 1))
     want = data.orders[data.orders["order_ts"] < "2025-01-01"]["amount"].sum()
@@ -119,6 +123,7 @@ def test_a_duckdb_source_is_read_through_arrow_into_the_same_rows(tmp_path: Path
         with open_engine(source_url) as source, open_engine(url) as warehouse:
             migrate(warehouse)
             extract(source, warehouse, datetime(2024, 7, 1), KEY, batch=datetime(2024, 7, 1, 1))
+            pass_batch(warehouse, datetime(2024, 7, 1, 1))
             extract(source, warehouse, datetime(2025, 1, 1), KEY, batch=datetime(2025, 1, 1, 1))
             with warehouse.connect() as conn:
                 raw[kind] = {t: read_frame(conn, f"SELECT * FROM raw.{t} ORDER BY {spec.key}")  # noqa: S608
@@ -158,6 +163,7 @@ def test_a_source_that_fails_to_map_leaves_raw_and_watermarks_as_they_were(tmp_p
                        mapping=load_mapping(folder / "mapping.yaml"))
         assert (rows["orders"], rows["customers"]) == (2, 2)
         assert rows["rejected"] == {"customers": {"missing customer_id": 1}, "orders": {"missing customer_id": 1}}
+        pass_batch(warehouse, datetime(2025, 1, 1, 1))
         _drop(folder, "2024-12-20")  # a date off the declared format arrives
         with pytest.raises(SourceDataError, match=r"orders.csv row 3: column 'Day' .*'2024-12-20' does not match"):
             extract(None, warehouse, datetime(2025, 2, 1), KEY, batch=datetime(2025, 2, 1, 1),

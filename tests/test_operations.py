@@ -242,7 +242,7 @@ def test_a_failing_extract_retries_with_backoff_then_alerts_the_webhook_once(
     body = post["body"]
     assert (body["dag_id"], body["task_id"], body["as_of"]) == ("customer_grading", "extract", "2025-01-01")
     assert (body["try_number"], body["max_tries"]) == (3, 2)
-    assert "no such table" in body["error"] and "[SQL:" not in body["error"]
+    assert "the source has no table 'customers'" in body["error"] and "[SQL:" not in body["error"]
     assert body["log_url"].endswith(f"/dags/customer_grading/runs/{quote(run.run_id)}/tasks/extract?try_number=3")
     assert body["text"].startswith("[grading] customer_grading.extract failed for as-of 2025-01-01")
     assert "\n" not in body["text"]

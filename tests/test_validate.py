@@ -46,7 +46,13 @@ def test_missing_column_is_a_critical_failure() -> None:
     frame = pd.DataFrame({"order_id": ["o1"], "customer_id": ["c"], "order_ts": pd.to_datetime(["2024-01-01"]),
                           "status": ["completed"], "amount": [1.0]})  # no margin column
     failed = [r for r in check_frame("orders", frame) if not r.success]
-    assert [(r.expectation, r.severity) for r in failed] == [("expect_table_columns_to_match_set", "critical")]
+    assert [(r.expectation, r.severity) for r in failed if r.severity == "critical"] \
+        == [("expect_table_columns_to_match_set", "critical")]
+    # the checks that need the missing column cannot pass either
+    assert {(r.expectation, r.check.kwargs.get("column_B", r.column)) for r in failed if r.severity == "row"} \
+        == {("expect_column_pair_values_a_to_be_greater_than_b", "margin"), ("expect_column_values_to_be_between",
+                                                                           "margin")}
+    failed = [r for r in failed if r.severity == "critical"]
     assert failed[0].message().startswith("raw.orders: expect_table_columns_to_match_set failed; observed ")
     assert failed[0].message().endswith("Give the source table (or its mapping) every canonical column, "
                                         "then rerun the period.")
@@ -71,7 +77,7 @@ def test_amounts_are_checked_on_completed_orders_only() -> None:
     frame = pd.DataFrame({"order_id": ["o1", "o2", "o3", "o4"], "customer_id": ["c"] * 4,
                           "order_ts": pd.to_datetime(["2024-01-01"] * 4),
                           "status": ["completed", "refunded", "completed", "completed"],
-                          "amount": [-1.0, -1.0, 0.0, 10_000_001.0], "margin": [0.0] * 4})
+                          "amount": [-1.0, -1.0, 0.0, 10_000_001.0], "margin": [-1.0, -1.0, 0.0, 0.0]})
     failed = [r for r in check_frame("orders", frame) if not r.success]
     assert [(r.column, r.unexpected_count, r.sample_keys) for r in failed] == [("amount", 2, ("o1", "o4"))]
 
@@ -87,7 +93,7 @@ def test_every_source_table_has_a_suite_with_actions() -> None:
     interactions = suites["interactions"]
     assert {c.type for c in interactions.row_level} == {
         "expect_column_values_to_not_be_null", "expect_column_values_to_reference_known_customers",
-        "expect_event_time_not_before_customer_created"}
+        "expect_event_time_not_before_customer_created", "expect_column_values_to_be_between"}
     frame = pd.DataFrame({"interaction_id": ["i1", "i2", "i2"], "customer_id": ["c", "c", "c"],
                           "ts": pd.to_datetime(["2024-01-01"] * 3), "kind": ["call", None, "visit"]})
     failed = {(r.column, r.expectation, r.severity, r.unexpected_count)
@@ -106,7 +112,7 @@ def test_every_source_table_has_a_suite_with_actions() -> None:
     (lambda s: s["expectations"][4]["kwargs"].update(column="total"),
      "expectations[4] expect_column_values_to_be_between: column 'total' is not a column of raw.orders"),
     (lambda s: s["checks"].append({"type": "expect_the_moon", "meta": {"severity": "critical", "action": "x"}}),
-     "checks[6] expect_the_moon: unknown check 'expect_the_moon'"),
+     "checks[7] expect_the_moon: unknown check 'expect_the_moon'"),
 ])
 def test_a_broken_suite_is_refused_with_file_and_check(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                         change, error: str) -> None:
@@ -145,7 +151,7 @@ def test_a_rejected_batch_is_re_read_once_fixed_and_bad_rows_are_quarantined_ide
         "order_id": ["BAD1", "DUP1", "DUP1", "ODD1"], "customer_id": [customer] * 4,
         # inside the look-back of the next extraction, so a rerun re-reads and re-checks them
         "order_ts": pd.to_datetime(["2024-12-30 10:00"] * 4), "status": ["completed", "completed", "completed", "lost"],
-        "amount": [-5.0, 10.0, 11.0, 12.0], "margin": [0.0, 1.0, 1.0, 1.0],
+        "amount": [-5.0, 10.0, 11.0, 12.0], "margin": [-5.0, 1.0, 1.0, 1.0],
     })
     source = sa.create_engine(source_url)
     with source.begin() as conn:

@@ -33,6 +33,7 @@ import sqlalchemy as sa
 
 from grading import demo
 from grading.contract import SOURCE_TABLES
+from grading.convert import SourceDataError
 from grading.extract import extract, pseudonym
 from grading.pipeline import Connections, run_grading, validate_stage
 from grading.settings import pseudonym_key
@@ -70,10 +71,15 @@ class Failed:
         observed = f"; observed {self.observed}" if self.observed else ""
         return f"- {self.where}: {self.expectation} failed{count}{keys}{observed}."
 
+    def observed_in(self, bullet: str) -> bool:
+        """Whether the message's line shows this check's observed value (whatever keys it lists)."""
+        return self.observed is None or f"; observed {self.observed}" in bullet
+
 
 @dataclass(frozen=True)
 class Stop:
     failed: tuple[Failed, ...]
+    findings: tuple[str, ...] = ()  # the beginnings of the row-level findings listed after them
 
 
 @dataclass(frozen=True)
@@ -135,6 +141,19 @@ def _order(src: Source, order_id: str, customer_id: str, ts: str, status: str = 
             "VALUES (:o, :c, :ts, :s, :a, 1.0)", o=order_id, c=customer_id, ts=ts, s=status, a=amount)
 
 
+def _old_customer(src: Source) -> str:
+    """A customer created long before the case's period."""
+    customers = src.data.customers
+    return str(customers[customers["created_at"] < "2023-01-01"].sort_values("customer_id")["customer_id"].iloc[0])
+
+
+def _conversion(table: str, column: str, rows: int, examples: str, problem: str) -> ExtractError:
+    """The extraction stops on a value it cannot type, naming table, column, rows and keys."""
+    return ExtractError(SourceDataError, rf"^source table {table}, column {column}: {rows} row\(s\) .*"
+                                         rf"{re.escape(problem)}.* \(e\.g\. {re.escape(examples)}\)\. "
+                                         r"The extraction stopped and nothing is graded on this batch")
+
+
 def _quarantined(table: str, key: str, expectation: str, reason: str) -> Quarantine:
     return Quarantine(frozenset({(table, key, expectation, reason)}))
 
@@ -155,13 +174,15 @@ def case(name: str):
 @case("missing column")
 def _(src: Source):
     src.sql("ALTER TABLE orders DROP COLUMN margin")
-    return ExtractError(pd.errors.DatabaseError, r"\(sqlite3\.OperationalError\) no such column: margin")
+    return ExtractError(SourceDataError, r"^source table orders has no column margin, which the canonical schema "
+                                         r"requires; its columns are order_id, customer_id, order_ts, status, amount\.")
 
 
 @case("renamed column")
 def _(src: Source):
     src.sql("ALTER TABLE orders RENAME COLUMN amount TO order_amount")
-    return ExtractError(pd.errors.DatabaseError, r"\(sqlite3\.OperationalError\) no such column: amount")
+    return ExtractError(SourceDataError, r"^source table orders has no column amount, .*its columns are order_id, "
+                                         r"customer_id, order_ts, status, order_amount, margin\.")
 
 
 @case("extra column (accepted)")
@@ -178,14 +199,71 @@ def _(src: Source):
 
 @case("wrong type: text in amount")
 def _(src: Source):
-    src.sql("UPDATE orders SET amount = 'twelve' WHERE order_id = :k", k=src.key("orders"))
-    return ExtractError(ValueError, r"^Unable to parse string 'twelve' at position \d+$")
+    key = src.key("orders")
+    src.sql("UPDATE orders SET amount = 'twelve' WHERE order_id = :k", k=key)
+    return _conversion("orders", "amount", 1, f"order_id {key} = 'twelve'", "is not a number")
+
+
+@case("decimal comma in amount")
+def _(src: Source):
+    keys = [src.key("orders", n) for n in range(6)]
+    for key in keys:
+        src.sql("UPDATE orders SET amount = '12,50' WHERE order_id = :k", k=key)
+    shown = ", ".join(f"order_id {k} = '12,50'" for k in keys[:5])  # five examples at most
+    return _conversion("orders", "amount", 6, shown, "is not a number")
+
+
+@case("infinite amount")
+def _(src: Source):
+    key = src.key("orders", 1)
+    src.sql("UPDATE orders SET amount = 9e999 WHERE order_id = :k", k=key)
+    return _conversion("orders", "amount", 1, f"order_id {key} = inf", "amount that is infinite or too large")
+
+
+@case("missing order status")
+def _(src: Source):
+    key = src.key("orders", 2)
+    src.sql("UPDATE orders SET status = NULL WHERE order_id = :k", k=key)
+    return _conversion("orders", "status", 1, f"order_id {key}", "have no status (raw requires it)")
 
 
 @case("unparseable date")
 def _(src: Source):
-    src.sql("UPDATE orders SET order_ts = '2024-11-31 10:00:00' WHERE order_id = :k", k=src.key("orders"))
-    return ExtractError(ValueError, r"^Time data 2024-11-31 10:00:00 is not ISO8601 format")
+    key = src.key("orders")
+    src.sql("UPDATE orders SET order_ts = '2024-11-31 10:00:00' WHERE order_id = :k", k=key)
+    return _conversion("orders", "order_ts", 1, f"order_id {key} = '2024-11-31 10:00:00'", "is not a time")
+
+
+@case("day-first date in a text timestamp")
+def _(src: Source):
+    key = src.key("orders", 3)
+    src.sql("UPDATE orders SET order_ts = '15/11/2024 10:00:00' WHERE order_id = :k", k=key)
+    return _conversion("orders", "order_ts", 1, f"order_id {key} = '15/11/2024 10:00:00'", "is not a time")
+
+
+@case("epoch number in a text timestamp")
+def _(src: Source):
+    key = src.key("orders", 4)
+    src.sql("UPDATE orders SET order_ts = 1731664800 WHERE order_id = :k", k=key)
+    return _conversion("orders", "order_ts", 1, f"order_id {key} = 1731664800", "is not a time")
+
+
+@case("a time without fraction exactly at the look-back start (accepted)")
+def _(src: Source):
+    # The earlier period's look-back starts the window at 2024-10-29 00:00; SQLite keeps text, and
+    # a bound written with microseconds sorted after this value.
+    src.sql("INSERT INTO orders (order_id, customer_id, order_ts, status, amount, margin) "
+            "VALUES ('EDGE1', :c, '2024-10-29 00:00:00', 'completed', 10.0, 1.0), "
+            "('EDGE2', :c, '2024-10-29', 'completed', 11.0, 1.0)", c=_old_customer(src))
+    return Accept(lambda url: _equal(scalar(url, "SELECT COUNT(*) FROM raw.orders WHERE order_id IN ('EDGE1', "
+                                               "'EDGE2') AND order_ts = '2024-10-29 00:00:00'"), 2))
+
+
+@case("a time exactly at the as-of instant (not extracted until its period)")
+def _(src: Source):
+    src.sql("INSERT INTO orders (order_id, customer_id, order_ts, status, amount, margin) "
+            "VALUES ('EDGE3', :c, '2024-12-01 00:00:00', 'completed', 10.0, 1.0)", c=_old_customer(src))
+    return Accept(lambda url: _equal(scalar(url, "SELECT COUNT(*) FROM raw.orders WHERE order_id = 'EDGE3'"), 0))
 
 
 @case("null key")
@@ -225,14 +303,14 @@ def _(src: Source):
 @case("negative amount")
 def _(src: Source):
     key = src.key("orders", status="completed")
-    src.sql("UPDATE orders SET amount = -50 WHERE order_id = :k", k=key)
+    src.sql("UPDATE orders SET amount = -50, margin = -50 WHERE order_id = :k", k=key)
     return _quarantined("orders", key, "expect_column_values_to_be_between", f"{AMOUNT_REASON} (amount=-50.00)")
 
 
 @case("absurd amount")
 def _(src: Source):
     key = src.key("orders", 1, status="completed")
-    src.sql("UPDATE orders SET amount = 25000000 WHERE order_id = :k", k=key)
+    src.sql("UPDATE orders SET amount = 25000000 WHERE order_id = :k", k=key)  # its margin is below: one check fails
     return _quarantined("orders", key, "expect_column_values_to_be_between",
                         f"{AMOUNT_REASON} (amount=25000000.00)")
 
@@ -240,7 +318,7 @@ def _(src: Source):
 @case("zero-amount order (accepted)")
 def _(src: Source):
     key = src.key("orders", 2, status="completed")
-    src.sql("UPDATE orders SET amount = 0 WHERE order_id = :k", k=key)
+    src.sql("UPDATE orders SET amount = 0, margin = 0 WHERE order_id = :k", k=key)
     return Accept(lambda url: _equal(scalar(url, "SELECT amount FROM raw.orders WHERE order_id = :k", k=key), 0))
 
 
@@ -306,8 +384,36 @@ def _(src: Source):
 
 @case("non-numeric score")
 def _(src: Source):
-    src.sql("UPDATE surveys SET csat = 'five' WHERE survey_id = :k", k=src.key("surveys", 3))
-    return ExtractError(ValueError, r"^Unable to parse string 'five' at position \d+$")
+    key = src.key("surveys", 3)
+    src.sql("UPDATE surveys SET csat = 'five' WHERE survey_id = :k", k=key)
+    return _conversion("surveys", "csat", 1, f"survey_id {key} = 'five'", "is not a whole number")
+
+
+@case("fractional CSAT")
+def _(src: Source):
+    key = src.key("surveys", 4)
+    src.sql("UPDATE surveys SET csat = 4.5 WHERE survey_id = :k", k=key)
+    return _conversion("surveys", "csat", 1, f"survey_id {key} = 4.5", "is not a whole number")
+
+
+@case("yes/no column holding another word")
+def _(src: Source):
+    key = src.key("tickets", 3)
+    src.sql("UPDATE tickets SET resolved = 'maybe' WHERE ticket_id = :k", k=key)
+    return _conversion("tickets", "resolved", 1, f"ticket_id {key} = 'maybe'", "is not yes/no")
+
+
+@case("missing surveys table")
+def _(src: Source):
+    src.sql("DROP TABLE surveys")
+    return ExtractError(SourceDataError, r"^the source has no table 'surveys', which the canonical schema requires")
+
+
+@case("NUL character in a text")
+def _(src: Source):
+    src.sql("UPDATE customers SET region = 'No' || char(0) || 'rth' WHERE customer_id = :k", k=src.key("customers", 4))
+    # a customer's id never goes into a message (it is kept in marts.run_audit): the value is shown
+    return _conversion("customers", "region", 1, "'No\\x00rth'", "NUL character")
 
 
 @case("orphan customer id in orders")
@@ -390,7 +496,7 @@ def _(src: Source):
 def _(src: Source):
     src.sql("UPDATE customers SET region = CAST(X'4E6F7264E9' AS TEXT) WHERE customer_id = :k",
             k=src.key("customers", 1))
-    return ExtractError(sa.exc.OperationalError, r"Could not decode to UTF-8 column 'region' with text 'Nord")
+    return _conversion("customers", "region", 1, "b'Nord\\xe9'", "text that is not UTF-8")
 
 
 @case("very long text (accepted)")
@@ -413,6 +519,48 @@ def _(src: Source):
         assert scalar(url, "SELECT customer_key FROM ops.customer_keys WHERE customer_id = 'CPII1'") \
             == pseudonym("CPII1", pseudonym_key())
     return Accept(check)
+
+
+@case("customer without an id")
+def _(src: Source):
+    src.sql("INSERT INTO customers (customer_id, created_at, region, industry, channel) "
+            "VALUES (NULL, '2024-11-25 08:00:00', 'West', 'retail', 'online')")
+    return Stop((Failed("raw.customers.customer_id", "expect_column_values_to_not_be_null", 1),))
+
+
+@case("status of every order in the period written differently")
+def _(src: Source):
+    src.sql("UPDATE orders SET status = UPPER(status) WHERE order_ts >= '2024-11-01' AND order_ts < '2024-12-01'")
+    orders = src.data.orders
+    batch = orders[(orders["order_ts"] >= "2024-10-29") & (orders["order_ts"] < "2024-12-01")]  # look-back included
+    period = len(src.in_period("orders"))
+    return Stop((Failed("raw.orders", "expect_quarantined_share_at_most", keys=None, observed=(
+        f"{period} of {len(batch)} row(s) of the batch ({period / len(batch):.1%}) failed row-level checks")),),
+        findings=(f"- raw.orders.status: expect_column_values_to_be_in_set failed in {period} row(s)",))
+
+
+@case("margin larger than the amount")
+def _(src: Source):
+    key = src.key("orders", 5, status="completed")
+    src.sql("UPDATE orders SET amount = 100, margin = 150 WHERE order_id = :k", k=key)
+    return _quarantined("orders", key, "expect_column_pair_values_a_to_be_greater_than_b",
+                        "completed order whose margin is larger than its amount (amount=100.00, margin=150.00)")
+
+
+@case("margin of minus 10^15")
+def _(src: Source):
+    key = src.key("orders", 6, status="completed")
+    src.sql("UPDATE orders SET margin = -1e15 WHERE order_id = :k", k=key)
+    return _quarantined("orders", key, "expect_column_values_to_be_between",
+                        "margin beyond plus or minus 10,000,000 (margin=-1000000000000000.00)")
+
+
+@case("loss larger than the amount (accepted)")
+def _(src: Source):
+    key = src.key("orders", 7, status="completed")
+    src.sql("UPDATE orders SET amount = 20, margin = -35 WHERE order_id = :k", k=key)
+    return Accept(lambda url: _equal(float(scalar(url, "SELECT margin FROM raw.orders WHERE order_id = :k", k=key)),
+                                     -35.0))
 
 
 @case("duplicate customer id")
@@ -555,10 +703,13 @@ def test_bad_input(base: Base, name: str, monkeypatch: pytest.MonkeyPatch) -> No
         message = str(error)
         assert message.startswith(f"{len(expected.failed)} critical check(s) failed for as-of {AS_OF}; "
                                   "nothing was published"), message
-        bullets = [line for line in message.splitlines() if line.startswith("- ")]
+        critical, _, findings = message.partition("\nRow-level findings in the same batch (to fix too):\n")
+        bullets = [line for line in critical.splitlines() if line.startswith("- ")]
         assert len(bullets) == len(expected.failed), message
         for failed in expected.failed:
-            assert any(b.startswith(failed.line()) for b in bullets), (failed.line(), message)
+            assert any(b.startswith(failed.line()) and failed.observed_in(b) for b in bullets), (failed.line(), message)
+        listed = [line for line in findings.splitlines() if line.startswith("- ")]
+        assert all(any(line.startswith(finding) for line in listed) for finding in expected.findings), message
         # Nothing of the failed batch stays in raw, and the runs it reached are on record.
         for table in SOURCE_TABLES:
             assert scalar(url, f"SELECT COUNT(*) FROM raw.{table} WHERE extracted_at = :b", b=batch) == 0  # noqa: S608

@@ -17,7 +17,6 @@ from grading import demo
 from grading.catalog import load_catalogue, published_columns, render_dictionary
 from grading.pipeline import (
     Connections,
-    extract_stage,
     features_stage,
     flags_stage,
     prepare_warehouse,
@@ -26,7 +25,7 @@ from grading.pipeline import (
     tiers_stage,
 )
 from grading.warehouse import migrate, migration_files, open_engine, read_frame, run_sql_file
-from tests.helpers import published, scalar
+from tests.helpers import extract_validated, published, scalar
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -64,7 +63,7 @@ def test_a_failed_publish_leaves_nothing_of_the_period_and_earlier_periods_untou
     conns = demo_connections(tmp_path, warehouse_url)
     run_grading(conns, date(2024, 10, 1))
     before = published(warehouse_url)
-    extract_stage(conns, date(2025, 1, 1), "r2")
+    extract_validated(conns, date(2025, 1, 1), "r2")
     # The fault: the last table the publish writes has lost a column, so the transaction
     # fails after the snapshot and tier tables of the period were already written in it.
     with open_engine(warehouse_url) as engine, engine.begin() as conn:
@@ -84,7 +83,7 @@ def test_a_failed_publish_leaves_nothing_of_the_period_and_earlier_periods_untou
 def test_two_periods_load_in_parallel_as_they_would_one_after_the_other(tmp_path: Path, warehouse_url: str) -> None:
     conns = demo_connections(tmp_path, warehouse_url)
     periods = [date(2024, 10, 1), date(2025, 1, 1)]
-    extract_stage(conns, periods[-1], "extract")
+    extract_validated(conns, periods[-1], "extract")
     for as_of in periods:
         load_period(conns, as_of, f"serial-{as_of}")
     serial = published(warehouse_url)
@@ -119,7 +118,7 @@ def test_tier_history_carried_forward_by_each_period_is_the_history_rebuilt_from
     tmp_path: Path, warehouse_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     conns = demo_connections(tmp_path, warehouse_url)
-    extract_stage(conns, date(2025, 4, 1), "extract")
+    extract_validated(conns, date(2025, 4, 1), "extract")
 
     def history(conn: sa.Connection) -> pd.DataFrame:
         return read_frame(conn, "SELECT * FROM marts.tier_history ORDER BY customer_key, valid_from")
