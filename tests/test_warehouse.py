@@ -57,6 +57,42 @@ def test_an_older_warehouse_upgrades_in_place_and_keeps_its_data(warehouse_url: 
     assert scalar(warehouse_url, "SELECT COUNT(*) FROM ops.schema_migrations") == len(migration_files())
 
 
+def test_a_warehouse_graded_before_the_batch_ledger_registers_its_batches_and_periods(warehouse_url: str) -> None:
+    """Upgrading: the stamps in raw become batches - passed where validation passed them, without
+    a verdict otherwise (the next extraction takes those rows over and validates them) - and the
+    graded and published periods are registered in date order, none stale."""
+    from grading.periods import period_states
+
+    passed, unchecked = "2024-10-01 01:00:00", "2024-11-01 01:00:00"
+    with open_engine(warehouse_url) as engine:
+        migrate(engine, up_to="0011")
+        with engine.begin() as conn:
+            for stamp, customer in ((passed, "C1"), (unchecked, "C2")):
+                conn.execute(sa.text("INSERT INTO raw.customers (customer_id, created_at, extracted_at) "
+                                     "VALUES (:c, '2024-01-01', :s)"), {"c": customer, "s": stamp})
+            conn.execute(sa.text(
+                "INSERT INTO ops.validation_batches (run_id, as_of_date, source_table, extracted_at, status, "
+                "rows_checked, rows_quarantined, validated_at) VALUES ('old', '2024-10-01', 'customers', :s, "
+                "'passed', 1, 0, :s)"), {"s": passed})
+            for as_of in ("2024-10-01", "2024-11-01"):
+                values = {"d": as_of}
+                conn.execute(sa.text("INSERT INTO staging.customer_tiers (as_of_date, customer_id, tier, tier_rank, "
+                                     "tier_rule, tier_reason, rule_version) VALUES (:d, 'C1', 'gold', 2, 'r', 'why', "
+                                     "'1')"), values)
+                conn.execute(sa.text("INSERT INTO marts.customer_tier_snapshot (as_of_date, customer_key, tier, "
+                                     "tier_rank, tier_rule, tier_reason, rule_version) VALUES (:d, 'k1', 'gold', 2, "
+                                     "'r', 'why', '1')"), values)
+        prepare_warehouse(engine)
+        with engine.connect() as conn:
+            batches = dict(conn.execute(sa.text("SELECT CAST(batch_id AS VARCHAR), status FROM ops.batches")).all())
+            states = period_states(conn)
+            published = conn.execute(sa.text("SELECT COUNT(*) FROM marts.published_periods WHERE NOT stale")).scalar()
+    assert {k[:19]: v for k, v in batches.items()} == {passed: "passed", unchecked: "extracted"}
+    assert [(s.as_of, s.graded_after, s.stale) for s in states.values()] == [
+        (date(2024, 10, 1), None, False), (date(2024, 11, 1), date(2024, 10, 1), False)]
+    assert published == 2
+
+
 def test_a_failed_publish_leaves_nothing_of_the_period_and_earlier_periods_untouched(
     tmp_path: Path, warehouse_url: str
 ) -> None:

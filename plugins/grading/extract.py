@@ -24,6 +24,7 @@ import hmac
 import logging
 import re
 from collections.abc import Callable, Iterable
+from contextlib import suppress
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -230,10 +231,16 @@ def extract_table(source: Engine | None, warehouse: Engine, spec: SourceTable, c
                 rows = sum(bulk_insert(wconn, table, frame.assign(extracted_at=batch))
                            for frame in read(wconn, start, end))
             ledger.record_window(wconn, batch, spec.name, start, end, rows)
-        finally:
+        except BaseException:
+            # The error to report is this one: dropping the staging table beside a failed
+            # transaction can fail too, and would hide it (the next extraction drops it then).
             if staged is not None:
-                with warehouse.begin() as side:
+                with suppress(sa.exc.DBAPIError), warehouse.begin() as side:
                     side.exec_driver_sql(f"DROP TABLE IF EXISTS {staged}")
+            raise
+        if staged is not None:
+            with warehouse.begin() as side:
+                side.exec_driver_sql(f"DROP TABLE IF EXISTS {staged}")
     log.info("extracted %s rows of %s for [%s, %s)", rows, spec.name, start or "beginning", end)
     return rows
 
