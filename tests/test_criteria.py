@@ -75,5 +75,6 @@ def test_the_html_page_is_well_formed_and_self_contained(tmp_path: Path) -> None
 def test_other_strategies_are_described(tmp_path: Path) -> None:
     for example, phrase in (("tiers_weighted_score.yaml", "weighted score at least 90"),
                             ("tiers_kmeans.yaml", "k-means on recency_days, orders_365d, monetary_365d")):
-        tier_rules, candidate_rules = load_rules(tier_file=include_dir() / "rules" / "examples" / example)
+        tier_rules, candidate_rules = load_rules(tier_file=include_dir() / "rules" / "examples" / example,
+                                                 proposal=True)
         assert phrase in criteria.to_markdown(tier_rules, candidate_rules)

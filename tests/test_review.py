@@ -117,7 +117,8 @@ def test_backtest_compares_rules_without_publishing(graded) -> None:
 
     _, url, _ = graded
     current, _ = load_rules()
-    proposed, _ = load_rules(tier_file=include_dir() / "rules" / "examples" / "tiers_rfm_by_region.yaml")
+    proposed, _ = load_rules(tier_file=include_dir() / "rules" / "examples" / "tiers_rfm_by_region.yaml",
+                             proposal=True)
     with open_engine(url) as engine:
         before = review_tables(url)
         result = backtest.backtest(engine, date(2025, 1, 1), current, proposed)

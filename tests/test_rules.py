@@ -48,7 +48,8 @@ def test_shipped_rule_files_load() -> None:
     ("{feature: monetary_365d, op: \">=\", value: 10000}", "{feature: revenue, op: \">=\", value: 10000}",
      r"rules\.yaml:12: rule 'gold_band': field 'feature': unknown feature 'revenue'"),
     ("op: \">=\"", "op: \"=>\"", r":12: rule 'gold_band': field 'op': unknown operator '=>'"),
-    ("value: 10000", "value: [1, 2]", r":12: rule 'gold_band': field 'value': >= needs a number"),
+    ("value: 10000", "value: [1, 2]", r":12: rule 'gold_band': field 'value': monetary_365d is a number, so the "
+                                      r"value must be one, not \[1, 2\]"),
     ("    tier: gold\n", "    tier: diamond\n", r":8: rule 'gold_band': field 'tier': tier 'diamond' is not one of"),
     ("version: \"2.0\"\n", "", r":1: field 'version': is required"),
     ("kind: tiers", "kind: candidates", r"field 'kind': expected kind 'tiers'"),
@@ -76,17 +77,20 @@ default:""")
 
 
 def test_broken_yaml_reports_the_line(tmp_path: Path) -> None:
-    with pytest.raises(RuleError, match=r"rules\.yaml:\d+: not valid YAML"):
+    with pytest.raises(RuleError, match=r"rules\.yaml:\d+:\d+: not valid YAML"):
         load_tier_rules(write(tmp_path, VALID_TIERS.replace("tiers: [normal, gold]", "tiers: [normal, gold")),
                         RULE_FEATURES)
 
 
 def test_python_in_a_value_is_data_not_code(tmp_path: Path) -> None:
-    """A hostile value is compared as text, never executed."""
+    """A hostile value is data: refused on load as text where a number belongs, never executed."""
     text = VALID_TIERS.replace("value: 10000", "value: \"__import__('os').system('touch pwned')\"")
-    rules = load_tier_rules(write(tmp_path, text), RULE_FEATURES)
-    frame = pd.DataFrame({"customer_id": ["a"], "monetary_365d": ["zzz"]})
-    assert rules.rules[0].when.evaluate(frame).tolist() == [True]  # "zzz" >= "__import__..." as text
+    with pytest.raises(RuleError, match=r"rules\.yaml:\d+: rule 'gold_band': field 'value': monetary_365d is a "
+                                        r"number, so the value must be one, not \"__import__"):
+        load_tier_rules(write(tmp_path, text), RULE_FEATURES)
+    rules = load_tier_rules(write(tmp_path, VALID_TIERS), RULE_FEATURES)
+    frame = pd.DataFrame({"customer_id": ["a"], "monetary_365d": [20000.0]})
+    assert rules.rules[0].when.evaluate(frame).tolist() == [True]
     assert not (tmp_path / "pwned").exists() and not Path("pwned").exists()
 
 
@@ -139,3 +143,152 @@ def test_weighted_score_mistakes(tmp_path: Path) -> None:
                                          "score_bands: {diamond: 50}\nrules:")
     with pytest.raises(RuleError, match=r"rule 'score_bands': field 'diamond': tier 'diamond' is not one of"):
         load_tier_rules(write(tmp_path, text), RULE_FEATURES)
+
+
+# --------------------------------------------------------------------------------------
+# A rule file cannot silently mis-grade (issue 19)
+
+BANDS = """\
+kind: tiers
+version: "3.0"
+effective_date: 2020-01-01
+owner: ops
+description: bands
+tiers: [normal, gold, platinum]
+rules:
+  - name: first_band
+    tier: {first_tier}
+    when: {{all: [{{feature: monetary_365d, op: ">=", value: {first}}}]}}
+  - name: second_band
+    tier: {second_tier}
+    when: {{all: [{{feature: monetary_365d, op: ">=", value: {second}}}{second_cap}]}}
+default: {{name: rest, tier: normal}}
+"""
+
+
+def bands(tmp_path: Path, first_tier="platinum", first=50000, second_tier="gold", second=10000, second_cap="") -> Path:
+    return write(tmp_path, BANDS.format(first_tier=first_tier, first=first, second_tier=second_tier, second=second,
+                                        second_cap=second_cap))
+
+
+@pytest.mark.parametrize("value, expected", [
+    ('"fifty"', r"field 'value': monetary_365d is a number, so the value must be one, not 'fifty'$"),
+    ('"50000"', r"field 'value': monetary_365d is a number, so the value must be one, not '50000' \(a quoted number "
+                r"is text: drop the quotes\)"),
+    ('"1; DROP TABLE marts.run_audit"', r"field 'value': monetary_365d is a number, so the value must be one, not "
+                                        r"'1; DROP TABLE marts.run_audit'"),
+    ("1.0e+400", r"field 'value': the value must be a finite number, not inf"),
+    (".nan", r"field 'value': the value must be a finite number, not nan"),
+    ("true", r"field 'value': monetary_365d is a number, so the value must be one, not True"),
+])
+def test_a_comparison_value_must_be_of_the_feature_s_kind(tmp_path: Path, value: str, expected: str) -> None:
+    with pytest.raises(RuleError, match=r"rules\.yaml:12: rule 'gold_band': " + expected):
+        load_tier_rules(write(tmp_path, VALID_TIERS.replace("value: 10000", f"value: {value}")), RULE_FEATURES)
+
+
+def test_an_exponent_without_a_dot_is_a_number(tmp_path: Path) -> None:
+    """YAML 1.1 reads 5e4 as the text "5e4"; the rule loader reads it as the number its author wrote."""
+    rules = load_tier_rules(write(tmp_path, VALID_TIERS.replace("value: 10000", "value: 1e4")), RULE_FEATURES)
+    assert rules.rules[0].when.children[0].value == 10000.0
+
+
+@pytest.mark.parametrize("leaf, expected", [
+    ('{feature: region, op: "==", value: 5}', r"field 'value': region holds text, so the value must be text, not 5"),
+    ('{feature: region, op: ">", value: North}', r"field 'op': region holds text: compare it with ==, !=, in or "
+                                                 r"not_in, not >"),
+    ("{feature: region, op: in, value: [North, 7]}", r"field 'value': region holds text, so the value must be text, "
+                                                     r"not 7"),
+    ('{feature: orders_365d, op: "==", value: "5"}', r"field 'value': orders_365d is a number, so the value must be "
+                                                     r"one, not '5'"),
+    ('{feature: last_order_at, op: "<", value: 5}', r"field 'value': last_order_at is a time, so the value must be a "
+                                                    r"date"),
+])
+def test_text_numbers_and_times_compare_only_with_their_kind(tmp_path: Path, leaf: str, expected: str) -> None:
+    text = VALID_TIERS.replace('{feature: monetary_365d, op: ">=", value: 10000}', leaf)
+    with pytest.raises(RuleError, match=r"rules\.yaml:12: rule 'gold_band': " + expected):
+        load_tier_rules(write(tmp_path, text), RULE_FEATURES)
+
+
+def test_a_key_twice_in_one_mapping_is_refused_not_overwritten(tmp_path: Path) -> None:
+    text = VALID_TIERS.replace("value: 10000}", "value: 10000, value: 100}")
+    with pytest.raises(RuleError, match=r"rules\.yaml:12:\d+: key 'value' appears twice in one mapping \(first on line "
+                                        r"12\); remove one"):
+        load_tier_rules(write(tmp_path, text), RULE_FEATURES)
+
+
+def test_a_band_after_a_wider_one_can_never_match_and_its_tier_is_unreachable(tmp_path: Path) -> None:
+    """Gold (>= 10,000) listed before platinum (> 50,000): every platinum customer is caught by gold."""
+    path = bands(tmp_path, first_tier="gold", first=10000, second_tier="platinum", second=50000)
+    with pytest.raises(RuleError) as refused:
+        load_rules(tier_file=path)
+    assert str(refused.value).splitlines() == [
+        f"{path}: rule 'second_band': can never match: 'first_band', listed before it, matches every customer it "
+        "would (rules are tried top to bottom; list the narrower rule first)",
+        f"{path}: tier 'platinum' is never assigned: no rule that can match gives it and it is not the default"]
+
+
+def test_contradicting_conditions_are_refused(tmp_path: Path) -> None:
+    path = bands(tmp_path, second_cap=', {feature: monetary_365d, op: "<", value: 5000}')
+    with pytest.raises(RuleError, match=r"rule 'second_band': its conditions contradict each other"):
+        load_rules(tier_file=path)
+
+
+def test_band_gaps_overlaps_and_inversions_are_warnings(tmp_path: Path) -> None:
+    from grading import rule_checks
+
+    gap = load_tier_rules(bands(tmp_path, second_cap=', {feature: monetary_365d, op: "<", value: 20000}'),
+                          RULE_FEATURES)
+    assert [(f.severity, f.message) for f in rule_checks.check(gap)] == [
+        ("warning", "values of monetary_365d [20000, 50000) match no rule and get the default tier 'normal', though "
+                    "lower values reach a band")]
+    inverted = load_tier_rules(bands(tmp_path, first_tier="gold", first=50000, second_tier="platinum", second=10000),
+                               RULE_FEATURES)
+    assert [(f.severity, f.rule, f.message) for f in rule_checks.check(inverted)] == [
+        ("warning", "second_band", "'first_band' (gold), listed before it, takes monetary_365d from 50000 that this "
+                                   "rule (platinum) also covers"),
+        ("warning", "first_band", "gives the lower tier 'gold' values of monetary_365d (from 50000) above some of the "
+                                  "higher tier 'platinum' ([10000, 50000))")]
+    assert rule_checks.check(load_rules()[0]) == []  # the shipped bands are in order, without gaps
+
+
+def test_candidate_rules_naming_a_tier_the_tier_file_lacks_are_refused(tmp_path: Path) -> None:
+    shipped = (Path(__file__).resolve().parents[1] / "include" / "rules" / "candidates.yaml").read_text()
+    assert "tier_year_ago, op: in, value: [gold, platinum]" in shipped
+    path = tmp_path / "candidates.yaml"
+    path.write_text(shipped.replace("value: [gold, platinum]", "value: [gold, diamond]"))
+    (tmp_path / "protected_customers.txt").write_text("")
+    with pytest.raises(RuleError, match=r"candidates\.yaml: rule '[a-z_]+': tier_year_ago compared with 'diamond', "
+                                        r"not a tier of tiers\.yaml \(normal, gold, platinum\)"):
+        load_rules(candidate_file=path)
+
+
+def test_paths_in_rule_files_stay_in_their_folder(tmp_path: Path) -> None:
+    shipped = (Path(__file__).resolve().parents[1] / "include" / "rules" / "candidates.yaml").read_text()
+    path = tmp_path / "candidates.yaml"
+    path.write_text(shipped.replace("protected_list: protected_customers.txt",
+                                    "protected_list: ../../../../etc/passwd"))
+    with pytest.raises(RuleError, match=r"field 'protected_list': '../../../../etc/passwd' is outside the folder of "
+                                        r"the rule file"):
+        load_candidate_rules(path, RULE_FEATURES)
+
+
+def test_rules_take_effect_on_their_effective_date(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A rule file grades as-of dates from its effective_date on; an earlier period is refused
+    before anything is read or written."""
+    import shutil
+    from datetime import date
+
+    from grading.pipeline import Connections, run_grading
+    from grading.rule_pins import in_effect
+
+    include = tmp_path / "include"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "include", include)
+    tiers = include / "rules" / "tiers.yaml"
+    tiers.write_text(tiers.read_text().replace("effective_date: 2010-01-01", "effective_date: 2025-06-01"))
+    monkeypatch.setenv("GRADING_INCLUDE_DIR", str(include))
+    conns = Connections(f"sqlite:///{tmp_path / 'none.sqlite'}", f"duckdb:///{tmp_path / 'w.duckdb'}")
+    with pytest.raises(RuleError, match=r"tiers\.yaml: version 1\.2\.0 takes effect on 2025-06-01, after the as-of "
+                                        r"date 2025-01-01: it cannot grade that period"):
+        run_grading(conns, date(2025, 1, 1))
+    assert not (tmp_path / "w.duckdb").exists() and not (tmp_path / "none.sqlite").exists()
+    assert in_effect(load_rules(), date(2025, 6, 1))[0].source.effective_date == date(2025, 6, 1)

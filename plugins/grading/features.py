@@ -29,12 +29,18 @@ FEATURE_COLUMNS = (
     "refund_rate_365d", "complaint_rate_365d", "resolution_hours_365d", "open_tickets", "active_quarters_4",
     "interactions_365d", "window_start", "orders_window", "monetary_window",
 )
-# What rule conditions may name: the features, the churn score, and what candidates.with_history
-# adds from other periods before the candidate lists are drawn.
-RULE_FEATURES = (*(c for c in FEATURE_COLUMNS[2:] if c != "window_start"),
+# What rule conditions may name, and what kind of value each holds: the features, the churn
+# score, and what candidates.with_history adds from other periods before the lists are drawn.
+# A rule compares a number with a number, a text with a text, a time with a date.
+_TEXTS = ("region", "industry", "channel", "tier", "tier_year_ago")
+_TIMES = ("last_order_at",)
+RULE_FEATURES: dict[str, str] = {
+    name: "text" if name in _TEXTS else "time" if name in _TIMES else "number"
+    for name in (*(c for c in FEATURE_COLUMNS[2:] if c != "window_start"),
                  "churn_propensity", "tier", "tier_rank", "tier_year_ago",
                  "tier_rank_year_ago", "peak_tier_rank_recent", "monetary_year_ago", "aov_year_ago",
                  "m_score_year_ago", "aov_change_year", "is_protected")
+}
 
 
 # The 365-day rolling window, for callers without a tier rule file at hand.

@@ -10,28 +10,72 @@ the candidate file and the protected list it names, content and sha256 - in
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime
+import logging
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from grading import rule_checks
 from grading.features import RULE_FEATURES
-from grading.rules import CandidateRules, Reader, TierRules, load_candidate_rules, load_tier_rules, rules_dir
+from grading.rules import (
+    CandidateRules,
+    Reader,
+    RuleError,
+    TierRules,
+    load_candidate_rules,
+    load_tier_rules,
+    rules_dir,
+)
 from grading.warehouse import bulk_insert, exclusive, read_frame
+
+log = logging.getLogger(__name__)
 
 
 def load_rules(tier_file: Path | None = None, candidate_file: Path | None = None,
-               read: Reader = Path.read_bytes) -> tuple[TierRules, CandidateRules]:
-    """The tier and candidate rule files in force (include/rules/), or the ones given, checked."""
+               read: Reader = Path.read_bytes, *, proposal: bool = False) -> tuple[TierRules, CandidateRules]:
+    """The tier and candidate rule files in force (include/rules/), or the ones given, checked
+    each on its own and together (grading.rule_checks): an error raises RuleError listing
+    every error found, a warning is logged.
+
+    With ``proposal`` - a draft tried beside the other file in force, by a backtest, a dry-run
+    or the criteria of a draft - what the pair gets wrong together (candidate rules naming
+    tiers the draft does not have) is a warning: that pair does not grade anything.
+    """
     folder = rules_dir()
-    return (load_tier_rules(tier_file or folder / "tiers.yaml", RULE_FEATURES, read),
-            load_candidate_rules(candidate_file or folder / "candidates.yaml", RULE_FEATURES, read))
+    tiers = load_tier_rules(tier_file or folder / "tiers.yaml", RULE_FEATURES, read)
+    candidates = load_candidate_rules(candidate_file or folder / "candidates.yaml", RULE_FEATURES, read)
+    findings = rule_checks.tier_findings(tiers)
+    findings += [f if not proposal else rule_checks.Finding("warning", f.source, f.rule, f.message)
+                 for f in rule_checks.candidate_findings(candidates, tiers)]
+    problems = rule_checks.errors(findings)
+    if problems:
+        raise RuleError("\n".join(str(f) for f in problems))
+    for finding in findings:
+        log.warning("%s (warning)", finding)
+    return tiers, candidates
 
 
-def run_rules(warehouse: Engine, run_id: str) -> tuple[TierRules, CandidateRules]:
-    """The rules of run ``run_id``: as pinned by an earlier stage of the run, or pinned now.
+def in_effect(rules: tuple[TierRules, CandidateRules], as_of: date) -> tuple[TierRules, CandidateRules]:
+    """The rules, if every file has taken effect by ``as_of``; RuleError otherwise.
+
+    A rule file's effective_date is the first as-of date it may grade: criteria published
+    later are not applied to earlier periods without saying so. To grade history with them
+    (a first backfill), set effective_date to the first period they should grade.
+    """
+    for source in (rules[0].source, rules[1].source):
+        if source.effective_date > as_of:
+            raise RuleError(f"{source.path}: version {source.version} takes effect on {source.effective_date}, after "
+                            f"the as-of date {as_of}: it cannot grade that period. Grade it with the rules in force "
+                            "then, or set effective_date to the first period these rules should grade.")
+    return rules
+
+
+def run_rules(warehouse: Engine, run_id: str, as_of: date | None = None) -> tuple[TierRules, CandidateRules]:
+    """The rules of run ``run_id``: as pinned by an earlier stage of the run, or pinned now;
+    with ``as_of``, only if they have taken effect by then (``in_effect``).
 
     Pinning stores exactly the bytes that were checked, and a broken rule file stops the
     run before anything is stored; the rules returned are always loaded from the pinned bytes.
@@ -50,7 +94,8 @@ def run_rules(warehouse: Engine, run_id: str) -> tuple[TierRules, CandidateRules
                 raise FileNotFoundError(path)
             return files[str(path)]
 
-        return load_rules(Path(paths["tiers"]), Path(paths["candidates"]), read)
+        rules = load_rules(Path(paths["tiers"]), Path(paths["candidates"]), read)
+    return rules if as_of is None else in_effect(rules, as_of)
 
 
 def _pin(conn: sa.Connection, run_id: str) -> pd.DataFrame:

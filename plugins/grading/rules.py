@@ -9,16 +9,18 @@ reported with the file, the line, the rule and the field.
 from __future__ import annotations
 
 import hashlib
+import math
 import operator
-from collections.abc import Callable, Iterable
+import re
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 
+from grading import yamlfile
 from grading.qualification import REVIEWS, WINDOWS, Qualification
 from grading.settings import include_dir
 
@@ -34,23 +36,6 @@ HEADER_FIELDS = ("kind", "version", "effective_date", "owner", "description")
 
 class RuleError(ValueError):
     """A rule file is not valid; the message names the file, line, rule and field."""
-
-
-class _Mapping(dict):
-    line: int = 0
-
-
-class _LineLoader(yaml.SafeLoader):
-    """A safe loader whose mappings remember the line they start on (1-based)."""
-
-
-def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> _Mapping:
-    mapping = _Mapping(loader.construct_mapping(node, deep=True))
-    mapping.line = node.start_mark.line + 1
-    return mapping
-
-
-_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
 @dataclass(frozen=True)
@@ -114,6 +99,7 @@ class Rule:
     tier: str | None = None
     action: str | None = None
     severity: str | None = None
+    line: int = 0  # where the rule starts in its file
 
 
 @dataclass(frozen=True)
@@ -208,9 +194,10 @@ class CandidateRules:
 class _Checker:
     """Builds typed rules from parsed YAML, raising RuleError that points at the mistake."""
 
-    def __init__(self, path: Path, features: Iterable[str]):
+    def __init__(self, path: Path, features: Mapping[str, str] | Iterable[str]):
         self.path = path
-        self.features = set(features)
+        # feature -> kind of value (number, text, time); a plain list of names is taken as numbers
+        self.features = dict(features) if isinstance(features, Mapping) else dict.fromkeys(features, "number")
 
     def fail(self, node: Any, message: str, rule: str | None = None, field_name: str | None = None) -> None:
         line = getattr(node, "line", 0)
@@ -270,14 +257,34 @@ class _Checker:
             if "value" in node:
                 self.fail(node, f"{op} takes no value", rule, "value")
             return Condition(feature=feature, op=op)
-        value = node.get("value")
+        if "value" not in node:
+            self.fail(node, f"{op} needs a value", rule, "value")
+        value, kind = node["value"], self.features[feature]
         if op in MEMBERSHIP:
             if not isinstance(value, list) or not value:
                 self.fail(node, f"{op} needs a non-empty list", rule, "value")
+            for item in value:
+                self.typed(node, item, feature, kind, rule)
             return Condition(feature=feature, op=op, value=tuple(value))
-        if not isinstance(value, (int, float, str)) or isinstance(value, bool):
-            self.fail(node, f"{op} needs a number or a text, got {value!r}", rule, "value")
-        return Condition(feature=feature, op=op, value=value)
+        if kind == "text" and op not in ("==", "!="):
+            self.fail(node, f"{feature} holds text: compare it with ==, !=, in or not_in, not {op}", rule, "op")
+        return Condition(feature=feature, op=op, value=self.typed(node, value, feature, kind, rule))
+
+    def typed(self, node: Any, value: Any, feature: str, kind: str, rule: str) -> Any:
+        """``value`` if it is a value of ``feature``'s kind: a finite number, a text or a date."""
+        if kind == "number":
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                quoted = isinstance(value, str) and re.fullmatch(r"\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*", value)
+                self.fail(node, f"{feature} is a number, so the value must be one, not {value!r}"
+                          + (" (a quoted number is text: drop the quotes)" if quoted else ""), rule, "value")
+            if not math.isfinite(value):
+                self.fail(node, f"the value must be a finite number, not {value!r}", rule, "value")
+        elif kind == "text" and not isinstance(value, str):
+            self.fail(node, f"{feature} holds text, so the value must be text, not {value!r} (quote it)", rule, "value")
+        elif kind == "time" and not isinstance(value, date):
+            self.fail(node, f"{feature} is a time, so the value must be a date (2024-12-31), not {value!r}", rule,
+                      "value")
+        return value
 
     def rules(self, nodes: Any, section: str, need: tuple[str, ...] = ()) -> tuple[Rule, ...]:
         if nodes is None:
@@ -298,7 +305,8 @@ class _Checker:
             if severity is not None and severity not in SEVERITIES:
                 self.fail(node, f"must be one of {', '.join(SEVERITIES)}, got {severity!r}", name, "severity")
             built.append(Rule(name=name, when=self.condition(node.get("when"), name),
-                              description=str(node.get("description", "")), severity=severity, **values))
+                              description=str(node.get("description", "")), severity=severity,
+                              line=yamlfile.line_of(node), **values))
         return tuple(built)
 
 
@@ -311,13 +319,16 @@ Reader = Callable[[Path], bytes]
 
 
 def _parse(path: Path, read: Reader = Path.read_bytes) -> tuple[Any, bytes]:
-    raw = read(path)
     try:
-        return yaml.load(raw.decode("utf-8"), Loader=_LineLoader), raw  # noqa: S506 - SafeLoader subclass
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark else ""
-        raise RuleError(f"{path}{line}: not valid YAML: {getattr(exc, 'problem', exc)}") from exc
+        raw = read(path)
+    except FileNotFoundError:
+        raise RuleError(f"{path}: no such rule file") from None
+    except IsADirectoryError:
+        raise RuleError(f"{path}: a folder, not a rule file") from None
+    try:
+        return yamlfile.load(path, raw), raw
+    except yamlfile.YamlError as exc:
+        raise RuleError(str(exc)) from None
 
 
 def load_tier_rules(path: Path, features: Iterable[str], read: Reader = Path.read_bytes) -> TierRules:
@@ -350,8 +361,8 @@ def load_tier_rules(path: Path, features: Iterable[str], read: Reader = Path.rea
     cluster = check.require(doc, "kmeans", dict)
     features = check.require(cluster, "features", list, "kmeans")
     for feature in features:
-        if feature not in check.features:
-            check.fail(cluster, f"unknown feature {feature!r}", "kmeans", "features")
+        if check.features.get(feature) != "number":
+            check.fail(cluster, f"unknown or not numeric feature {feature!r}", "kmeans", "features")
     order_by = check.require(cluster, "order_by", str, "kmeans")
     if order_by not in check.features:
         check.fail(cluster, f"unknown feature {order_by!r}", "kmeans", "order_by")
@@ -408,8 +419,8 @@ def _weights(check: _Checker, doc: dict) -> tuple[WeightedFeature, ...]:
     terms = []
     for node in nodes:
         feature = check.require(node, "feature", str, "weights")
-        if feature not in check.features:
-            check.fail(node, f"unknown feature {feature!r}", "weights", "feature")
+        if check.features.get(feature) != "number":
+            check.fail(node, f"unknown or not numeric feature {feature!r}", "weights", "feature")
         weight = check.require(node, "weight", (int, float), "weights")
         if weight <= 0:
             check.fail(node, f"must be above 0, got {weight}", "weights", "weight")
@@ -469,7 +480,10 @@ def load_candidate_rules(path: Path, features: Iterable[str], read: Reader = Pat
     reasons = check.rules(win_back.get("churn_reasons"), "win_back.churn_reasons", need=("action",))
     protected, protected_path = frozenset(), None
     if doc.get("protected_list") is not None:
-        protected_path = path.parent / str(doc["protected_list"])
+        protected_path = yamlfile.inside(path.parent, str(doc["protected_list"]))
+        if protected_path is None:
+            check.fail(doc, f"{doc['protected_list']!r} is outside the folder of the rule file ({path.parent}); "
+                            "name a file in that folder", None, "protected_list")
         try:
             lines = read(protected_path).decode("utf-8").splitlines()
         except (FileNotFoundError, IsADirectoryError):

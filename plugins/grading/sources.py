@@ -37,10 +37,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
-import yaml
 from sqlalchemy.engine import Engine
 
-from grading import source_window
+from grading import source_window, yamlfile
 from grading.contract import SOURCE_TABLES, VALUE_SETS, SourceTable
 from grading.convert import FALSE_WORDS as _FALSE
 from grading.convert import TRUE_WORDS as _TRUE
@@ -226,57 +225,7 @@ class SourceMapping:
 # Loading and checking
 
 
-class _Node(dict):
-    line: int = 0
-    key_lines: dict
-
-
-class _Seq(list):
-    line: int = 0
-
-
-class _DuplicateKey(Exception):
-    def __init__(self, key: Any, line: int):
-        super().__init__(key, line)
-        self.key, self.line = key, line
-
-
-class _LineLoader(yaml.SafeLoader):
-    """A safe loader whose mappings and lists remember their line, and each key its own."""
-
-
-def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> _Node:
-    loader.flatten_mapping(node)
-    mapping, lines = _Node(), {}
-    for key_node, value_node in node.value:
-        # YAML 1.1 reads the keys on/off/yes/no as booleans; a mapping's keys are names
-        # and source values ("on:" of a join, "yes: true" of a value map), so keep the text.
-        if isinstance(key_node, yaml.ScalarNode) and key_node.tag == "tag:yaml.org,2002:bool":
-            key = key_node.value
-        else:
-            key = loader.construct_object(key_node, deep=True)
-        if key in mapping:
-            raise _DuplicateKey(key, key_node.start_mark.line + 1)
-        mapping[key] = loader.construct_object(value_node, deep=True)
-        lines[key] = key_node.start_mark.line + 1
-    mapping.line, mapping.key_lines = node.start_mark.line + 1, lines
-    return mapping
-
-
-def _construct_sequence(loader: _LineLoader, node: yaml.SequenceNode) -> _Seq:
-    items = _Seq(loader.construct_object(child, deep=True) for child in node.value)
-    items.line = node.start_mark.line + 1
-    return items
-
-
-_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)
-
-
-def _line(node: Any, key: Any = None) -> int:
-    if key is not None and isinstance(node, _Node):
-        return node.key_lines.get(key, node.line)
-    return getattr(node, "line", 0)
+_Node, _Seq, _line = yamlfile.Node, yamlfile.Seq, yamlfile.line_of
 
 
 class _Checker:
@@ -412,6 +361,7 @@ class _Checker:
                   table, "a feed", required=("from", "columns"))
         source = self.text(node, "from", table)
         if kind == "files":
+            self.inside_location(node, source, table, "from")
             self.period_pattern(node, source, table)
         elif _PERIOD.search(source):
             self.fail(node, "{period:...} applies to file patterns only", table, "from", key="from")
@@ -455,6 +405,12 @@ class _Checker:
                     where=tuple(self.condition(table, w) for w in where),
                     joins=tuple(self.join(table, j, kind) for j in joins),
                     timezone=feed_zone, read=self.read_options(node, table, options))
+
+    def inside_location(self, node: dict, pattern: str, table: str, field_name: str) -> None:
+        """A file pattern must stay inside the source location (no absolute path, ~ or ..)."""
+        if yamlfile.escapes(pattern):
+            self.fail(node, f"{pattern!r} leaves the source location: name files inside it (location: sets the "
+                            "folder)", table, field_name, key="from")
 
     def period_pattern(self, node: dict, source: str, table: str) -> None:
         found = _PERIOD.findall(source)
@@ -608,6 +564,8 @@ class _Checker:
     def join(self, table: str, node: Any, kind: str) -> Join:
         self.keys(node, ("from", "on", "take", "sum"), table, "a join", required=("from", "on"))
         source = self.text(node, "from", table)
+        if kind == "files":
+            self.inside_location(node, source, table, "join.from")
         if _PERIOD.search(source):
             self.fail(node, "a lookup reads all its files; {period:...} applies to feeds", table, "join.from",
                       key="from")
@@ -639,15 +597,9 @@ def load_mapping(path: Path | str) -> SourceMapping:
         raise MappingError(f"{path}: no such mapping file (mappings shipped: "
                            f"{', '.join(p.stem for p in sorted(mappings_dir().glob('*.yaml')))})") from None
     try:
-        doc = yaml.load(raw.decode("utf-8-sig"), Loader=_LineLoader)  # noqa: S506 - SafeLoader subclass
-    except _DuplicateKey as dup:
-        raise MappingError(f"{path}:{dup.line}: key {dup.key!r} appears twice") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark else ""
-        raise MappingError(f"{path}{line}: not valid YAML: {getattr(exc, 'problem', exc)}") from exc
-    except UnicodeDecodeError as exc:
-        raise MappingError(f"{path}: a mapping file must be UTF-8 ({exc})") from exc
+        doc = yamlfile.load(path, raw)
+    except yamlfile.YamlError as exc:
+        raise MappingError(str(exc)) from None
     return _Checker(path).mapping(doc, raw)
 
 
@@ -710,8 +662,13 @@ class _FileStore:
                                + _glob_regex(pattern[match.end():]) + r"\Z")
             unit = min((_PERIOD_DIRECTIVES[d][1] for d in re.findall(r"%.", fmt)),
                        key=("hour", "day", "month", "year").index)
+        if yamlfile.escapes(pattern):
+            raise SourceDataError(f"file pattern {pattern!r} leaves the source location {self.location}")
         found = []
         for path in self.root.glob(glob):
+            if not self.remote and not path.resolve().is_relative_to(self.root.resolve()):
+                raise SourceDataError(f"{self._name(path)} leads outside the source location {self.location} "
+                                      "(a link?): files are read from inside it only")
             name = self._name(path)
             period = None
             if regex is not None:
@@ -1201,10 +1158,10 @@ class MappedSource:
             firsts = frame.groupby(join.right, sort=False)[list(join.take)].first() if join.take else None
             return added if firsts is None else firsts.join(added)
         duplicated = frame[join.right].duplicated(keep=False)
-        if duplicated.any():
-            value = frame.loc[duplicated, join.right].iloc[0]
+        if duplicated.any():  # named by row, not by value: a join key may identify a person
             raise SourceDataError(
-                f"{join.source}: {int(duplicated.sum())} rows share a value of {join.right!r} (e.g. {value!r}), "
+                f"{join.source}: {int(duplicated.sum())} rows share a value of {join.right!r} (the first: "
+                f"{_row_label(right, duplicated)}), "
                 f"so the lookup of {feed.table} ({self.mapping.path.name}:{join.line}) is ambiguous; "
                 "use sum: for columns to add up per key, or join on a unique column")
         return frame.set_index(join.right)
