@@ -9,3 +9,5 @@ export AIRFLOW__CORE__LOAD_EXAMPLES="${AIRFLOW__CORE__LOAD_EXAMPLES:-False}"
 export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION="${AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION:-True}"
 export SCARF_ANALYTICS="${SCARF_ANALYTICS:-false}"
 export GX_ANALYTICS_ENABLED="${GX_ANALYTICS_ENABLED:-False}"
+# The demo may use the development pseudonym key; anywhere else GRADING_PSEUDONYM_KEY must be set.
+export GRADING_ENV="${GRADING_ENV:-demo}"

@@ -26,6 +26,7 @@ os.environ.update({
     "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
     "SCARF_ANALYTICS": "false",
     "GX_ANALYTICS_ENABLED": "False",
+    "GRADING_ENV": "test",  # the development pseudonym key is allowed in tests (and the demo) only
 })
 for name in ("AIRFLOW_CONN_GRADING_SOURCE", "AIRFLOW_CONN_GRADING_WAREHOUSE"):
     os.environ.pop(name, None)

@@ -51,10 +51,17 @@ def test_generate_run_summary_review_and_rules(tmp_path: Path) -> None:
 
 
 def test_errors_are_short_and_exit_non_zero(tmp_path: Path) -> None:
+    """Exit 2 for a usage error (argparse's message), 1 for bad data or a bad file (one line, no traceback)."""
     out = grading(tmp_path, "review", "--quarter", "2024-Q4")
     assert out.returncode == 2 and out.stderr.strip() == "error: quarter must look like 2024Q4, got '2024-Q4'"
     out = grading(tmp_path, "run", "--as-of", "yesterday")
     assert out.returncode == 2 and "expected a date like 2025-01-01" in out.stderr
+    out = grading(tmp_path, "summary", "--as-of", "2025-01-01")  # nothing graded here yet
+    assert out.returncode == 1 and out.stderr.startswith("error: duckdb:///") and "holds no graded period yet" \
+        in out.stderr
+    assert "Traceback" not in out.stderr
+    out = grading(tmp_path, "rules", "check", "no/such/tiers.yaml")
+    assert out.returncode == 1 and out.stderr.strip() == "error: no/such/tiers.yaml: No such file or directory"
 
 
 def test_every_subcommand_has_help(tmp_path: Path) -> None:
@@ -64,3 +71,48 @@ def test_every_subcommand_has_help(tmp_path: Path) -> None:
                  ["rules", "dry-run", "--help"]):
         out = grading(tmp_path, *args)
         assert out.returncode == 0 and "usage: python -m grading" in out.stdout
+
+
+def test_rules_check_exit_codes_and_findings(tmp_path: Path) -> None:
+    """0: valid; 1: an invalid file (message with file and line), or a warning with --strict; 2: usage."""
+    shipped = (ROOT / "include" / "rules" / "tiers.yaml").read_text()
+    swapped = tmp_path / "swapped.yaml"  # gold listed before platinum: platinum can never match
+    swapped.write_text(shipped.replace("  - name: platinum_band", "  - name: tmp_band").replace(
+        "  - name: gold_band", "  - name: platinum_band").replace("  - name: tmp_band", "  - name: gold_band")
+        .replace('value: 50000', 'value: TMP').replace('value: 10000', 'value: 50000').replace('value: TMP',
+                                                                                              'value: 10000')
+        .replace("tier: platinum\n", "tier: TMP\n").replace("tier: gold\n", "tier: platinum\n")
+        .replace("tier: TMP\n", "tier: gold\n"))
+    gap = tmp_path / "gap.yaml"  # gold only up to 20,000: [20000, 50000] falls to normal
+    gap.write_text(shipped.replace('{feature: monetary_window, op: ">=", value: 10000}',
+                                   '{feature: monetary_window, op: ">=", value: 10000}\n'
+                                   '        - {feature: monetary_window, op: "<", value: 20000}'))
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(shipped.replace("tiers: [normal, gold, platinum]", "tiers: [normal, gold, platinum"))
+
+    out = grading(tmp_path, "rules", "check")
+    assert out.returncode == 0 and out.stdout.count("ok  ") == 2, out.stderr
+    out = grading(tmp_path, "rules", "check", str(swapped))
+    assert out.returncode == 1
+    assert "error: " in out.stderr and "rule 'platinum_band': can never match: 'gold_band'" in out.stderr
+    out = grading(tmp_path, "rules", "check", str(gap))
+    assert out.returncode == 0 and "warning: " in out.stdout and "[20000, 50000] match no rule" in out.stdout
+    assert grading(tmp_path, "rules", "check", "--strict", str(gap)).returncode == 1
+    out = grading(tmp_path, "rules", "check", str(broken))
+    assert out.returncode == 1 and out.stderr.startswith(f"error: {broken}:") and "not valid YAML" in out.stderr
+    assert "Traceback" not in out.stderr
+    assert grading(tmp_path, "rules", "check", "--no-such-flag").returncode == 2
+
+
+def test_a_password_in_the_warehouse_url_is_never_printed(tmp_path: Path, pg_url: str) -> None:
+    import sqlalchemy as sa
+
+    with_password = sa.make_url(pg_url).set(password="not-the-real-pw").render_as_string(hide_password=False)
+    env = {**os.environ, "AIRFLOW_CONN_GRADING_WAREHOUSE": with_password, "GRADING_HOME": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-m", "grading", "migrate"], env=env, capture_output=True, text=True,
+                         timeout=300, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    out = subprocess.run([sys.executable, "-m", "grading", "summary", "--as-of", "2025-01-01"], env=env,
+                         capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert out.returncode == 1 and "no successful run has published" in out.stderr
+    assert "not-the-real-pw" not in out.stderr + out.stdout and ":***@" in out.stderr

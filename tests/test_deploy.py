@@ -463,7 +463,8 @@ def test_postgres_init_creates_the_warehouse_the_stack_expects(
             assert conn.execute(sa.text("SELECT customer_key FROM marts.deploy_probe")).scalar_one() == "k1"
             conn.execute(sa.text("SELECT count(*) FROM marts.customer_tier_snapshot"))
         for statement in ("SELECT count(*) FROM raw.customers", "SELECT count(*) FROM ops.customer_keys",
-                          "INSERT INTO marts.deploy_probe VALUES ('x')", "CREATE TABLE marts.bi_table (x INT)"):
+                          "INSERT INTO marts.deploy_probe VALUES ('x')", "CREATE TABLE marts.bi_table (x INT)",
+                          "CREATE TEMPORARY TABLE bi_scratch (x INT)"):
             with bi.connect() as conn, pytest.raises(sa.exc.ProgrammingError, match="permission denied"):
                 conn.execute(sa.text(statement))
     finally:
@@ -477,12 +478,13 @@ def test_postgres_init_creates_the_warehouse_the_stack_expects(
     finally:
         airflow.dispose()
     for url in (warehouse_url, bi_url):
-        other = _connect(url.rsplit("/", 1)[0] + "/airflow")
-        try:
-            with pytest.raises(sa.exc.OperationalError, match="permission denied"):
-                other.connect().close()
-        finally:
-            other.dispose()
+        for database in ("airflow", "postgres", "template1"):
+            other = _connect(url.rsplit("/", 1)[0] + f"/{database}")
+            try:
+                with pytest.raises(sa.exc.OperationalError, match="permission denied"):
+                    other.connect().close()
+            finally:
+                other.dispose()
     # A wrong password is refused (password auth over TCP, as in the container).
     wrong = _connect(f"postgresql://grading:not-the-password@127.0.0.1:{server['port']}/grading")
     try:

@@ -255,7 +255,8 @@ def test_bi_role_reads_every_published_relation_and_nothing_else(tmp_path: Path,
             for forbidden in ("SELECT * FROM raw.orders", "SELECT * FROM ops.customer_keys",
                               "SELECT * FROM staging.customer_features",
                               "INSERT INTO marts.run_audit (run_id) VALUES ('x')",
-                              "DELETE FROM marts.customer_tier_snapshot", "CREATE TABLE marts.mine (a int)"):
+                              "DELETE FROM marts.customer_tier_snapshot", "CREATE TABLE marts.mine (a int)",
+                              "CREATE TEMPORARY TABLE scratch (a int)"):
                 with pytest.raises(sa.exc.ProgrammingError, match="permission denied"):
                     conn.execute(sa.text(forbidden))
                 conn.rollback()

@@ -22,6 +22,10 @@ CREATE DATABASE airflow OWNER airflow;
 CREATE DATABASE grading OWNER grading;
 REVOKE ALL ON DATABASE airflow FROM PUBLIC;
 REVOKE ALL ON DATABASE grading FROM PUBLIC;
+-- PUBLIC may connect to every database by default: the server's own ones too
+REVOKE ALL ON DATABASE postgres FROM PUBLIC;
+REVOKE ALL ON DATABASE template1 FROM PUBLIC;
+GRANT CONNECT, TEMPORARY ON DATABASE grading TO grading;
 GRANT CONNECT ON DATABASE grading TO grading_bi;
 
 \connect grading

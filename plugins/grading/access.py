@@ -12,14 +12,25 @@ from grading.warehouse import exclusive, read_sql, split_statements
 _ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
-def create_bi_role(warehouse: Engine, role: str, password: str | None = None) -> None:
-    """Create (or update) ``role`` with LOGIN and SELECT on every marts table and view."""
+def check_role_name(role: str) -> str:
+    """``role`` if it is a plain lower-case PostgreSQL identifier (it is placed in SQL, quoted)."""
+    if not _ROLE_NAME.match(role):
+        raise ValueError(f"role name must match {_ROLE_NAME.pattern}, got {role!r}")
+    return role
+
+
+def create_bi_role(warehouse: Engine, role: str, password: str | None = None) -> list[str]:
+    """Create (or update) ``role`` with LOGIN and SELECT on every marts table and view; no
+    temporary tables, and the warehouse database open to its owner and the role only.
+
+    Returns the server's other databases the role can still connect to (PostgreSQL's PUBLIC
+    default): closing those is the server administrator's call, not this warehouse's.
+    """
     if warehouse.dialect.name != "postgresql":
         raise ValueError(
             "read-only roles need a PostgreSQL warehouse; give BI tools the embedded DuckDB file "
             "read-only instead (e.g. duckdb -readonly, or a copy of the file)")
-    if not _ROLE_NAME.match(role):
-        raise ValueError(f"role name must match {_ROLE_NAME.pattern}, got {role!r}")
+    check_role_name(role)
     with exclusive(warehouse, "grading.roles") as conn:
         quote = conn.dialect.identifier_preparer.quote
         exists = conn.execute(sa.text("SELECT 1 FROM pg_roles WHERE rolname = :role"), {"role": role}).first()
@@ -30,3 +41,6 @@ def create_bi_role(warehouse: Engine, role: str, password: str | None = None) ->
         template = read_sql("roles/grant_bi_reader", conn.dialect.name)
         for statement in split_statements(template):
             conn.execute(sa.text(statement.format(role=quote(role), database=quote(database))))
+        return list(conn.execute(sa.text(
+            "SELECT datname FROM pg_database WHERE datallowconn AND datname <> current_database() "
+            "AND has_database_privilege(:role, datname, 'CONNECT') ORDER BY datname"), {"role": role}).scalars())

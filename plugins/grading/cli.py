@@ -5,12 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from grading.settings import SOURCE_CONN_ID, WAREHOUSE_CONN_ID, connection_url
+from sqlalchemy.engine import make_url
+
+from grading.settings import SOURCE_CONN_ID, WAREHOUSE_CONN_ID, connection_url, mask_urls
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -23,13 +26,25 @@ def _date(text: str) -> date:
         raise argparse.ArgumentTypeError(f"expected a date like 2025-01-01, got {text!r}") from exc
 
 
+class UsageError(ValueError):
+    """An argument the command cannot use (exit 2, like argparse's own usage errors)."""
+
+
+def _checked(parse, text: str):
+    """``parse(text)``; its ValueError is a usage error."""
+    try:
+        return parse(text)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
     from grading import demo
 
     url = args.source_url or connection_url(SOURCE_CONN_ID)
     data = demo.generate(customers=args.customers, seed=args.seed, end=args.end)
     written = demo.write_source(data, url)
-    print(f"demo source written to {url}: " + ", ".join(f"{n} {t}" for t, n in written.items()))
+    print(f"demo source written to {mask_urls(url)}: " + ", ".join(f"{n} {t}" for t, n in written.items()))
     return 0
 
 
@@ -57,7 +72,7 @@ def cmd_review(args: argparse.Namespace) -> int:
     from grading.pipeline import Connections, review_stage
     from grading.review import Quarter
 
-    quarter = Quarter.parse(args.quarter)
+    quarter = _checked(Quarter.parse, args.quarter)
     summary = review_stage(Connections.resolve(), quarter, f"cli__review__{quarter}", args.output_dir,
                            args.proposed_tiers)
     print(f"Quarterly review {quarter}: tables marts.review_* written")
@@ -74,7 +89,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     from grading.warehouse import open_engine
 
     current, _ = load_rules()
-    proposed, _ = load_rules(tier_file=args.tiers)
+    proposed, _ = load_rules(tier_file=args.tiers, proposal=True)
     with open_engine(connection_url(WAREHOUSE_CONN_ID)) as warehouse:
         as_of = args.as_of or backtest.latest_graded(warehouse)
         result = backtest.backtest(warehouse, as_of, current, proposed)
@@ -92,25 +107,42 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 
 
 def cmd_rules_check(args: argparse.Namespace) -> int:
-    import yaml
-
+    """Load each file, check it alone and with its counterpart in force; 1 on an error (or a
+    warning, with --strict)."""
+    from grading import rule_checks, yamlfile
     from grading.features import RULE_FEATURES
     from grading.pipeline import load_rules
-    from grading.rules import load_candidate_rules, load_tier_rules
+    from grading.rules import RuleError, load_candidate_rules, load_tier_rules, rules_dir
 
-    if args.files:
-        loaders = {"tiers": load_tier_rules, "candidates": load_candidate_rules}
-        sources = []
-        for path in args.files:
-            kind = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("kind")
+    loaders = {"tiers": load_tier_rules, "candidates": load_candidate_rules}
+    loaded, failed = {}, False
+    for path in args.files or []:
+        try:
+            doc = yamlfile.load(path, path.read_bytes())
+            kind = doc.get("kind") if isinstance(doc, dict) else None
             if kind not in loaders:
-                raise ValueError(f"{path}: kind must be one of {', '.join(loaders)}, got {kind!r}")
-            sources.append(loaders[kind](path, RULE_FEATURES).source)
-    else:
-        sources = [rules.source for rules in load_rules()]
-    for rules in sources:
-        print(f"ok  {rules.path}  kind={rules.kind} version={rules.version} sha256={rules.content_hash[:12]}")
-    return 0
+                raise RuleError(f"{path}: kind must be one of {', '.join(loaders)}, got {kind!r}")
+            loaded.setdefault(kind, []).append(loaders[kind](path, RULE_FEATURES))
+        except (OSError, yamlfile.YamlError, RuleError) as exc:
+            print(f"error: {exc}" if isinstance(exc, (yamlfile.YamlError, RuleError)) else f"error: {path}: "
+                  f"{exc.strerror or exc}", file=sys.stderr)
+            failed = True
+    if not args.files:
+        tiers, candidates = load_rules()  # the files in force; their errors raise RuleError (exit 1)
+        loaded = {"tiers": [tiers], "candidates": [candidates]}
+    findings = [f for tier_file in loaded.get("tiers", []) for f in rule_checks.tier_findings(tier_file)]
+    if loaded.get("candidates"):  # tier names are checked against the tier files given, or the one in force
+        tier_files = loaded.get("tiers") or [load_tier_rules(rules_dir() / "tiers.yaml", RULE_FEATURES)]
+        findings += [f for candidate_file in loaded["candidates"] for tier_file in tier_files
+                     for f in rule_checks.candidate_findings(candidate_file, tier_file)]
+    for rules in (r for files in loaded.values() for r in files):
+        source = rules.source
+        print(f"ok  {source.path}  kind={source.kind} version={source.version} effective={source.effective_date} "
+              f"sha256={source.content_hash[:12]}")
+    for finding in findings:
+        print(f"{finding.severity}: {finding}", file=sys.stderr if finding.severity == "error" else sys.stdout)
+    refused = rule_checks.errors(findings) or (args.strict and findings)
+    return 1 if failed or refused else 0
 
 
 def cmd_rules_dry_run(args: argparse.Namespace) -> int:
@@ -119,7 +151,7 @@ def cmd_rules_dry_run(args: argparse.Namespace) -> int:
     from grading.tiers import assign_tiers
     from grading.warehouse import open_engine
 
-    tier_rules, _ = load_rules(tier_file=args.tiers)
+    tier_rules, _ = load_rules(tier_file=args.tiers, proposal=bool(args.tiers))
     with open_engine(connection_url(WAREHOUSE_CONN_ID)) as warehouse, warehouse.connect() as conn:
         frame = features_as_of(conn, args.as_of, tier_rules.qualification)
     tiers = assign_tiers(frame, tier_rules)
@@ -157,17 +189,21 @@ def cmd_docs(args: argparse.Namespace) -> int:
 
 
 def cmd_bi_role(args: argparse.Namespace) -> int:
-    import os
+    from grading.access import check_role_name, create_bi_role
 
-    from grading.access import create_bi_role
+    _checked(check_role_name, args.name)
     from grading.warehouse import open_engine
 
     password = os.environ.get(args.password_env) if args.password_env else None
     if args.password_env and not password:
         raise ValueError(f"environment variable {args.password_env} is empty or unset")
     with open_engine(connection_url(WAREHOUSE_CONN_ID)) as warehouse:
-        create_bi_role(warehouse, args.name, password)
-    print(f"role {args.name} can now read schema marts (and nothing else)")
+        others = create_bi_role(warehouse, args.name, password)
+    print(f"role {args.name} can now read schema marts (and nothing else in this database)")
+    if others:
+        print(f"note: {args.name} can still connect to {', '.join(others)} on this server, as PostgreSQL lets every "
+              "role connect to a database by default; where it should not: REVOKE CONNECT ON DATABASE <name> FROM "
+              "PUBLIC (and grant it to the roles that need it)")
     return 0
 
 
@@ -176,7 +212,8 @@ def cmd_criteria(args: argparse.Namespace) -> int:
     from grading.pipeline import load_rules
     from grading.settings import grading_home
 
-    tier_rules, candidate_rules = load_rules(tier_file=args.tiers, candidate_file=args.candidates)
+    tier_rules, candidate_rules = load_rules(tier_file=args.tiers, candidate_file=args.candidates,
+                                             proposal=bool(args.tiers or args.candidates))
     folder = args.output_dir or grading_home() / "criteria"
     for path in criteria.write(tier_rules, candidate_rules, folder):
         print(f"wrote {path}")
@@ -263,20 +300,32 @@ def cmd_eliminations(args: argparse.Namespace) -> int:
 
 
 def cmd_erase(args: argparse.Namespace) -> int:
-    from grading.erasure import erase
+    from grading.erasure import compact, erase
     from grading.settings import pseudonym_key
+    from grading.validate import data_docs_dir
     from grading.warehouse import open_engine
 
     with open_engine(connection_url(WAREHOUSE_CONN_ID)) as warehouse:
-        deleted = erase(warehouse, args.customer_id, pseudonym_key())
-    print(f"erased {sum(deleted.values()):,} row(s) from {len(deleted)} table(s); recorded in ops.erasures "
-          "by pseudonymous key. Erase the customer from the source too, or the next extraction brings them back.")
+        deleted = erase(warehouse, args.customer_id, pseudonym_key(), data_docs_dir())
+        if args.compact:
+            before, after = compact(warehouse)
+    print(f"erased {sum(deleted.values()):,} row(s) from {len(deleted)} table(s); recorded in ops.erasures by "
+          "pseudonymous key, so later source rows of the customer are skipped, not graded. Erase the customer "
+          "from the source too.")
+    if args.compact:
+        print(f"rewrote the warehouse file ({before:,} -> {after:,} bytes): nothing erased is left in it")
+    elif make_url(connection_url(WAREHOUSE_CONN_ID)).get_backend_name() == "duckdb":
+        print("note: DuckDB keeps deleted values in the file's free space until it is rewritten: run again with "
+              "--compact (while no run uses the warehouse)")
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m grading", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log every stage")
+    parser.add_argument("--allow-dev-key", action="store_true",
+                        help="use the public development pseudonym key when GRADING_PSEUDONYM_KEY is not set "
+                             "(demo data only: anyone can trace its customer keys back to source ids)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     gen = sub.add_parser("generate", help="write generated demo data to the source database")
@@ -347,12 +396,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     erase = sub.add_parser("erase", help="remove one customer (by source id) from every warehouse table")
     erase.add_argument("--customer-id", required=True, help="the customer's id in the source")
+    erase.add_argument("--compact", action="store_true",
+                       help="then rewrite an embedded DuckDB warehouse file, so no deleted value stays in its bytes")
     erase.set_defaults(func=cmd_erase)
 
     rules = sub.add_parser("rules", help="check or dry-run the rule files in include/rules/")
     rules_sub = rules.add_subparsers(dest="rules_command", required=True)
-    check = rules_sub.add_parser("check", help="validate rule files (default: the ones in force)")
+    check = rules_sub.add_parser("check", help="validate rule files (default: the ones in force)",
+                                 description="Check rule files: each on its own (fields, features, value types) "
+                                             "and together (rules that can never match, unreachable tiers, value "
+                                             "bands with gaps or in the wrong order, unknown tier names). Exit 0: "
+                                             "valid; 1: an error (or a warning, with --strict); 2: usage.")
     check.add_argument("files", nargs="*", type=Path, help="rule files to check")
+    check.add_argument("--strict", action="store_true", help="fail on warnings too")
     check.set_defaults(func=cmd_rules_check)
     dry = rules_sub.add_parser("dry-run", help="count customers per tier rule as of a date; writes nothing")
     dry.add_argument("--as-of", type=_date, required=True)
@@ -363,13 +419,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.allow_dev_key:
+        os.environ["GRADING_ALLOW_DEV_KEY"] = "1"
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from grading.rules import RuleError
-    from grading.validate import ValidationFailed
+    import sqlalchemy as sa
 
+    from grading.convert import SourceDataError
+    from grading.ledger import BatchError, BatchInFlight
+    from grading.periods import PeriodOrderError
+    from grading.rules import RuleError
+    from grading.sources import MappingError
+    from grading.validate import SuiteError, ValidationFailed
+
+    data_errors = (RuleError, MappingError, SuiteError, SourceDataError, ValidationFailed, BatchError, BatchInFlight,
+                   PeriodOrderError, ValueError, LookupError, OSError, sa.exc.SQLAlchemyError)
     try:
         return args.func(args)
-    except (RuleError, ValidationFailed, ValueError, LookupError) as exc:
+    except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except data_errors as exc:  # a message, not a traceback: what is wrong and where
+        text = str(exc).split("\n(Background on this error")[0]
+        print(f"error: {mask_urls(text)}", file=sys.stderr)
+        return 1

@@ -4,25 +4,33 @@ The tables are found in the warehouse's catalogue (every table of raw, staging, 
 marts with a customer_id or customer_key column, plus the quarantine's row copies), so a
 table added later is covered without changing this code. All deletes run in one
 transaction under the publish lock; the erasure itself is recorded by pseudonymous key
-only.
+only, in ops.erasures, which is also the suppression list: a later source row of an erased
+customer is skipped and counted by the extraction (grading.extract), never graded. The
+Data Docs folder is scrubbed of the customer's id and key. On DuckDB, deleted values stay
+in the file's free blocks until the file is rewritten (``compact``).
 """
 
 from __future__ import annotations
 
+import json
+import os
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from grading.extract import pseudonym
+from grading.keys import pseudonym
 from grading.warehouse import bulk_insert, exclusive
 
 SCHEMAS = ("raw", "staging", "ops", "marts")
+ERASED = "[erased]"
 
 
-def erase(warehouse: Engine, customer_id: str, key: bytes) -> dict[str, int]:
-    """Delete every row of ``customer_id``; returns rows deleted per table (raises if unknown)."""
+def erase(warehouse: Engine, customer_id: str, key: bytes, docs: Path | None = None) -> dict[str, int]:
+    """Delete every row of ``customer_id`` and scrub ``docs``; returns rows (and Data Docs files)
+    changed per table (raises LookupError if the warehouse holds nothing of the customer)."""
     with exclusive(warehouse, "grading.publish") as conn:
         customer_key = conn.execute(sa.text("SELECT customer_key FROM ops.customer_keys WHERE customer_id = :id"),
                                     {"id": customer_id}).scalar() or pseudonym(customer_id, key)
@@ -36,7 +44,9 @@ def erase(warehouse: Engine, customer_id: str, key: bytes) -> dict[str, int]:
         deleted: dict[str, int] = {}
         for schema, table, column in columns:
             if column == "row_json":  # the quarantine keeps offending rows as JSON text, spaced per engine
-                patterns = [f'%"customer_id"{sep}"{_escape(customer_id)}"%' for sep in (":", ": ", " : ")]
+                # the id as JSON writes it: a quote or a backslash in it is escaped there
+                stored = json.dumps(customer_id, ensure_ascii=False)[1:-1]
+                patterns = [f'%"customer_id"{sep}"{_escape(stored)}"%' for sep in (":", ": ", " : ")]
                 params = {f"p{i}": p for i, p in enumerate(patterns)}
                 condition = " OR ".join(f"{quote(column)} LIKE :p{i} ESCAPE '!'" for i in range(len(patterns)))
             else:
@@ -51,9 +61,54 @@ def erase(warehouse: Engine, customer_id: str, key: bytes) -> dict[str, int]:
         bulk_insert(conn, "ops.erasures", pd.DataFrame([{
             "customer_key": customer_key, "rows_deleted": sum(deleted.values()),
             "erased_at": datetime.now(UTC).replace(tzinfo=None)}]))
+    scrubbed = scrub_docs(docs, (customer_id, customer_key)) if docs is not None else 0
+    if scrubbed:
+        deleted["data docs (files)"] = scrubbed
     return deleted
 
 
 def _escape(text: str) -> str:
     """Escape LIKE wildcards in a literal search string."""
     return text.replace("!", "!!").replace("%", "!%").replace("_", "!_")
+
+
+def scrub_docs(folder: Path, values: tuple[str, ...]) -> int:
+    """Replace ``values`` in every text file under ``folder`` (Data Docs pages and the GX results
+    behind them) by ``[erased]``; returns the files changed."""
+    if not folder.is_dir():
+        return 0
+    changed = 0
+    for path in folder.rglob("*"):
+        if not path.is_file() or path.suffix not in (".html", ".json", ".js", ".txt", ".md"):
+            continue
+        text = path.read_text(encoding="utf-8", errors="surrogateescape")
+        cleaned = text
+        for value in values:
+            cleaned = cleaned.replace(value, ERASED).replace(json.dumps(value)[1:-1], ERASED)
+        if cleaned != text:
+            path.write_text(cleaned, encoding="utf-8", errors="surrogateescape")
+            changed += 1
+    return changed
+
+
+def compact(warehouse: Engine) -> tuple[int, int]:
+    """Rewrite an embedded DuckDB warehouse into a new file, so nothing deleted is left in its
+    bytes (DuckDB keeps freed blocks' old contents after DELETE, CHECKPOINT and VACUUM); returns
+    the file's size before and after. Nothing else may have the file open meanwhile."""
+    if warehouse.dialect.name != "duckdb":
+        raise ValueError("compact rewrites an embedded DuckDB file; PostgreSQL reclaims space with VACUUM FULL")
+    path = Path(warehouse.url.database)
+    fresh = path.with_name(f"{path.stem}.compacting{path.suffix}")
+    fresh.unlink(missing_ok=True)
+    before = path.stat().st_size
+    with warehouse.connect() as conn:
+        name = conn.exec_driver_sql("SELECT current_database()").scalar()
+        conn.exec_driver_sql(f"ATTACH '{fresh}' AS compacted")  # our own path, next to the warehouse
+        conn.exec_driver_sql(f'COPY FROM DATABASE "{name}" TO compacted')
+        conn.commit()
+        conn.exec_driver_sql("DETACH compacted")
+        conn.commit()
+    warehouse.dispose()
+    os.replace(fresh, path)
+    path.with_name(path.name + ".wal").unlink(missing_ok=True)
+    return before, path.stat().st_size

@@ -19,8 +19,6 @@ watermark, so a file drop is exactly as incremental and idempotent as a database
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 import re
 from collections.abc import Callable, Iterable
@@ -35,6 +33,8 @@ from sqlalchemy.engine import Connection, Engine
 from grading import convert, ledger, source_window
 from grading.contract import SOURCE_TABLES, SourceTable
 from grading.convert import SourceDataError, fail
+from grading.keys import pseudonym
+from grading.settings import pseudonym_key
 from grading.sources import MappedSource, SourceMapping
 from grading.warehouse import analyze, bulk_insert, duckdb_record_batches, exclusive, held_lock, read_frame
 
@@ -65,12 +65,19 @@ def to_canonical(spec: SourceTable, frame: pd.DataFrame) -> pd.DataFrame:
         values = frame[column]
         out[column], bad, problem = convert_column(spec, column)(values)
         if bad.any():
-            raise fail(spec.name, column, frame, key, bad, values, problem)
+            shown = values if column != "customer_id" else _pseudonyms(values.where(bad))
+            raise fail(spec.name, column, frame, key, bad, shown, problem)
         if column in needed and values.isna().any():
             hint = "a row without it cannot be placed in a period" if column == spec.event_time \
                 else "raw requires it"
             raise fail(spec.name, column, frame, key, values.isna(), values, f"have no {column} ({hint})")
     return out
+
+
+def _pseudonyms(ids: pd.Series) -> pd.Series:
+    """Customer ids as they may appear in a message: ``customer_key <pseudonym>``."""
+    secret = pseudonym_key()
+    return ids.map(lambda i: f"customer_key {pseudonym(str(i), secret)}", na_action="ignore")
 
 
 def convert_column(spec: SourceTable, column: str):
@@ -276,11 +283,6 @@ def _stage_duckdb(conn: Connection, spec: SourceTable, frames: Iterable[pd.DataF
     return staged, rows
 
 
-def pseudonym(customer_id: str, key: bytes) -> str:
-    """A keyed hash of a customer id: stable for one key, not reversible without it."""
-    return hmac.new(key, customer_id.encode("utf-8"), hashlib.sha256).hexdigest()[:32]
-
-
 def register_customer_keys(warehouse: Engine, key: bytes) -> int:
     """Give every extracted customer without one a pseudonymous key; returns keys added."""
     with exclusive(warehouse, "grading.customer_keys") as conn:
@@ -312,6 +314,11 @@ def extract(source: Engine | None, warehouse: Engine, as_of: datetime, pseudonym
     else:
         mapped = MappedSource(mapping, source)
         readers = {name: mapped_reader(mapped, spec, rejected) for name, spec in SOURCE_TABLES.items()}
+    suppressed: dict[str, int] = {}
+    erased = _erased_keys(warehouse)
+    if erased:
+        readers = {name: _without_erased(read, name, erased, pseudonym_key, suppressed)
+                   for name, read in readers.items()}
     with held_lock(warehouse, ledger.EXTRACTION_LOCK):
         absorbed = ledger.open_batch(warehouse, batch, run_id, as_of.date(), _now())
         rows: dict[str, Any] = {
@@ -324,12 +331,34 @@ def extract(source: Engine | None, warehouse: Engine, as_of: datetime, pseudonym
         ledger.mark_extracted(warehouse, batch, _now())
     if absorbed:
         rows["absorbed"] = len(absorbed)
+    if any(suppressed.values()):
+        rows["suppressed"] = {table: n for table, n in suppressed.items() if n}
     if mapping is not None:
         rows["rejected"] = rejected
         for table, reasons in rejected.items():
             for reason, count in reasons.items():
                 log.warning("rejected %d %s row(s) of the window: %s", count, table, reason)
     return rows
+
+
+def _erased_keys(warehouse: Engine) -> frozenset[str]:
+    """The pseudonyms of erased customers (ops.erasures): the suppression list."""
+    with warehouse.connect() as conn:
+        return frozenset(conn.execute(sa.text("SELECT customer_key FROM ops.erasures")).scalars())
+
+
+def _without_erased(read: Reader, table: str, erased: frozenset[str], key: bytes,
+                    suppressed: dict[str, int]) -> Reader:
+    """``read``, less the rows of erased customers, counted into ``suppressed``: a customer erased
+    from the warehouse but still in the source is skipped, not graded (nor failed on)."""
+    def filtered(conn: Connection, start: datetime | None, end: datetime) -> Iterable[pd.DataFrame]:
+        for frame in read(conn, start, end):
+            ids = frame["customer_id"]
+            keys = {i: pseudonym(str(i), key) for i in ids.dropna().unique()}
+            dropped = ids.map(keys).isin(erased)
+            suppressed[table] = suppressed.get(table, 0) + int(dropped.sum())
+            yield frame[~dropped]
+    return filtered
 
 
 def _now() -> datetime:

@@ -20,15 +20,16 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from grading import candidates, churn, extract, features, ledger, periods, publish, review, tiers, validate
+from grading import candidates, churn, extract, features, ledger, periods, privacy, publish, review, tiers, validate
 from grading.catalog import apply_comments
-from grading.rule_pins import load_rules, run_rules
+from grading.rule_pins import in_effect, load_rules, run_rules
 from grading.rules import RuleFile
 from grading.settings import (
     SOURCE_CONN_ID,
     WAREHOUSE_CONN_ID,
     connection_url,
     grading_home,
+    mask_urls,
     pseudonym_key,
     source_mapping,
 )
@@ -76,12 +77,13 @@ def audited(warehouse: Engine, run_id: str, as_of: date, stage: str,
         raise
     finally:
         finished = started + timedelta(seconds=time.perf_counter() - clock)
-        row = pd.DataFrame([{
-            "run_id": run_id, "as_of_date": as_of, "stage": stage, "status": status,
-            "rows_out": outcome["rows_out"], "started_at": started, "finished_at": finished,
-            "rule_version": rule_version, "message": outcome["message"],
-        }]).astype({"rows_out": "Int64", "rule_version": "string", "message": "string"})
         with warehouse.begin() as conn:
+            message = outcome["message"] and privacy.redact(conn, mask_urls(outcome["message"]))  # BI-readable
+            row = pd.DataFrame([{
+                "run_id": run_id, "as_of_date": as_of, "stage": stage, "status": status,
+                "rows_out": outcome["rows_out"], "started_at": started, "finished_at": finished,
+                "rule_version": rule_version, "message": message,
+            }]).astype({"rows_out": "Int64", "rule_version": "string", "message": "string"})
             bulk_insert(conn, "marts.run_audit", row)
         log.info("stage %s for %s: %s in %.2fs", stage, as_of, status, (finished - started).total_seconds())
 
@@ -106,14 +108,17 @@ def extract_stage(conns: Connections, as_of: date, run_id: str) -> dict:
     with open_engine(conns.warehouse_url) as warehouse, \
             (open_engine(conns.source_url) if needs_source else nullcontext()) as source:
         prepare_warehouse(warehouse)
-        run_rules(warehouse, run_id)  # the run's rule files, pinned before its first row is read
+        run_rules(warehouse, run_id, as_of)  # the run's rule files, pinned before its first row is read
         with audited(warehouse, run_id, as_of, "extract") as audit:
             batch = datetime.now(UTC).replace(tzinfo=None)
             rows = extract.extract(source, warehouse, as_of_instant(as_of), pseudonym_key(), batch=batch,
                                    mapping=mapping, run_id=run_id)
-            rejected = rows.pop("rejected", {})
+            rejected, suppressed = rows.pop("rejected", {}), rows.pop("suppressed", {})
             audit["rows_out"] = sum(v for k, v in rows.items() if k not in ("customer_keys_added", "absorbed"))
             notes = []
+            if suppressed:
+                notes.append("skipped the rows of erased customers (ops.erasures): " + ", ".join(
+                    f"{table} {count}" for table, count in suppressed.items()))
             if rows.get("absorbed"):
                 notes.append(f"took over the rows of {rows['absorbed']} earlier batch(es) left without a verdict")
             if rejected:
@@ -121,7 +126,7 @@ def extract_stage(conns: Connections, as_of: date, run_id: str) -> dict:
                     f"{table} {count} ({reason})" for table, reasons in rejected.items()
                     for reason, count in reasons.items()))
             audit["message"] = "; ".join(notes) or None
-    return {"batch": batch.isoformat(), "rows": rows, "rejected": rejected}
+    return {"batch": batch.isoformat(), "rows": rows, "rejected": rejected, "suppressed": suppressed}
 
 
 def validate_stage(conns: Connections, as_of: date, run_id: str, batch: str) -> dict:
@@ -156,7 +161,7 @@ def features_stage(conns: Connections, as_of: date, run_id: str) -> dict:
     with open_engine(conns.warehouse_url) as warehouse, audited(warehouse, run_id, as_of, "features") as audit:
         started = datetime.now(UTC).replace(tzinfo=None)
         with reading_raw(warehouse, "features"):
-            tier_rules, _ = run_rules(warehouse, run_id)
+            tier_rules, _ = run_rules(warehouse, run_id, as_of)
             audit["rows_out"] = features.compute_features(warehouse, as_of, tier_rules.qualification)
         with warehouse.begin() as conn:
             periods.record_features(conn, as_of, run_id, started)
@@ -187,7 +192,7 @@ def record_rule_file(warehouse: Engine, run_id: str, as_of: date, source: RuleFi
 
 def tiers_stage(conns: Connections, as_of: date, run_id: str) -> dict:
     with open_engine(conns.warehouse_url) as warehouse:
-        tier_rules, _ = run_rules(warehouse, run_id)
+        tier_rules, _ = run_rules(warehouse, run_id, as_of)
         version = tier_rules.source.version
         with audited(warehouse, run_id, as_of, "tiers", version) as audit:
             counts = tiers.grade(warehouse, as_of, tier_rules, run_id)
@@ -198,7 +203,7 @@ def tiers_stage(conns: Connections, as_of: date, run_id: str) -> dict:
 
 def flags_stage(conns: Connections, as_of: date, run_id: str) -> dict:
     with open_engine(conns.warehouse_url) as warehouse:
-        tier_rules, candidate_rules = run_rules(warehouse, run_id)
+        tier_rules, candidate_rules = run_rules(warehouse, run_id, as_of)
         version = candidate_rules.source.version
         with audited(warehouse, run_id, as_of, "flags", version) as audit, reading_raw(warehouse, "flags"):
             counts = candidates.flag(warehouse, as_of, tier_rules, candidate_rules, run_id)
@@ -238,7 +243,7 @@ def review_stage(conns: Connections, quarter: review.Quarter, run_id: str, outpu
             compared = None
             if proposed_tiers:
                 current, _ = load_rules()
-                proposed, _ = load_rules(tier_file=proposed_tiers)
+                proposed, _ = load_rules(tier_file=proposed_tiers, proposal=True)
                 snapshot = results["_meta"]["snapshot"].iloc[0]
                 compared = backtest.backtest(warehouse, snapshot, current, proposed)
             page = review_report.write(folder, quarter, results, compared)
@@ -251,7 +256,7 @@ def review_stage(conns: Connections, quarter: review.Quarter, run_id: str, outpu
 def run_grading(conns: Connections, as_of: date, run_id: str | None = None) -> dict:
     """Every stage for ``as_of`` in order, in this process; returns each stage's summary."""
     run_id = run_id or new_run_id(as_of)
-    load_rules()  # fail on a broken rule file before touching the warehouse (extract pins them)
+    in_effect(load_rules(), as_of)  # a broken or not yet effective rule file stops it before the warehouse is touched
     summary = {"run_id": run_id, "as_of": as_of.isoformat()}
     summary["extract"] = extract_stage(conns, as_of, run_id)
     summary["validate"] = validate_stage(conns, as_of, run_id, summary["extract"]["batch"])

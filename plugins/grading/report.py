@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from datetime import date
 
+import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from grading.publish import published_counts
+from grading.settings import mask_urls
 from grading.validate import data_docs_dir
 from grading.warehouse import open_engine, read_frame
 
@@ -22,10 +24,14 @@ class NothingPublished(LookupError):
 def print_run_summary(warehouse_url: str, as_of: date) -> None:
     """Print customers per tier, candidates, validation, tables written and the latest review."""
     with open_engine(warehouse_url) as warehouse, warehouse.connect() as conn:
+        if not conn.execute(sa.text("SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = 'marts' "
+                                    "AND table_name = 'run_audit'")).scalar():
+            raise NothingPublished(f"{mask_urls(warehouse_url)} holds no graded period yet: grade one with "
+                                   "python -m grading run --as-of DATE")
         runs = read_frame(conn, "SELECT run_id FROM marts.run_audit WHERE as_of_date = :as_of AND stage = 'publish' "
                                 "AND status = 'success' ORDER BY finished_at DESC", {"as_of": as_of})
         if runs.empty:
-            raise NothingPublished(f"no successful run has published as-of {as_of} in {warehouse_url}")
+            raise NothingPublished(f"no successful run has published as-of {as_of} in {mask_urls(warehouse_url)}")
         run_id = runs["run_id"].iloc[0]
         tiers = read_frame(conn, "SELECT tier, customers, monetary_365d FROM marts.tier_summary "
                                  "WHERE as_of_date = :as_of ORDER BY tier_rank DESC", {"as_of": as_of})

@@ -50,9 +50,9 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from grading import ledger
+from grading import ledger, privacy
 from grading.contract import SOURCE_TABLES, SourceTable
-from grading.extract import pseudonym
+from grading.keys import pseudonym
 from grading.settings import grading_home, include_dir, pseudonym_key, validate_part_rows
 from grading.warehouse import (
     bulk_insert,
@@ -274,11 +274,13 @@ def _protect_keys(table: str, keys: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def _result(suite: Suite, check: Check, *, success: bool, unexpected: int | None, observed: str | None,
-            keys: tuple[str, ...]) -> CheckResult:
+            keys: tuple[str, ...], pseudonymised: bool = False) -> CheckResult:
+    """A check's result; ``keys`` of customers are pseudonymised here unless they already are."""
     return CheckResult(
         suite=suite.name, table=f"raw.{suite.table}", expectation=check.type, column=check.column,
         severity=check.severity, success=success, unexpected_count=unexpected,
-        observed_value=None if observed is None else observed[:500], sample_keys=_protect_keys(suite.table, keys),
+        observed_value=None if observed is None else observed[:500],
+        sample_keys=keys if pseudonymised else _protect_keys(suite.table, keys),
         action=check.action, reason=check.reason, check=check,
     )
 
@@ -345,7 +347,8 @@ def _counts_rows(check: Check) -> bool:
 
 
 def _gx_run(gx, context, suite: Suite, parts: Iterable[tuple[Any, dict | None]], *, now: datetime,
-            run_name: str, run_time: datetime, key_available: bool = True) -> list[CheckResult]:
+            run_name: str, run_time: datetime, key_available: bool = True,
+            pseudonymised: bool = False) -> list[CheckResult]:
     """Run a suite's GX expectations over each part of a batch and merge the outcomes into results.
 
     ``parts`` yields (batch definition, batch parameters) one at a time, so only one part's
@@ -398,7 +401,7 @@ def _gx_run(gx, context, suite: Suite, parts: Iterable[tuple[Any, dict | None]],
             seen["keys"] += [row.get(key) for row in rows if isinstance(row, dict)]
     return [_result(suite, suite.expectations[index], success=seen["success"], unexpected=seen["unexpected"],
                     observed=None if seen["observed"] is None else str(seen["observed"]),
-                    keys=_sample(iter(seen["keys"])))
+                    keys=_sample(iter(seen["keys"])), pseudonymised=pseudonymised)
             for index, seen in sorted(merged.items())]
 
 
@@ -418,8 +421,15 @@ def check_frame(table: str, frame: pd.DataFrame, spec: SourceTable | None = None
                    run_name="check_frame", run_time=now, key_available=suite.spec.key in frame.columns)
 
 
-def _batch_select(spec: SourceTable) -> str:
-    return f"SELECT {', '.join(spec.columns)} FROM raw.{spec.name}"  # noqa: S608 - identifiers from the contract
+def _gx_rows(spec: SourceTable) -> tuple[str, str]:
+    """(columns, FROM clause) of the rows Great Expectations checks (alias ``r``): the canonical
+    columns, a customer's id replaced by its pseudonym (ops.customer_keys), so that Data Docs
+    and the stored GX results never hold a source id. A pseudonym is as unique and as missing
+    as the id it stands for, so the checks find the same rows."""
+    if spec.name == "customers":
+        columns = ", ".join("k.customer_key AS customer_id" if c == "customer_id" else f"r.{c}" for c in spec.columns)
+        return columns, "FROM raw.customers AS r LEFT JOIN ops.customer_keys AS k ON k.customer_id = r.customer_id"
+    return ", ".join(f"r.{c}" for c in spec.columns), f"FROM raw.{spec.name} AS r"
 
 
 _NS_BOUNDS = (pd.Timestamp.min, pd.Timestamp.max)
@@ -471,8 +481,8 @@ def _frame_parts(conn: Connection, suite: Suite, batch: datetime, part_rows: int
     """
     import pyarrow as pa
 
-    select = f"SELECT {', '.join(suite.spec.columns)}"
-    where = f"FROM raw.{suite.table} WHERE extracted_at = ?"
+    columns, rows_from = _gx_rows(suite.spec)
+    select, where = f"SELECT {columns}", f"{rows_from} WHERE r.extracted_at = ?"
     rows = conn.execute(sa.text(f"SELECT COUNT(*) FROM raw.{suite.table} WHERE extracted_at = :batch"),  # noqa: S608 - identifiers from the contract
                         {"batch": batch}).scalar_one()
     column = _partition_column(suite)
@@ -485,18 +495,20 @@ def _frame_parts(conn: Connection, suite: Suite, batch: datetime, part_rows: int
         batches = list(duckdb_record_batches(conn, f"{select} {where}", [batch], 1_000_000))
         # an empty batch streams no record batch: read it the plain way for its columns
         yield frame(batches) if batches else _for_gx(read_frame(
-            conn, f"{_batch_select(suite.spec)} WHERE extracted_at = :batch", {"batch": batch}))
+            conn, f"{select} {rows_from} WHERE r.extracted_at = :batch", {"batch": batch}))
         return
     log.info("checking %s rows of raw.%s in %s parts split by %s", rows, suite.table, parts, column)
     table = f"validate_parts_{uuid.uuid4().hex}"
     release_duckdb_memory(conn)  # what the previous table's parts left cached
     # the sort spills well, and the worker still holds what GX left of the previous table
     with duckdb_memory_capped(conn, "512MiB"):
-        conn.exec_driver_sql(f"CREATE TEMPORARY TABLE {table} AS {select}, hash({column}) % ? AS part {where} "
+        hashed = "k.customer_key" if suite.table == "customers" and column == "customer_id" else f"r.{column}"
+        conn.exec_driver_sql(f"CREATE TEMPORARY TABLE {table} AS {select}, hash({hashed}) % ? AS part {where} "
                              "ORDER BY part", (parts, batch))
     for part in range(parts):
         release_duckdb_memory(conn)  # the sort's memory, then each earlier part's cached blocks
-        batches = list(duckdb_record_batches(conn, f"{select} FROM {table} WHERE part = ?", [part], 200_000))
+        part_rows = f"SELECT {', '.join(suite.spec.columns)} FROM {table} WHERE part = ?"  # noqa: S608 - our names
+        batches = list(duckdb_record_batches(conn, part_rows, [part], 200_000))
         if batches:
             yield frame(batches)
     conn.exec_driver_sql(f"DROP TABLE {table}")
@@ -508,8 +520,9 @@ def _batch_views(warehouse: Engine, suites: Mapping[str, Suite], batch: datetime
     views = {table: f"gx_batch_{table}_{batch:%Y%m%d%H%M%S%f}" for table in suites}
     with warehouse.begin() as conn:
         for table, suite in suites.items():
-            conn.execute(sa.text(f"CREATE OR REPLACE VIEW ops.{views[table]} AS {_batch_select(suite.spec)} "
-                                 f"WHERE extracted_at = TIMESTAMP '{stamp}'"))
+            columns, rows_from = _gx_rows(suite.spec)
+            conn.execute(sa.text(f"CREATE OR REPLACE VIEW ops.{views[table]} AS SELECT {columns} {rows_from} "
+                                 f"WHERE r.extracted_at = TIMESTAMP '{stamp}'"))
     return views
 
 
@@ -560,7 +573,8 @@ def _run_expectations(warehouse: Engine, suites: Mapping[str, Suite], batch: dat
             for table, suite in suites.items():
                 data = source.add_table_asset(table, table_name=views[table], schema_name="ops") \
                     .add_batch_definition_whole_table("batch")
-                results += _gx_run(gx, context, suite, [(data, None)], now=now, run_name=run_id, run_time=run_time)
+                results += _gx_run(gx, context, suite, [(data, None)], now=now, run_name=run_id, run_time=run_time,
+                                   pseudonymised=True)
         finally:
             # GX keeps a pooled engine in the data source and another in its execution engine;
             # neither may hold a connection once the stage ends.
@@ -584,7 +598,8 @@ def _run_expectations(warehouse: Engine, suites: Mapping[str, Suite], batch: dat
                         yield source.add_dataframe_asset(table).add_batch_definition_whole_dataframe("batch"), \
                             {"dataframe": frame}
                         context.data_sources.delete(name)
-                results += _gx_run(gx, context, suite, parts(), now=now, run_name=run_id, run_time=run_time)
+                results += _gx_run(gx, context, suite, parts(), now=now, run_name=run_id, run_time=run_time,
+                                   pseudonymised=True)
     return results, _build_docs(context, suites, run_id, run_time, docs)
 
 
@@ -1122,16 +1137,20 @@ def log_summary(report: ValidationReport, batch: datetime) -> None:
 def store_results(conn: Connection, as_of: date, run_id: str, results: list[CheckResult]) -> None:
     """Replace the run's rows of marts.validation_results (a retried task writes them once)."""
     now = datetime.now(UTC).replace(tzinfo=None)
+
+    def shown(text: str | None) -> str | None:  # marts are BI-readable: no identifying value
+        return privacy.redact(conn, text)
+
     frame = pd.DataFrame({
         "run_id": run_id, "as_of_date": as_of,
         "suite": [r.suite for r in results], "expectation": [r.expectation for r in results],
         "column_name": pd.Series([r.column for r in results], dtype="string"),
         "severity": [r.severity for r in results], "success": [r.success for r in results],
         "unexpected_count": pd.Series([r.unexpected_count for r in results], dtype="Int64"),
-        "observed_value": pd.Series([r.observed_value for r in results], dtype="string"),
+        "observed_value": pd.Series([shown(r.observed_value) for r in results], dtype="string"),
         "validated_at": now,
         "sample_keys": pd.Series([", ".join(r.sample_keys) or None for r in results], dtype="string"),
-        "message": pd.Series([None if r.success else r.message()[:4000] for r in results], dtype="string"),
+        "message": pd.Series([None if r.success else shown(r.message()[:4000]) for r in results], dtype="string"),
     })
     conn.execute(sa.text("DELETE FROM marts.validation_results WHERE run_id = :run_id"), {"run_id": run_id})
     bulk_insert(conn, "marts.validation_results", frame)
