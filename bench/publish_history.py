@@ -21,11 +21,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "plugins"))
 
-import sqlalchemy as sa  # noqa: E402 - after the path to the package
+import sqlalchemy as sa  # after the path to the package
 
-from grading import publish  # noqa: E402
-from grading.pipeline import prepare_warehouse  # noqa: E402
-from grading.warehouse import analyze, open_engine, run_sql_file  # noqa: E402
+from grading import publish
+from grading.pipeline import prepare_warehouse
+from grading.warehouse import analyze, open_engine, run_sql_file
 
 SNAPSHOTS = ("customer_tier_snapshot", "customer_features_snapshot")
 

@@ -402,7 +402,7 @@ def in_fresh_process(fn, *args, timeout: float | None = None) -> dict:
     with cf.ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
         try:
             return pool.submit(fn, *args).result(timeout=timeout)
-        except Exception as exc:  # noqa: BLE001 - a failed stage is a result, not a crash of the bench
+        except Exception as exc:  # a failed stage is a result, not a crash of the bench
             return {"seconds": None, "rss": None, "error": f"{type(exc).__name__}: {str(exc)[:300]}"}
 
 
@@ -463,13 +463,13 @@ def machine() -> dict:
     try:
         pg = subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-tAc", "SHOW server_version"],
                             capture_output=True, text=True, timeout=10).stdout.strip()
-    except Exception:  # noqa: BLE001
+    except Exception:
         pg = "?"
     try:
         from importlib.metadata import version
         airflow = version("apache-airflow")
         gx = version("great_expectations")
-    except Exception:  # noqa: BLE001
+    except Exception:
         airflow = gx = "?"
     return {"nproc": os.cpu_count(), "memory_gib": round(mem / GiB, 1), "cpu": cpu,
             "python": platform.python_version(), "pandas": pd.__version__, "duckdb": duckdb.__version__,
@@ -586,7 +586,7 @@ def main(argv: list[str] | None = None) -> int:
             for db in (pg_src, pg_wh):
                 try:
                     pg_admin(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
-                except Exception as exc:  # noqa: BLE001
+                except Exception as exc:
                     print(f"  could not drop {db}: {exc}")
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)

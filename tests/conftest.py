@@ -60,7 +60,7 @@ def _admin_engine(url: str, service: str, how_to_enable: str):
     try:
         with engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
-    except Exception as exc:  # noqa: BLE001 - any failure to connect means "no server here"
+    except Exception as exc:  # any failure to connect means "no server here"
         engine.dispose()
         message = f"{service} is not reachable at {url} ({type(exc).__name__}). {how_to_enable}"
         if os.environ.get("CI", "").lower() == "true":

@@ -22,7 +22,9 @@ def test_bench_smoke_run_writes_a_table(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=180, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     text = markdown.read_text()
-    assert "| stage |" in text and "## Targets of issue 8" in text
+    assert "| stage |" in text
+    assert "## Targets of issue 8" in text
     features = next(line for line in text.splitlines() if line.startswith("| features |"))
-    assert "failed" not in features and "failed" not in text.split("## Targets")[0]
+    assert "failed" not in features
+    assert "failed" not in text.split("## Targets")[0]
     assert (results / "500.json").exists()

@@ -83,7 +83,7 @@ def test_win_back_rules() -> None:
                                            "slipping_gold": "likely_to_lapse"}
 
 
-@pytest.mark.parametrize("signals, reason, action", [
+@pytest.mark.parametrize(("signals", "reason", "action"), [
     ({"complaints_365d": 2}, "service", "apologise_and_fix_service_issue"),
     ({"csat_mean_365d": 2.0}, "service", "apologise_and_fix_service_issue"),
     ({"refunds_365d": 1}, "product_or_price", "offer_price_or_product_alternative"),
@@ -107,8 +107,10 @@ def test_win_back_priority_is_past_value_times_likelihood_of_return() -> None:
                    b={"tier_year_ago": "gold", "recency_days": 250, "monetary_year_ago": 20000.0,
                       "churn_propensity": np.nan})  # no model this run: an even chance
     flags = flag_candidates(frame, rules).set_index("customer_id")
-    assert flags.loc["a", "priority"] == 5000.0 and flags.loc["b", "priority"] == 10000.0
-    assert flags.loc["a", "previous_tier"] == "gold" and flags.loc["a", "value_before"] == 20000.0
+    assert flags.loc["a", "priority"] == 5000.0
+    assert flags.loc["b", "priority"] == 10000.0
+    assert flags.loc["a", "previous_tier"] == "gold"
+    assert flags.loc["a", "value_before"] == 20000.0
 
 
 def test_core_customers() -> None:

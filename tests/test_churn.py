@@ -24,7 +24,8 @@ def test_precision_at_top_decile_by_hand() -> None:
 def test_too_little_history_is_said_not_hidden() -> None:
     frame = pd.DataFrame({c: [1.0] * 10 for c in churn.MODEL_FEATURES} | {"churned": [True, False] * 5})
     model, report = churn.train(frame, frame, date(2024, 7, 1), date(2024, 10, 1))
-    assert model is None and report.auc is None
+    assert model is None
+    assert report.auc is None
     assert report.note.startswith("not enough history to train: 10 training and 10 holdout customers")
 
 
@@ -53,14 +54,16 @@ def test_the_model_beats_recency_alone_on_the_demo_data(scored) -> None:
     row = record.iloc[0]
     assert (pd.Timestamp(row["train_as_of"]).date(), pd.Timestamp(row["holdout_as_of"]).date()) == (
         date(2024, 7, 5), date(2024, 10, 3))
-    assert row["holdout_rows"] > 1000 and 0 < row["holdout_churn_rate"] < 1
+    assert row["holdout_rows"] > 1000
+    assert 0 < row["holdout_churn_rate"] < 1
     assert row["precision_top_decile"] > row["holdout_churn_rate"]  # better than picking at random
 
 
 def test_every_customer_gets_a_reproducible_probability(scored) -> None:
     url, report, extra = scored
     first = extra["first"]
-    assert len(first) == 2000 and first["churn_propensity"].between(0, 1).all()
+    assert len(first) == 2000
+    assert first["churn_propensity"].between(0, 1).all()
     assert extra["second_report"] == report
     with open_engine(url) as engine, engine.connect() as conn:
         again = read_frame(conn, "SELECT customer_id, churn_propensity FROM staging.churn_scores")

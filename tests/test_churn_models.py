@@ -59,7 +59,8 @@ def test_a_young_model_is_reused_and_judged_as_trained(tmp_path: Path, warehouse
         runs = read_frame(conn, "SELECT as_of_date, train_as_of, auc, precision_top_decile, beats_baseline "
                                 "FROM marts.model_runs ORDER BY as_of_date")
     assert len(runs) == 2
-    assert runs["train_as_of"].nunique() == 1 and runs["auc"].nunique() == 1  # the audit shows the model used
+    assert runs["train_as_of"].nunique() == 1
+    assert runs["auc"].nunique() == 1  # the audit shows the model used
     with open_engine(warehouse_url) as engine, engine.connect() as conn:
         customers = read_frame(conn, "SELECT COUNT(*) AS n FROM staging.customer_features WHERE as_of_date = :d",
                                {"d": WEEK_LATER})["n"].iloc[0]
@@ -112,6 +113,7 @@ def test_the_training_sample_ignores_row_order() -> None:
     frame = pd.DataFrame({"customer_id": [f"C{i:05d}" for i in range(5000)], "x": range(5000)})
     picked = churn.sample_customers(frame, 700)
     shuffled = churn.sample_customers(frame.sample(frac=1, random_state=3), 700)
-    assert len(picked) == 700 and picked["customer_id"].is_monotonic_increasing
+    assert len(picked) == 700
+    assert picked["customer_id"].is_monotonic_increasing
     pd.testing.assert_frame_equal(picked, shuffled)
     assert len(churn.sample_customers(frame, 0)) == 5000  # 0: no cap

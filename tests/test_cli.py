@@ -20,48 +20,62 @@ def grading(home: Path, *args: str) -> subprocess.CompletedProcess:
 def test_generate_run_summary_review_and_rules(tmp_path: Path) -> None:
     out = grading(tmp_path, "generate", "--customers", "300", "--seed", "3")
     assert out.returncode == 0, out.stderr
-    assert "300 customers" in out.stdout and (tmp_path / "source.sqlite").exists()
+    assert "300 customers" in out.stdout
+    assert (tmp_path / "source.sqlite").exists()
 
     out = grading(tmp_path, "run", "--as-of", "2025-01-01")
     assert out.returncode == 0, out.stderr
     assert "Customer grading as of 2025-01-01" in out.stdout
-    assert "marts.customer_tier_snapshot" in out.stdout and "300 rows" in out.stdout
+    assert "marts.customer_tier_snapshot" in out.stdout
+    assert "300 rows" in out.stdout
     assert (tmp_path / "warehouse.duckdb").exists()
 
     out = grading(tmp_path, "review", "--quarter", "2024Q4", "--proposed-tiers",
                   "include/rules/examples/tiers_weighted_score.yaml")
     assert out.returncode == 0, out.stderr
-    assert "Quarterly review 2024Q4" in out.stdout and "platinum" in out.stdout
+    assert "Quarterly review 2024Q4" in out.stdout
+    assert "platinum" in out.stdout
     report = tmp_path / "reviews" / "2024Q4" / "review.html"
-    assert report.exists() and "What the proposed rules would have done" in report.read_text()
+    assert report.exists()
+    assert "What the proposed rules would have done" in report.read_text()
 
     out = grading(tmp_path, "backtest", "--tiers", "include/rules/examples/tiers_kmeans.yaml")
     assert out.returncode == 0, out.stderr
-    assert "as of 2025-01-01; nothing published" in out.stdout and "would change tier" in out.stdout
+    assert "as of 2025-01-01; nothing published" in out.stdout
+    assert "would change tier" in out.stdout
 
     out = grading(tmp_path, "criteria")
-    assert out.returncode == 0 and (tmp_path / "criteria" / "criteria.html").exists()
+    assert out.returncode == 0
+    assert (tmp_path / "criteria" / "criteria.html").exists()
 
     out = grading(tmp_path, "rules", "check")
-    assert out.returncode == 0 and "tiers.yaml" in out.stdout and "candidates.yaml" in out.stdout
+    assert out.returncode == 0
+    assert "tiers.yaml" in out.stdout
+    assert "candidates.yaml" in out.stdout
 
     out = grading(tmp_path, "rules", "dry-run", "--as-of", "2025-01-01")
     assert out.returncode == 0, out.stderr
-    assert "nothing written" in out.stdout and "gold_band" in out.stdout
+    assert "nothing written" in out.stdout
+    assert "gold_band" in out.stdout
 
 
 def test_errors_are_short_and_exit_non_zero(tmp_path: Path) -> None:
     """Exit 2 for a usage error (argparse's message), 1 for bad data or a bad file (one line, no traceback)."""
     out = grading(tmp_path, "review", "--quarter", "2024-Q4")
-    assert out.returncode == 2 and out.stderr.strip() == "error: quarter must look like 2024Q4, got '2024-Q4'"
+    assert out.returncode == 2
+    assert out.stderr.strip() == "error: quarter must look like 2024Q4, got '2024-Q4'"
     out = grading(tmp_path, "run", "--as-of", "yesterday")
-    assert out.returncode == 2 and "expected a date like 2025-01-01" in out.stderr
+    assert out.returncode == 2
+    assert "expected a date like 2025-01-01" in out.stderr
     out = grading(tmp_path, "summary", "--as-of", "2025-01-01")  # nothing graded here yet
-    assert out.returncode == 1 and out.stderr.startswith("error: duckdb:///") and "holds no graded period yet" \
+    assert out.returncode == 1
+    assert out.stderr.startswith("error: duckdb:///")
+    assert "holds no graded period yet" \
         in out.stderr
     assert "Traceback" not in out.stderr
     out = grading(tmp_path, "rules", "check", "no/such/tiers.yaml")
-    assert out.returncode == 1 and out.stderr.strip() == "error: no/such/tiers.yaml: No such file or directory"
+    assert out.returncode == 1
+    assert out.stderr.strip() == "error: no/such/tiers.yaml: No such file or directory"
 
 
 def test_every_subcommand_has_help(tmp_path: Path) -> None:
@@ -70,7 +84,8 @@ def test_every_subcommand_has_help(tmp_path: Path) -> None:
                  ["docs", "--help"], ["bi-role", "--help"], ["rules", "check", "--help"],
                  ["rules", "dry-run", "--help"]):
         out = grading(tmp_path, *args)
-        assert out.returncode == 0 and "usage: python -m grading" in out.stdout
+        assert out.returncode == 0
+        assert "usage: python -m grading" in out.stdout
 
 
 def test_rules_check_exit_codes_and_findings(tmp_path: Path) -> None:
@@ -94,12 +109,17 @@ def test_rules_check_exit_codes_and_findings(tmp_path: Path) -> None:
     assert out.returncode == 0 and out.stdout.count("ok  ") == 2, out.stderr
     out = grading(tmp_path, "rules", "check", str(swapped))
     assert out.returncode == 1
-    assert "error: " in out.stderr and "rule 'platinum_band': can never match: 'gold_band'" in out.stderr
+    assert "error: " in out.stderr
+    assert "rule 'platinum_band': can never match: 'gold_band'" in out.stderr
     out = grading(tmp_path, "rules", "check", str(gap))
-    assert out.returncode == 0 and "warning: " in out.stdout and "[20000, 50000] match no rule" in out.stdout
+    assert out.returncode == 0
+    assert "warning: " in out.stdout
+    assert "[20000, 50000] match no rule" in out.stdout
     assert grading(tmp_path, "rules", "check", "--strict", str(gap)).returncode == 1
     out = grading(tmp_path, "rules", "check", str(broken))
-    assert out.returncode == 1 and out.stderr.startswith(f"error: {broken}:") and "not valid YAML" in out.stderr
+    assert out.returncode == 1
+    assert out.stderr.startswith(f"error: {broken}:")
+    assert "not valid YAML" in out.stderr
     assert "Traceback" not in out.stderr
     assert grading(tmp_path, "rules", "check", "--no-such-flag").returncode == 2
 
@@ -114,5 +134,7 @@ def test_a_password_in_the_warehouse_url_is_never_printed(tmp_path: Path, pg_url
     assert out.returncode == 0, out.stderr
     out = subprocess.run([sys.executable, "-m", "grading", "summary", "--as-of", "2025-01-01"], env=env,
                          capture_output=True, text=True, timeout=300, cwd=ROOT)
-    assert out.returncode == 1 and "no successful run has published" in out.stderr
-    assert "not-the-real-pw" not in out.stderr + out.stdout and ":***@" in out.stderr
+    assert out.returncode == 1
+    assert "no successful run has published" in out.stderr
+    assert "not-the-real-pw" not in out.stderr + out.stdout
+    assert ":***@" in out.stderr

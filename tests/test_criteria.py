@@ -34,9 +34,11 @@ def test_markdown_and_html_state_every_rule_and_threshold(tmp_path: Path) -> Non
             assert name in text, name
         for value in values:
             assert value in text, value
-        assert "2 consecutive periods" in text and "at most 1 tier(s) at a time" in text  # damping stated
+        assert "2 consecutive periods" in text
+        assert "at most 1 tier(s) at a time" in text
         assert "Qualifying spend over the last 365 days; downgrades at any run" in text  # qualification stated
-        assert tier_rules.source.content_hash[:12] in text and candidate_rules.source.version in text
+        assert tier_rules.source.content_hash[:12] in text
+        assert candidate_rules.source.version in text
 
 
 def test_a_review_date_policy_is_stated(tmp_path: Path) -> None:
@@ -69,7 +71,9 @@ def test_the_html_page_is_well_formed_and_self_contained(tmp_path: Path) -> None
 
     checker = Checker()
     checker.feed(page)
-    assert checker.stack == [] and checker.sections == 6 and checker.external == []
+    assert checker.stack == []
+    assert checker.sections == 6
+    assert checker.external == []
 
 
 def test_other_strategies_are_described(tmp_path: Path) -> None:

@@ -18,7 +18,8 @@ def test_planted_patterns() -> None:
     data = demo.generate(3000, seed=42)
     orders, tickets = data.orders, data.tickets
     assert set(orders["status"]) == {"completed", "cancelled", "refunded"}
-    assert orders["order_id"].is_unique and tickets["ticket_id"].is_unique
+    assert orders["order_id"].is_unique
+    assert tickets["ticket_id"].is_unique
     assert set(orders["customer_id"]) <= set(data.customers["customer_id"])
     # Heavy tail: the top 10% of customers bring well over a third of revenue.
     revenue = orders[orders["status"] == "completed"].groupby("customer_id")["amount"].sum().sort_values()
@@ -30,5 +31,7 @@ def test_planted_patterns() -> None:
     month = orders["order_ts"].dt.month
     assert (month >= 10).sum() / 92 > (month <= 3).sum() / 90
     # Surveys stay on their scales; some tickets are still open.
-    assert data.surveys["csat"].between(1, 5).all() and data.surveys["nps"].between(0, 10).all()
-    assert tickets["closed_at"].isna().any() and (tickets["category"] == "complaint").mean() < 0.5
+    assert data.surveys["csat"].between(1, 5).all()
+    assert data.surveys["nps"].between(0, 10).all()
+    assert tickets["closed_at"].isna().any()
+    assert (tickets["category"] == "complaint").mean() < 0.5

@@ -249,7 +249,8 @@ def test_init_refuses_placeholders_and_prepares_airflow(config: dict) -> None:
     init = config["services"]["airflow-init"]
     script = init["command"][1].replace("$$", "$")  # the rendered file escapes $ for reuse
     guard = script.split("mkdir -p", 1)[0]
-    assert "airflow db migrate" in script and "airflow pools set grading_warehouse" in script
+    assert "airflow db migrate" in script
+    assert "airflow pools set grading_warehouse" in script
     result = subprocess.run(["bash", "-c", guard], env={"PATH": os.environ["PATH"], **init["environment"]},
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 1, result.stderr

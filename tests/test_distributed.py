@@ -20,6 +20,7 @@ with deadlines; nothing sleeps to assert. Deselect with ``-m "not distributed"``
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -154,28 +155,22 @@ class Stack:
             _signal_group(process, signal.SIGTERM)
         until = time.monotonic() + 30
         for process in processes:
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(timeout=max(0.1, until - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                pass
         for process in processes:
             _signal_group(process, signal.SIGKILL)
             process.wait(timeout=10)
         survivors = _processes_of(self.home)
         if survivors:  # e.g. a task process that left its group: do not leave it running
             for pid in survivors:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
         return [f"{pid}: {_cmdline(pid)}" for pid in survivors]
 
 
 def _signal_group(process: subprocess.Popen, sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, sig)
-    except ProcessLookupError:
-        pass
 
 
 def _cmdline(pid: int) -> str:
@@ -323,7 +318,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, redis_broker: tuple[str, str
 
 def _http_ok(url: str) -> bool:
     try:
-        with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - a local test URL
+        with urllib.request.urlopen(url, timeout=5) as response:  # a local test URL
             return response.status == 200
     except OSError:
         return False
@@ -408,7 +403,8 @@ def test_a_triggered_run_on_the_celery_workers_publishes_what_a_single_process_r
     for table, frame in want.items():
         pd.testing.assert_frame_equal(triggered[table], frame, obj=f"marts.{table} as of {TRIGGERED_AS_OF}")
     tiers = triggered["customer_tier_snapshot"]["tier"].value_counts().to_dict()
-    assert sum(tiers.values()) == 400 and set(tiers) == {"normal", "gold", "platinum"}
+    assert sum(tiers.values()) == 400
+    assert set(tiers) == {"normal", "gold", "platinum"}
 
 
 def test_a_backfill_gives_the_same_tables_as_running_each_period_alone(
@@ -432,7 +428,8 @@ def test_tasks_ran_on_both_workers_through_the_pool_and_the_result_backend(
     backfilled: dict[str, str], stack: Stack, capsys: pytest.CaptureFixture,
 ) -> None:
     rows = stack.query("SELECT task_id, state, hostname, pool FROM task_instance WHERE dag_id = :d", d=DAG_ID)
-    assert len(rows) == 7 * 3 and {r.state for r in rows} == {"success"}
+    assert len(rows) == 7 * 3
+    assert {r.state for r in rows} == {"success"}
     per_worker = pd.Series([r.hostname for r in rows]).value_counts().to_dict()
     assert set(per_worker) == set(WORKERS), per_worker
     assert {r.pool for r in rows} == {"grading_warehouse"}

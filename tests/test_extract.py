@@ -185,7 +185,8 @@ def test_extract_stage_reads_a_file_drop_without_a_source_database(tmp_path: Pat
     url = f"duckdb:///{tmp_path / 'w.duckdb'}"
     monkeypatch.setenv("AIRFLOW_CONN_GRADING_WAREHOUSE", url)
     summary = extract_stage(Connections.resolve(), date(2025, 1, 1), "r1")
-    assert summary["rows"]["orders"] == 2 and summary["rows"]["customer_keys_added"] == 2
+    assert summary["rows"]["orders"] == 2
+    assert summary["rows"]["customer_keys_added"] == 2
     assert summary["rejected"] == {"customers": {"missing customer_id": 1}, "orders": {"missing customer_id": 1}}
     message = scalar(url, "SELECT message FROM marts.run_audit WHERE stage = 'extract'")
     assert message == ("rejected by the source mapping: customers 1 (missing customer_id); "

@@ -52,7 +52,7 @@ def webhook() -> Iterator[tuple[str, Received]]:
     received = Received()
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+        def do_POST(self) -> None:  # http.server's naming
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
             received.add({"path": self.path, "headers": dict(self.headers), "body": json.loads(body)})
             self.send_response(204)
@@ -131,7 +131,8 @@ def test_every_task_is_pooled_alerted_and_the_loads_retry_with_exponential_backo
         task = dag.task_dict[task_id]
         # Airflow 3 reads retry_exponential_backoff as a multiplier; 1 (or True) would be a constant delay.
         assert task.retries >= 3 and task.retry_exponential_backoff >= 2, task_id
-        assert task.retry_delay == timedelta(minutes=1) and task.max_retry_delay == timedelta(minutes=15)
+        assert task.retry_delay == timedelta(minutes=1)
+        assert task.max_retry_delay == timedelta(minutes=15)
     # The other stages are deterministic on their input: one retry is enough.
     assert dag.task_dict["validate"].retries <= 1
 
@@ -156,7 +157,8 @@ def test_alert_text_is_one_line_with_dag_task_as_of_error_and_log_link() -> None
         "OperationalError: (sqlite3.OperationalError) no such table: customers "
         "| log: http://airflow:8080/dags/customer_grading/runs/r/tasks/extract?try_number=4")
     # The statement and its bound values (row data) never leave the worker; nor do URL passwords.
-    assert "C-secret-7" not in alert.text and "SELECT" not in alert.text
+    assert "C-secret-7" not in alert.text
+    assert "SELECT" not in alert.text
     hidden = "pw-" + "k8Jq2"  # built here so the repository's secret scan sees no literal
     assert alerts.describe_error(f"could not connect to postgresql://grading:{hidden}@db:5432/grading") == \
         "could not connect to postgresql://grading:***@db:5432/grading"
@@ -192,7 +194,8 @@ def test_the_email_channel_sends_through_the_airflow_smtp_provider(
     message = message_from_string(mail["data"])
     assert message["Subject"] == "[grading] customer_grading.validate failed (as-of 2024-11-01)"
     body = next(part for part in message.walk() if part.get_content_type() == "text/html").get_payload(decode=True)
-    assert b"orders.amount &lt; 0 in 3 rows" in body and b"http://x/log" in body
+    assert b"orders.amount &lt; 0 in 3 rows" in body
+    assert b"http://x/log" in body
 
 
 def test_a_channel_that_cannot_deliver_is_logged_not_raised(monkeypatch: pytest.MonkeyPatch,
@@ -242,7 +245,8 @@ def test_a_failing_extract_retries_with_backoff_then_alerts_the_webhook_once(
     body = post["body"]
     assert (body["dag_id"], body["task_id"], body["as_of"]) == ("customer_grading", "extract", "2025-01-01")
     assert (body["try_number"], body["max_tries"]) == (3, 2)
-    assert "the source has no table 'customers'" in body["error"] and "[SQL:" not in body["error"]
+    assert "the source has no table 'customers'" in body["error"]
+    assert "[SQL:" not in body["error"]
     assert body["log_url"].endswith(f"/dags/customer_grading/runs/{quote(run.run_id)}/tasks/extract?try_number=3")
     assert body["text"].startswith("[grading] customer_grading.extract failed for as-of 2025-01-01")
     assert "\n" not in body["text"]
@@ -301,7 +305,8 @@ def test_runs_reports_recent_runs_newest_first_with_status_and_problem(
     rows = out[2:]
     assert [r.split()[0] for r in rows] == ["retried_run", "bad_run", "good_run"]
     assert rows[0].split()[5:8] == ["incomplete", "extract", "1"]
-    assert "failed" in rows[1] and "extract: RuntimeError: source unreachable" in rows[1]
+    assert "failed" in rows[1]
+    assert "extract: RuntimeError: source unreachable" in rows[1]
     assert rows[2].split()[5:10] == ["success", "publish", "0", "10", "1.1.0"]
 
     assert main(["runs", "--failed"]) == 0

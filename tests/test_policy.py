@@ -29,7 +29,8 @@ def test_a_rule_file_change_changes_its_hash(tmp_path: Path) -> None:
     copy = tmp_path / "tiers.yaml"
     copy.write_text((rules_dir() / "tiers.yaml").read_text().replace("value: 50000", "value: 60000"))
     changed = load_tier_rules(copy, RULE_FEATURES)
-    assert len(original.source.content_hash) == 64 and changed.source.content_hash != original.source.content_hash
+    assert len(original.source.content_hash) == 64
+    assert changed.source.content_hash != original.source.content_hash
     copy.write_text((rules_dir() / "tiers.yaml").read_text())
     assert load_tier_rules(copy, RULE_FEATURES).source.content_hash == original.source.content_hash
 
@@ -65,8 +66,10 @@ def test_uplift_on_a_case_with_a_known_answer() -> None:
                          "control_group": [False, False, True, True], "returned": [1, 1, 0, 1],
                          "revenue": [10.0, 20.0, 0.0, 5.0]})
     table = uplift_table(rows, "2024Q4").set_index("segment_type")
-    assert table.loc["all", "treated_rate"] == 1.0 and table.loc["all", "control_rate"] == 0.5
-    assert table.loc["all", "treated_revenue"] == 30.0 and table.loc["all", "control_revenue"] == 5.0
+    assert table.loc["all", "treated_rate"] == 1.0
+    assert table.loc["all", "control_rate"] == 0.5
+    assert table.loc["all", "treated_revenue"] == 30.0
+    assert table.loc["all", "control_revenue"] == 5.0
 
 
 @pytest.fixture(scope="module", params=["duckdb", "postgresql"])
@@ -138,7 +141,8 @@ def test_elimination_is_confirmed_then_reviewed(graded_periods) -> None:
             with pytest.raises(ValueError, match="is expired"):
                 decide(engine, row["customer_key"], pd.Timestamp(row["as_of_date"]).date(), "approved", "alice")
         status = candidates_by_status(engine, as_of=date(2025, 1, 1)).set_index("customer_key")
-    assert status.loc[first, "review_status"] == "approved" and status.loc[first, "reviewer"] == "alice"
+    assert status.loc[first, "review_status"] == "approved"
+    assert status.loc[first, "reviewer"] == "alice"
     assert status.loc[second, "review_status"] == "rejected"
     assert scalar(url, "SELECT COUNT(*) FROM marts.elimination_decisions") == 2
 
@@ -151,7 +155,8 @@ def test_score_cut_points_are_kept_and_ordered(graded_periods) -> None:
         scored = scalar(url, "SELECT COUNT(*) FROM marts.customer_features_snapshot "
                              "WHERE as_of_date = '2025-01-01' AND monetary_365d > 0")
     latest = cuts[pd.to_datetime(cuts["as_of_date"]).dt.date == date(2025, 1, 1)]
-    assert latest["score_value"].tolist() == [1, 2, 3, 4, 5] and latest["customers"].sum() == scored
+    assert latest["score_value"].tolist() == [1, 2, 3, 4, 5]
+    assert latest["customers"].sum() == scored
     assert (latest["min_value"].iloc[1:].to_numpy() > latest["max_value"].iloc[:-1].to_numpy()).all()  # no overlap
     first = cuts[pd.to_datetime(cuts["as_of_date"]).dt.date == date(2024, 7, 1)]
     assert set(first["note"]) == {"first period"}
@@ -164,7 +169,8 @@ def test_erasure_leaves_no_trace_of_the_customer(graded_periods) -> None:
     with open_engine(url) as engine:
         customer_key = scalar(url, "SELECT customer_key FROM ops.customer_keys WHERE customer_id = :c", c=busiest)
         deleted = erase(engine, busiest, KEY)
-        assert deleted["raw.orders"] > 0 and "marts.customer_tier_snapshot" in deleted
+        assert deleted["raw.orders"] > 0
+        assert "marts.customer_tier_snapshot" in deleted
         with pytest.raises(LookupError):
             erase(engine, busiest, KEY)
         with engine.connect() as conn:

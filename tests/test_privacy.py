@@ -94,7 +94,8 @@ def test_no_source_identity_in_marts_validation_results_or_data_docs_after_failu
                "VALUES ('NUL1', :c || char(0), '2024-11-21 10:00:00', 'completed', 5, 1)", c=victim["customer_id"])
     with pytest.raises(SourceDataError, match="NUL character") as stopped:
         pipeline.run_grading(conns, P2, run_id="nul")
-    assert victim["customer_id"] not in str(stopped.value) and "customer_key " in str(stopped.value)
+    assert victim["customer_id"] not in str(stopped.value)
+    assert "customer_key " in str(stopped.value)
     source.sql("DELETE FROM orders WHERE order_id = 'NUL1'")
     # 3. a survey of an unknown customer: quarantined, and the run goes on
     source.sql("INSERT INTO surveys (survey_id, customer_id, responded_at, csat, nps) "
@@ -103,7 +104,8 @@ def test_no_source_identity_in_marts_validation_results_or_data_docs_after_failu
     assert scalar(url, "SELECT COUNT(*) FROM marts.run_audit WHERE status = 'failed'") == 2
 
     published, stored = _everything_published(url), _docs_text(docs)
-    assert "expect_column_values_to_be_unique" in stored and "C9999999" not in published
+    assert "expect_column_values_to_be_unique" in stored
+    assert "C9999999" not in published
     leaks = [i for i in [*_identities(source.data), "C9999999"] if i in published or i in stored]
     assert leaks == []
     # the duplicate's detail is there, by pseudonym
@@ -140,13 +142,15 @@ def test_the_development_key_is_refused_outside_the_demo(tmp_path: Path, monkeyp
            and not k.startswith("AIRFLOW_CONN_GRADING")} | {"GRADING_HOME": str(tmp_path)}
     out = subprocess.run([sys.executable, "-m", "grading", "erase", "--customer-id", "C1"], env=env,
                          capture_output=True, text=True, timeout=120, cwd=ROOT)
-    assert out.returncode == 1 and out.stderr.startswith("error: GRADING_PSEUDONYM_KEY is not set")
+    assert out.returncode == 1
+    assert out.stderr.startswith("error: GRADING_PSEUDONYM_KEY is not set")
     out = subprocess.run([sys.executable, "-m", "grading", "--allow-dev-key", "migrate"], env=env,
                          capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert out.returncode == 0, out.stderr
     out = subprocess.run([sys.executable, "-m", "grading", "--allow-dev-key", "erase", "--customer-id", "C1"],
                          env=env, capture_output=True, text=True, timeout=120, cwd=ROOT)
-    assert out.returncode == 1 and "no rows of that customer" in out.stderr
+    assert out.returncode == 1
+    assert "no rows of that customer" in out.stderr
 
 
 def test_erasure_leaves_nothing_behind_and_keeps_the_customer_out(graded: Graded, tmp_path: Path,
@@ -168,8 +172,11 @@ def test_erasure_leaves_nothing_behind_and_keeps_the_customer_out(graded: Graded
     assert scalar(url, "SELECT COUNT(*) FROM marts.customer_tier_snapshot WHERE customer_key = :k", k=key) == 1
     with open_engine(url) as engine:
         deleted = erase(engine, odd, pseudonym_key(), docs)
-    assert deleted["ops.quarantine"] == 1 and deleted["raw.orders"] == 1
-    assert _everything_published(url).count(key) == 0 and key not in _docs_text(docs) and odd not in _docs_text(docs)
+    assert deleted["ops.quarantine"] == 1
+    assert deleted["raw.orders"] == 1
+    assert _everything_published(url).count(key) == 0
+    assert key not in _docs_text(docs)
+    assert odd not in _docs_text(docs)
     if graded.kind == "duckdb":  # freed blocks keep the old bytes until the file is rewritten
         path = Path(sa.make_url(url).database)
         probe = source.data.customers.sort_values("customer_id").iloc[3]["customer_id"]

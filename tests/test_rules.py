@@ -44,7 +44,7 @@ def test_shipped_rule_files_load() -> None:
     assert len(tier_rules.source.content_hash) == 64
 
 
-@pytest.mark.parametrize("old, new, expected", [
+@pytest.mark.parametrize(("old", "new", "expected"), [
     ("{feature: monetary_365d, op: \">=\", value: 10000}", "{feature: revenue, op: \">=\", value: 10000}",
      r"rules\.yaml:12: rule 'gold_band': field 'feature': unknown feature 'revenue'"),
     ("op: \">=\"", "op: \"=>\"", r":12: rule 'gold_band': field 'op': unknown operator '=>'"),
@@ -91,7 +91,8 @@ def test_python_in_a_value_is_data_not_code(tmp_path: Path) -> None:
     rules = load_tier_rules(write(tmp_path, VALID_TIERS), RULE_FEATURES)
     frame = pd.DataFrame({"customer_id": ["a"], "monetary_365d": [20000.0]})
     assert rules.rules[0].when.evaluate(frame).tolist() == [True]
-    assert not (tmp_path / "pwned").exists() and not Path("pwned").exists()
+    assert not (tmp_path / "pwned").exists()
+    assert not Path("pwned").exists()
 
 
 def test_candidate_rules_need_an_action(tmp_path: Path) -> None:
@@ -117,7 +118,7 @@ def test_conditions_treat_missing_values_as_not_meeting_a_comparison() -> None:
     assert tier_rules.rules[0].when.evaluate(frame).tolist() == [True, False]
 
 
-@pytest.mark.parametrize("extra, expected", [
+@pytest.mark.parametrize(("extra", "expected"), [
     ("strategy: magic\n", r"field 'strategy': unknown strategy 'magic'"),
     ("damping: {downgrade_after_periods: 0}\n", r"rule 'damping': field 'downgrade_after_periods': must be a whole"),
     ("damping: {max_steps_down: -1}\n", r"rule 'damping': field 'max_steps_down': must be a whole number"),
@@ -171,7 +172,7 @@ def bands(tmp_path: Path, first_tier="platinum", first=50000, second_tier="gold"
                                         second_cap=second_cap))
 
 
-@pytest.mark.parametrize("value, expected", [
+@pytest.mark.parametrize(("value", "expected"), [
     ('"fifty"', r"field 'value': monetary_365d is a number, so the value must be one, not 'fifty'$"),
     ('"50000"', r"field 'value': monetary_365d is a number, so the value must be one, not '50000' \(a quoted number "
                 r"is text: drop the quotes\)"),
@@ -192,7 +193,7 @@ def test_an_exponent_without_a_dot_is_a_number(tmp_path: Path) -> None:
     assert rules.rules[0].when.children[0].value == 10000.0
 
 
-@pytest.mark.parametrize("leaf, expected", [
+@pytest.mark.parametrize(("leaf", "expected"), [
     ('{feature: region, op: "==", value: 5}', r"field 'value': region holds text, so the value must be text, not 5"),
     ('{feature: region, op: ">", value: North}', r"field 'op': region holds text: compare it with ==, !=, in or "
                                                  r"not_in, not >"),
@@ -290,5 +291,6 @@ def test_rules_take_effect_on_their_effective_date(tmp_path: Path, monkeypatch: 
     with pytest.raises(RuleError, match=r"tiers\.yaml: version 1\.2\.0 takes effect on 2025-06-01, after the as-of "
                                         r"date 2025-01-01: it cannot grade that period"):
         run_grading(conns, date(2025, 1, 1))
-    assert not (tmp_path / "w.duckdb").exists() and not (tmp_path / "none.sqlite").exists()
+    assert not (tmp_path / "w.duckdb").exists()
+    assert not (tmp_path / "none.sqlite").exists()
     assert in_effect(load_rules(), date(2025, 6, 1))[0].source.effective_date == date(2025, 6, 1)

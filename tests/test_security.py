@@ -190,12 +190,14 @@ def test_customer_keys_are_a_keyed_hash_that_changes_with_the_key(
 
     assert extract_with(KEY, "same") == expected  # same key, another warehouse: the same keys
     other = extract_with("another-security-key", "other")
-    assert set(other) == set(ids) and all(other[i] != expected[i] for i in ids)
+    assert set(other) == set(ids)
+    assert all(other[i] != expected[i] for i in ids)
     assert other == {i: pseudonym(i, b"another-security-key") for i in ids}
 
     # Rotation as documented: customers already known keep their key; new ones get the new key's.
     known = extract_with(KEY, "rotated", date(2024, 12, 1))
-    assert 0 < len(known) < len(ids) and known == {i: expected[i] for i in known}
+    assert 0 < len(known) < len(ids)
+    assert known == {i: expected[i] for i in known}
     rotated = extract_with("rotated-security-key", "rotated")
     assert {i: rotated[i] for i in known} == known
     assert {i: rotated[i] for i in set(ids) - set(known)} == \
@@ -273,10 +275,12 @@ def test_hostile_rule_files_are_data_stored_verbatim_and_grade_like_the_plain_ru
                                                   "WHERE run_id = 'hostile_rules'")["rule_version"].dropna())
         # The same customers in the same tiers as under the plain rules, decided by the hostile names.
         merged = plain.merge(graded_now, on="customer_key", suffixes=("_plain", "_hostile"))
-        assert len(merged) == CUSTOMERS and (merged["tier_plain"] == merged["tier_hostile"]).all()
+        assert len(merged) == CUSTOMERS
+        assert (merged["tier_plain"] == merged["tier_hostile"]).all()
         assert set(graded_now["tier_rule"]) == {"platinum'); DROP TABLE marts.tier_history; --", 'gold" OR 1=1; --',
                                                 "rest'; --"}
-        assert set(graded_now["rule_version"]) == {HOSTILE_VERSION} and audit_versions == {HOSTILE_VERSION}
+        assert set(graded_now["rule_version"]) == {HOSTILE_VERSION}
+        assert audit_versions == {HOSTILE_VERSION}
     finally:
         _drop(graded.admin, name)
 
@@ -301,7 +305,7 @@ def test_a_text_value_on_a_numeric_feature_fails_cleanly_before_anything_is_writ
         tiers_file.write_text(yaml.safe_dump(tiers), encoding="utf-8")
         monkeypatch.setenv("GRADING_INCLUDE_DIR", str(include))
         before = _inventory(url)
-        with pytest.raises(Exception) as failure:  # noqa: B017 - whichever error, it must not be SQL's
+        with pytest.raises(Exception) as failure:  # whichever error, it must not be SQL's
             tiers_stage(Connections(graded.source_url, url), AS_OF, "hostile_numeric")
         assert not isinstance(failure.value, sa.exc.SQLAlchemyError), failure.value
         after = _inventory(url)
@@ -361,7 +365,8 @@ def test_a_password_with_quotes_is_stored_exactly(graded: Graded, monkeypatch: p
         with graded.admin.connect() as conn:
             stored = conn.execute(sa.text("SELECT rolpassword FROM pg_authid WHERE rolname = :r"), {"r": role}) \
                 .scalar_one()
-        assert _scram_matches(stored, password) and not _scram_matches(stored, password.replace("'", ""))
+        assert _scram_matches(stored, password)
+        assert not _scram_matches(stored, password.replace("'", ""))
         assert _inventory(graded.url) == before
     finally:
         engine = sa.create_engine(graded.url, poolclass=NullPool, isolation_level="AUTOCOMMIT")

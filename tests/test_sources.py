@@ -92,7 +92,8 @@ def test_shipped_mappings_load(name: str) -> None:
 
 def test_setting_names_a_shipped_mapping_or_a_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("GRADING_SOURCE_MAPPING", raising=False)
-    assert source_mapping() is None and Connections.resolve().source_mapping is None
+    assert source_mapping() is None
+    assert Connections.resolve().source_mapping is None
     monkeypatch.setenv("GRADING_SOURCE_MAPPING", "superstore")
     assert source_mapping() == mappings_dir() / "superstore.yaml"
     monkeypatch.setenv("GRADING_SOURCE_MAPPING", str(tmp_path / "mine.yaml"))
@@ -165,10 +166,12 @@ def test_order_lines_become_orders_and_customers_are_derived(tmp_path: Path) -> 
     assert orders.rejected == {"missing customer_id": 1}  # the line of A4 has no client
     got = orders.frame.set_index("order_id")
     assert list(got.index) == ["A1", "A2", "A3", "R1"]
-    assert got.loc["A1", "customer_id"] == "c1" and got.loc["A1", "order_ts"] == pd.Timestamp("2024-01-03")
+    assert got.loc["A1", "customer_id"] == "c1"
+    assert got.loc["A1", "order_ts"] == pd.Timestamp("2024-01-03")
     assert got.loc["A1", "amount"] == 2.12  # 2 x 1.0625 = 2.125 -> half to even
     assert got.loc["A1", "margin"] == -0.25  # negative margins kept
-    assert got.loc["A2", "amount"] == 0.12 and got.loc["A3", "amount"] == 0.14  # 0.125 -> 0.12, 0.135 -> 0.14
+    assert got.loc["A2", "amount"] == 0.12
+    assert got.loc["A3", "amount"] == 0.14
     assert (got.loc["R1", "status"], got.loc["R1", "amount"]) == ("refunded", 6.0)  # negative lines, positive refund
     assert pd.isna(got.loc["R1", "margin"])
     assert orders.frame.dtypes.astype(str).to_dict() == {
@@ -219,7 +222,8 @@ def test_unknown_status_without_a_mapping_is_an_error(tmp_path: Path) -> None:
         read(path, "orders")
     message = str(error.value)
     assert "o.csv row 2: column 'st' -> orders.status (mapping.yaml:8): 'shipped' is not a known status" in message
-    assert "(2 rows like this)" in message and "map:" in message
+    assert "(2 rows like this)" in message
+    assert "map:" in message
 
 
 def test_value_maps_prefixes_and_defaults(tmp_path: Path) -> None:
@@ -461,7 +465,8 @@ def test_object_storage_drop_with_gzip(tmp_path: Path) -> None:
     path = mapping_file(tmp_path, LINES_MAPPING.replace("lines.csv", "lines.csv.gz"),
                         source="source: {type: files, location: 'memory://grading-test/drop'}")
     rows = read(path, "orders")
-    assert list(rows.frame["order_id"]) == ["A1", "A2", "A3", "R1"] and rows.rejected == {"missing customer_id": 1}
+    assert list(rows.frame["order_id"]) == ["A1", "A2", "A3", "R1"]
+    assert rows.rejected == {"missing customer_id": 1}
 
 
 def test_interactions_are_extracted_when_fed_and_empty_when_not(tmp_path: Path) -> None:
@@ -480,7 +485,8 @@ def test_interactions_are_extracted_when_fed_and_empty_when_not(tmp_path: Path) 
     with open_engine(url) as warehouse:
         migrate(warehouse)
         rows = extract(None, warehouse, CUTOFF, KEY, batch=datetime.now(), mapping=load_mapping(path))
-        assert rows["interactions"] == 1 and rows["customers"] == 1
+        assert rows["interactions"] == 1
+        assert rows["customers"] == 1
         unfed = mapping_file(tmp_path, """
         tables:
           customers:
@@ -539,7 +545,8 @@ def test_sql_source_with_its_own_names_and_formats(tmp_path: Path, warehouse_url
     assert pd.Timestamp(orders["order_ts"].iloc[0]) == pd.Timestamp("2024-01-05 09:00:00")  # Berlin winter time
     assert customers["customer_id"].tolist() == ["A-1", "A-2", "A-3"]
     assert pd.Timestamp(customers["created_at"].iloc[0]) == pd.Timestamp("2023-12-30 23:00:00")
-    assert "Email" not in customers.columns and "email" not in customers.columns
+    assert "Email" not in customers.columns
+    assert "email" not in customers.columns
 
 
 def test_sql_source_missing_column_is_named(tmp_path: Path) -> None:
@@ -584,5 +591,6 @@ def test_canonical_mapping_extracts_what_the_default_path_does(tmp_path: Path) -
 def test_has_rows_tells_a_mapped_table_with_data_from_one_without(tmp_path: Path) -> None:
     write(tmp_path, "lines.csv", LINES)
     source = MappedSource(load_mapping(mapping_file(tmp_path, LINES_MAPPING)))
-    assert source.has_rows("orders") and source.has_rows("customers")
+    assert source.has_rows("orders")
+    assert source.has_rows("customers")
     assert not source.has_rows("tickets")  # not in this export

@@ -159,6 +159,7 @@ def test_distance_to_the_next_tier_and_to_keep_the_current_one() -> None:
     assert got.loc["n", "spend_to_next_tier"] == 6000.0          # gold from 10,000
     assert got.loc["g", "spend_to_next_tier"] == 20000.01        # platinum above 50,000
     assert pd.isna(got.loc["p", "spend_to_next_tier"])           # nothing above platinum
-    assert got.loc["g", "spend_to_keep_tier"] == 0.0 and got.loc["n", "spend_to_keep_tier"] == 0.0
+    assert got.loc["g", "spend_to_keep_tier"] == 0.0
+    assert got.loc["n", "spend_to_keep_tier"] == 0.0
     assert got.loc["held", "spend_to_keep_tier"] == 3000.0       # held at gold while below: 3,000 short
     assert got["orders_to_next_tier"].isna().all()               # the shipped bands do not count orders

@@ -116,9 +116,8 @@ def test_a_later_table_that_fails_to_convert_leaves_the_batch_to_be_validated_in
 def test_a_lock_error_in_validation_leaves_the_batch_to_the_next_run(base: Base, tmp_path: Path) -> None:
     url, conns = base.run("lock")
     extracted = pipeline.extract_stage(conns, P2, "locked")
-    with _locked(base.kind, url) as locked_url:
-        with pytest.raises(sa.exc.DBAPIError, match="lock"):
-            pipeline.validate_stage(Connections(conns.source_url, locked_url), P2, "locked", extracted["batch"])
+    with _locked(base.kind, url) as locked_url, pytest.raises(sa.exc.DBAPIError, match="lock"):
+        pipeline.validate_stage(Connections(conns.source_url, locked_url), P2, "locked", extracted["batch"])
     # the abandoned run's batch holds the -50 order, never checked: the next run checks it
     pipeline.run_grading(conns, P2, run_id="clean")
     assert _monetary(url, base.bad["customer_id"], P2) >= 0

@@ -31,7 +31,8 @@ def test_a_clean_frame_passes_every_check() -> None:
     frame = pd.DataFrame({"survey_id": ["s1", "s2"], "customer_id": ["c", "c"],
                           "responded_at": pd.to_datetime(["2024-01-01", "2024-02-01"]), "csat": [1, 5], "nps": [0, 10]})
     results = check_frame("surveys", frame)
-    assert results and all(r.success for r in results)
+    assert results
+    assert all(r.success for r in results)
 
 
 def test_out_of_range_scores_are_row_level_and_reported_with_their_keys() -> None:
@@ -87,7 +88,8 @@ def test_every_source_table_has_a_suite_with_actions() -> None:
     assert set(suites) == set(SOURCE_TABLES)
     for suite in suites.values():
         checks = [*suite.expectations, *suite.checks]
-        assert all(c.action for c in checks) and all(c.reason for c in suite.row_level)
+        assert all(c.action for c in checks)
+        assert all(c.reason for c in suite.row_level)
         for check in suite.row_level:  # the quarantine can select each row-level check's rows in SQL
             assert predicate(suite, check)[0]
     interactions = suites["interactions"]
@@ -217,7 +219,8 @@ def test_a_rejected_batch_is_re_read_once_fixed_and_bad_rows_are_quarantined_ide
     index = (docs / "index.html").read_text(encoding="utf-8")
     runs = {p.name for p in (docs / "validations" / "raw_orders").iterdir()}
     assert {"first", "bad-run", "fixed-run", "rerun"} <= runs
-    assert "fixed-run" in index and "bad-run" in index
+    assert "fixed-run" in index
+    assert "bad-run" in index
 
 
 def _gate(conns: Connections, run_id: str) -> dict:

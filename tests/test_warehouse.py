@@ -51,7 +51,8 @@ def test_an_older_warehouse_upgrades_in_place_and_keeps_its_data(warehouse_url: 
             conn.execute(sa.text("INSERT INTO marts.customer_tier_snapshot VALUES "
                                  "('2024-10-01', 'k1', 'gold', 2, 'gold_band', 'why', '1.0.0')"))
         later = [p.name for p in migration_files()][1:]
-        assert later and prepare_warehouse(engine) == later
+        assert later
+        assert prepare_warehouse(engine) == later
         assert prepare_warehouse(engine) == []
     assert scalar(warehouse_url, "SELECT tier FROM marts.customer_tier_snapshot WHERE customer_key = 'k1'") == "gold"
     assert scalar(warehouse_url, "SELECT COUNT(*) FROM ops.schema_migrations") == len(migration_files())
@@ -185,7 +186,8 @@ def test_tier_history_carried_forward_by_each_period_is_the_history_rebuilt_from
                 "UPDATE staging.customer_tiers AS t SET tier = p.tier FROM staging.customer_tiers AS p "
                 "WHERE t.as_of_date = '2025-01-01' AND p.as_of_date = '2024-10-01' AND p.customer_id = t.customer_id "
                 "AND t.tier NOT IN (p.tier, 'regraded')")).rowcount
-        assert regraded == 60 and reverted > 0  # some back in the tier their stretch had before the rerun
+        assert regraded == 60
+        assert reverted > 0
         publish_stage(conns, date(2025, 1, 1), "rerun")
         check("append")
         load_period(conns, date(2024, 7, 1), "backfill")  # earlier than the latest: rebuilt
@@ -311,7 +313,8 @@ def test_read_frame_gives_postgresql_the_dtypes_and_values_of_duckdb(tmp_path: P
     assert len(pg) == {"TRUE": 3, "s IS NOT NULL": 2, "FALSE": 0}[where]
     if where == "TRUE":
         assert pg["b"].iloc[0] == 9007199254740993  # exact: not through float64
-        assert pg["s"].tolist()[:2] == ["a", ""] and pd.isna(pg["s"].iloc[2])
+        assert pg["s"].tolist()[:2] == ["a", ""]
+        assert pd.isna(pg["s"].iloc[2])
 
 
 def test_read_frame_on_postgresql_keeps_text_floats_and_parameters_intact(pg_url: str) -> None:
@@ -328,12 +331,16 @@ def test_read_frame_on_postgresql_keeps_text_floats_and_parameters_intact(pg_url
         assert frame["s"].iloc[:len(texts)].tolist() == texts
         assert frame["s"].iloc[len(texts):].isna().all()
         floats = frame.set_index("k")["f"]
-        assert floats[10] == np.inf and floats[11] == -np.inf and np.isnan(floats[12]) and floats[13] == 1e-300
+        assert floats[10] == np.inf
+        assert floats[11] == -np.inf
+        assert np.isnan(floats[12])
+        assert floats[13] == 1e-300
         assert frame.set_index("k")["ts"][10] == pd.Timestamp("2024-07-01 10:00:00.000001", tz="UTC")
         # values are bound by the driver: quotes, percent signs and a newline in a comment line stay values
         sql = "-- :s names the text\nSELECT k, s, 7 % 3 AS m FROM t WHERE s = :s OR k = ANY(:ks) ORDER BY k"
         picked = read_frame(conn, sql, {"s": 'say "hi", twice', "ks": [0, 1], "unused": 1})
-        assert picked["k"].tolist() == [0, 1, 4] and picked["m"].tolist() == [1, 1, 1]
+        assert picked["k"].tolist() == [0, 1, 4]
+        assert picked["m"].tolist() == [1, 1, 1]
         evil = "x'); DROP TABLE t; --\n%s %(k)s"
         assert read_frame(conn, "SELECT :v AS v", {"v": evil})["v"].tolist() == [evil]
         assert read_frame(conn, "SELECT '100%' AS p")["p"].tolist() == ["100%"]
@@ -403,7 +410,8 @@ def test_bulk_insert_keeps_empty_texts_apart_from_nulls(warehouse_url: str, monk
     assert [row.s for row in rows] == texts
     assert [row.f for row in rows] == [0.5, None, 1.0, None, 2.0, 3.0, 4.0, 0.1 + 0.2]
     assert [row.n for row in rows] == [1, None, 3, 4, 5, 6, 7, 2**53 + 1]
-    assert [row.d for row in rows][:3] == [date(2024, 1, 2), None, date(2024, 3, 4)] and rows[4].d is None
+    assert [row.d for row in rows][:3] == [date(2024, 1, 2), None, date(2024, 3, 4)]
+    assert rows[4].d is None
 
 
 def test_a_computed_frame_is_the_query_s_frame_and_leaves_duckdb_as_it_was(warehouse_url: str) -> None:

@@ -90,10 +90,7 @@ def describe_error(error: BaseException | str | None) -> str:
     """A short, shareable error text: type and message, no SQL, no bound values, no passwords."""
     if error is None:
         return "unknown error (the task failed without an exception, e.g. it was killed)"
-    if isinstance(error, BaseException):
-        text = f"{type(error).__name__}: {error}"
-    else:
-        text = str(error)
+    text = f"{type(error).__name__}: {error}" if isinstance(error, BaseException) else str(error)
     text = _SQL_TAIL.sub("", text)
     text = _URL_PASSWORD.sub(r"\1***@", text)
     text = " ".join(text.split())
@@ -124,7 +121,7 @@ def alert_from_context(context: Mapping[str, Any]) -> Alert:
     def attr(obj: Any, name: str) -> Any:
         try:
             return getattr(obj, name, None)
-        except Exception:  # noqa: BLE001 - a property that cannot be computed here (e.g. no config)
+        except Exception:  # a property that cannot be computed here (e.g. no config)
             return None
 
     return Alert(
@@ -198,7 +195,7 @@ def send_webhook(alert: Alert, conn: Any) -> int:
         headers["Authorization"] = f"Basic {token}"
     request = urllib.request.Request(url, data=json.dumps(alert.payload()).encode(), headers=headers,
                                      method="POST")
-    with urllib.request.urlopen(request, timeout=WEBHOOK_TIMEOUT_SECONDS) as response:  # noqa: S310 - http(s) only
+    with urllib.request.urlopen(request, timeout=WEBHOOK_TIMEOUT_SECONDS) as response:  # http(s) only
         return response.status
 
 
@@ -232,7 +229,7 @@ def send_alert(alert: Alert, conn_id: str = ALERT_CONN_ID) -> str:
             recipients = send_email(alert, conn)
             log.info("alert mailed to %s via %s", ", ".join(recipients), conn_id)
         return channel
-    except Exception as exc:  # noqa: BLE001 - a failed delivery must not mask the task's error
+    except Exception as exc:  # a failed delivery must not mask the task's error
         log.error("alert not delivered through connection %s: %s", conn_id, describe_error(exc))
         return "log"
 

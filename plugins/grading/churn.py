@@ -222,7 +222,7 @@ def latest_model(conn: Connection, as_of: date, max_age_days: int) -> StoredMode
                     "(written elsewhere, or GRADING_PSEUDONYM_KEY changed): not loaded, retraining",
                     row["model_as_of"])
         return None
-    estimator = pickle.loads(payload)  # noqa: S301 - bytes signed by this pipeline's key, checked above
+    estimator = pickle.loads(payload)  # bytes signed by this pipeline's key, checked above
     fields = {f: row[f] for f in ModelReport.__dataclass_fields__ if f in row}
     for name in ("train_as_of", "holdout_as_of"):
         fields[name] = pd.Timestamp(fields[name]).date()

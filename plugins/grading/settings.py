@@ -98,7 +98,7 @@ def _from_airflow(conn_id: str) -> str | None:
         conn = Connection.get(conn_id)
     except AirflowNotFoundException:
         return None
-    except Exception:  # noqa: BLE001 - outside a task there is no API server to ask
+    except Exception:  # outside a task there is no API server to ask
         return None
     return _url_from_json(conn_id, {
         "conn_type": conn.conn_type, "login": conn.login, "password": conn.password,

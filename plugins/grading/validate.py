@@ -621,7 +621,7 @@ def _build_docs(context, suites: Mapping[str, Suite], run_id: str, run_time: dat
             site_names=[DATA_DOCS_SITE],
             resource_identifiers=[*keys, *(ExpectationSuiteIdentifier(name=s.name) for s in suites.values())])
         return urls.get(DATA_DOCS_SITE)
-    except Exception as exc:  # noqa: BLE001 - docs must not decide the run's outcome
+    except Exception as exc:  # docs must not decide the run's outcome
         log.warning("Great Expectations Data Docs were not written to %s: %s: %s", docs, type(exc).__name__, exc)
         return None
 
@@ -740,7 +740,7 @@ def _offending(conn: Connection, suite: Suite, check: Check, scope: _Scope,
     ``params``), and a few of their keys."""
     if where is None:
         where, params = predicate(suite, check, expectation_parameters(suite, scope.now))
-    base = f"FROM raw.{suite.table} AS r WHERE r.extracted_at = :batch AND ({where})"  # noqa: S608 - identifiers from the contract
+    base = f"FROM raw.{suite.table} AS r WHERE r.extracted_at = :batch AND ({where})"  # identifiers from the contract
     params = {**(params or {}), "batch": scope.batch}
     count = _row(conn.execute(sa.text(f"SELECT COUNT(*) {base}"), params))[0]
     keys = conn.execute(sa.text(f"SELECT r.{suite.spec.key} {base} ORDER BY 1 LIMIT {SAMPLE_KEYS}"), params) \

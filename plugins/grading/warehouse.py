@@ -383,7 +383,7 @@ def _csv_slices(frame: pd.DataFrame) -> Iterator[bytes]:
         path = Path(folder) / "slice.csv"
         for start in range(0, len(frame), _COPY_SLICE_ROWS):
             duck.register("slice", frame.iloc[start:start + _COPY_SLICE_ROWS])
-            duck.execute(f"COPY slice TO '{path}' (FORMAT csv, HEADER false, NULLSTR '{_COPY_NULL}', "  # noqa: S608 - our own temporary path
+            duck.execute(f"COPY slice TO '{path}' (FORMAT csv, HEADER false, NULLSTR '{_COPY_NULL}', "  # our own temporary path
                          "TIMESTAMPFORMAT '%Y-%m-%d %H:%M:%S.%f')")
             duck.unregister("slice")
             yield path.read_bytes()

@@ -88,7 +88,7 @@ def load(path: Path, raw: bytes) -> Any:
     except UnicodeDecodeError as exc:
         raise YamlError(f"{path}: must be UTF-8 text ({exc})") from None
     try:
-        return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+        return yaml.load(text, Loader=_Loader)  # a SafeLoader subclass
     except _Duplicate as dup:
         raise YamlError(f"{path}:{dup.mark.line + 1}:{dup.mark.column + 1}: key {dup.key!r} appears twice in one "
                         f"mapping (first on line {dup.first}); remove one") from None
