@@ -14,14 +14,10 @@ It changes the warehouse it is given: use a copy.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from datetime import date
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "plugins"))
-
-import sqlalchemy as sa  # after the path to the package
+import sqlalchemy as sa
 
 from grading import publish
 from grading.pipeline import prepare_warehouse

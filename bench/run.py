@@ -16,6 +16,9 @@ Scales: S = 10,000 customers; M = 100,000 customers / 2,000,000 orders / 300,000
 L = 1,000,000 / 20,000,000 / 3,000,000. grading.demo makes about 8 orders and 2 tickets per
 customer over three years, so the bench tops orders and tickets up to the target counts by
 resampling generated rows of the same customers, shifted back in time (bench-only knobs).
+
+The code the workers run is in bench/workers.py, the report (RESULTS.md and the targets) in
+bench/report.py; ``grading`` is the package installed (editable) in the venv.
 """
 
 # SQL here is built from table names and dates of this script, never from input: S608 does not apply.
@@ -24,12 +27,9 @@ resampling generated rows of the same customers, shifted back in time (bench-onl
 from __future__ import annotations
 
 import argparse
-import concurrent.futures as cf
 import json
-import multiprocessing as mp
 import os
 import platform
-import resource
 import shutil
 import subprocess
 import sys
@@ -37,8 +37,18 @@ import time
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
+# siblings in bench/ (this folder is on the path when run.py runs as a script, and in its spawned workers)
+from report import GiB, load_results, render
+from workers import (
+    direct_raw_worker,
+    duckdb_baseline_worker,
+    in_fresh_process,
+    pg_baseline_worker,
+    stage_worker,
+    tutorial_pandas_worker,
+)
+
 BENCH = Path(__file__).resolve().parent
-PROJECT = BENCH.parent
 SCALES = {  # customers, orders, tickets (None: whatever grading.demo makes)
     "S": (10_000, 200_000, 30_000),
     "M": (100_000, 2_000_000, 300_000),
@@ -54,8 +64,6 @@ AS_OF = date(2024, 12, 1)
 AS_OF_NEXT = date(2024, 12, 2)
 REVIEW_QUARTER = "2024Q4"         # the quarter the as-of snapshot falls in
 PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-GRADING_STAGES = ("extract", "validate", "features", "churn", "tiers", "flags", "publish")
-GiB = 1024 ** 3
 
 
 # --------------------------------------------------------------------------- data
@@ -182,229 +190,6 @@ def copy_duckdb_to_pg(duck_path: Path, db: str, tables=("customers", "orders", "
     return time.perf_counter() - started
 
 
-# --------------------------------------------------------------------------- workers
-
-def _peak_rss() -> int:
-    """This worker's peak RSS in bytes; called last in a worker, so it also mutes its stderr:
-    DuckDB 2.0's bindings print "nanobind: leaked ..." at interpreter exit, which is noise."""
-    # VmHWM, not getrusage's ru_maxrss: Linux carries ru_maxrss over fork + exec, so a spawned
-    # worker would report at least the bench process's RSS (the generated data) at spawn time.
-    status = Path("/proc/self/status")
-    if status.exists():
-        peak = next(int(line.split()[1]) * 1024 for line in status.read_text().splitlines()
-                    if line.startswith("VmHWM:"))
-    else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux, bytes on macOS
-    sys.stderr.flush()
-    os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
-    return peak
-
-
-def _env(home: Path) -> None:
-    os.environ["GRADING_HOME"] = str(home)
-    os.environ.setdefault("GRADING_PSEUDONYM_KEY", "bench-key")
-    sys.path.insert(0, str(PROJECT / "plugins"))
-
-
-def stage_worker(stage: str, source_url: str, warehouse_url: str, home: str, as_of: str,
-                 run_id: str, extra: dict) -> dict:
-    """One stage through grading.pipeline in this (fresh) process; times the call only."""
-    _env(Path(home))
-    import logging
-    logging.basicConfig(level=logging.WARNING)
-    from grading import pipeline, review
-
-    conns = pipeline.Connections(source_url, warehouse_url, None)
-    day = date.fromisoformat(as_of)
-    started = time.perf_counter()
-    if stage == "extract":
-        out = pipeline.extract_stage(conns, day, run_id)
-    elif stage == "validate":
-        out = pipeline.validate_stage(conns, day, run_id, extra["batch"])
-    elif stage == "review":
-        quarter = review.Quarter.parse(extra.get("quarter") or str(review.Quarter.closing_on(day)))
-        out = pipeline.review_stage(conns, quarter, run_id, output_dir=Path(home) / "review")
-    else:
-        out = getattr(pipeline, f"{stage}_stage")(conns, day, run_id)
-    seconds = time.perf_counter() - started
-    return {"seconds": seconds, "rss": _peak_rss(), "summary": json.loads(json.dumps(out, default=str))}
-
-
-def direct_raw_worker(duck_source: str, warehouse_url: str, home: str, batch: str) -> dict:
-    """Load raw.* straight from the source (no pd.read_sql), register keys and watermarks.
-
-    Used at L (and whenever extraction cannot be run): DuckDB INSERT ... SELECT from the
-    attached source file; PostgreSQL COPY streamed from the source file.
-    """
-    _env(Path(home))
-    import duckdb
-    import psycopg
-    import sqlalchemy as sa
-
-    from grading import extract
-    from grading.contract import SOURCE_TABLES
-    from grading.pipeline import prepare_warehouse
-    from grading.settings import pseudonym_key
-    from grading.warehouse import open_engine
-
-    started = time.perf_counter()
-    cutoff = datetime.combine(AS_OF, datetime.min.time())
-    with open_engine(warehouse_url) as wh:
-        prepare_warehouse(wh)
-        rows = {}
-        if wh.dialect.name == "duckdb":
-            with wh.begin() as conn:
-                conn.exec_driver_sql(f"ATTACH '{duck_source}' AS src (READ_ONLY)")
-                for name, spec in SOURCE_TABLES.items():
-                    cols = ", ".join(spec.columns)
-                    conn.exec_driver_sql(f"DELETE FROM raw.{name}")
-                    conn.exec_driver_sql(
-                        f"INSERT INTO raw.{name} ({cols}, extracted_at) SELECT {cols}, TIMESTAMP '{batch}' "
-                        f"FROM src.{name} WHERE {spec.event_time} < TIMESTAMP '{cutoff}'")
-                    rows[name] = conn.exec_driver_sql(f"SELECT COUNT(*) FROM raw.{name}").scalar()
-        else:
-            import io
-
-            import pyarrow.csv as pacsv
-            duck = duckdb.connect(duck_source, read_only=True)
-            dsn = wh.url.set(drivername="postgresql").render_as_string(hide_password=False)
-            with psycopg.connect(dsn) as con:
-                for name, spec in SOURCE_TABLES.items():
-                    cols = ", ".join(spec.columns)
-                    con.execute(f"DELETE FROM raw.{name}")
-                    reader = duck.sql(
-                        f"SELECT {cols}, TIMESTAMP '{batch}' AS extracted_at FROM {name} "
-                        f"WHERE {spec.event_time} < TIMESTAMP '{cutoff}'").to_arrow_reader(500_000)
-                    n = 0
-                    statement = f"COPY raw.{name} ({cols}, extracted_at) FROM STDIN WITH (FORMAT csv)"
-                    with con.cursor().copy(statement) as cp:
-                        for b in reader:
-                            sink = io.BytesIO()
-                            pacsv.write_csv(b, sink, pacsv.WriteOptions(include_header=False))
-                            cp.write(sink.getvalue())
-                            n += b.num_rows
-                    rows[name] = n
-                con.commit()
-            duck.close()
-        with wh.begin() as conn:
-            conn.execute(sa.text("DELETE FROM ops.extract_watermarks"))
-            for name in SOURCE_TABLES:
-                conn.execute(sa.text("INSERT INTO ops.extract_watermarks (source_table, extracted_through, updated_at) "
-                                     "VALUES (:t, :c, :n)"),
-                             {"t": name, "c": cutoff, "n": datetime.fromisoformat(batch)})
-        rows["customer_keys_added"] = extract.register_customer_keys(wh, pseudonym_key())
-    return {"seconds": time.perf_counter() - started, "rss": _peak_rss(), "summary": {"rows": rows}}
-
-
-def baseline_sql(as_of: date, prefix: str = "") -> str:
-    """Per-customer RFM + complaint features with NTILE quintile scores (portable DuckDB / PostgreSQL)."""
-    a = f"TIMESTAMP '{as_of.isoformat()}'"
-    w = f"TIMESTAMP '{(as_of - timedelta(days=365)).isoformat()}'"
-    return f"""
-WITH o AS (
-    SELECT customer_id, MAX(order_ts) AS last_order_at, COUNT(*) AS frequency, SUM(amount) AS monetary,
-           SUM(margin) AS margin
-    FROM {prefix}orders WHERE status = 'completed' AND order_ts >= {w} AND order_ts < {a}
-    GROUP BY customer_id),
-r AS (
-    SELECT customer_id, COUNT(*) AS refunds FROM {prefix}orders
-    WHERE status = 'refunded' AND order_ts >= {w} AND order_ts < {a} GROUP BY customer_id),
-t AS (
-    SELECT customer_id, COUNT(*) AS tickets,
-           SUM(CASE WHEN category = 'complaint' THEN 1 ELSE 0 END) AS complaints
-    FROM {prefix}tickets WHERE opened_at >= {w} AND opened_at < {a} GROUP BY customer_id),
-base AS (
-    SELECT c.customer_id, c.region,
-           CAST({a} AS DATE) - CAST(o.last_order_at AS DATE) AS recency_days,
-           COALESCE(o.frequency, 0) AS frequency, COALESCE(o.monetary, 0) AS monetary,
-           COALESCE(o.margin, 0) AS margin, COALESCE(r.refunds, 0) AS refunds,
-           COALESCE(t.tickets, 0) AS tickets, COALESCE(t.complaints, 0) AS complaints
-    FROM {prefix}customers AS c
-    LEFT JOIN o ON o.customer_id = c.customer_id
-    LEFT JOIN r ON r.customer_id = c.customer_id
-    LEFT JOIN t ON t.customer_id = c.customer_id
-    WHERE c.created_at < {a})
-SELECT base.*,
-       NTILE(5) OVER (ORDER BY recency_days DESC NULLS FIRST) AS r_score,
-       NTILE(5) OVER (ORDER BY frequency) AS f_score,
-       NTILE(5) OVER (ORDER BY monetary) AS m_score
-FROM base"""
-
-
-def duckdb_baseline_worker(duck_source: str, as_of: str) -> dict:
-    import duckdb
-    con = duckdb.connect()  # in memory; the source file attached read-only
-    con.execute(f"ATTACH '{duck_source}' AS src (READ_ONLY)")
-    started = time.perf_counter()
-    con.execute("CREATE TABLE rfm AS " + baseline_sql(date.fromisoformat(as_of), "src."))
-    seconds = time.perf_counter() - started
-    rows = con.execute("SELECT COUNT(*) FROM rfm").fetchone()[0]
-    return {"seconds": seconds, "rss": _peak_rss(), "summary": {"rows": rows}}
-
-
-def pg_baseline_worker(db: str, as_of: str) -> dict:
-    import psycopg
-    with psycopg.connect(f"host=127.0.0.1 port=5432 user=postgres dbname={db}") as con:
-        con.execute("DROP TABLE IF EXISTS rfm")
-        started = time.perf_counter()
-        con.execute("CREATE TABLE rfm AS " + baseline_sql(date.fromisoformat(as_of)))
-        con.commit()
-        seconds = time.perf_counter() - started
-        rows = con.execute("SELECT COUNT(*) FROM rfm").fetchone()[0]
-        con.execute("DROP TABLE rfm")
-        con.commit()
-    return {"seconds": seconds, "rss": _peak_rss(), "summary": {"rows": rows}}
-
-
-def tutorial_pandas_worker(duck_source: str, as_of: str) -> dict:
-    """The RFM of a typical pandas tutorial: groupby with Python lambdas, qcut, apply(axis=1)."""
-    import duckdb
-    import pandas as pd
-
-    con = duckdb.connect(duck_source, read_only=True)
-    customers = con.execute("SELECT * FROM customers").df()
-    orders = con.execute("SELECT * FROM orders").df()
-    tickets = con.execute("SELECT * FROM tickets").df()
-    con.close()
-    snapshot = pd.Timestamp(as_of)
-    started = time.perf_counter()
-    window = orders[(orders["order_ts"] < snapshot) & (orders["order_ts"] >= snapshot - pd.Timedelta(days=365))]
-    done = window[window["status"] == "completed"]
-    rfm = done.groupby("customer_id").agg({
-        "order_ts": lambda x: (snapshot - x.max()).days,
-        "order_id": lambda x: len(x.unique()),
-        "amount": lambda x: x.sum(),
-        "margin": lambda x: x.sum(),
-    })
-    rfm.columns = ["recency", "frequency", "monetary", "margin"]
-    refunds = window.groupby("customer_id")["status"].apply(lambda s: (s == "refunded").sum()).rename("refunds")
-    tk = tickets[(tickets["opened_at"] < snapshot) & (tickets["opened_at"] >= snapshot - pd.Timedelta(days=365))]
-    tk = tk.groupby("customer_id").agg(tickets=("ticket_id", lambda x: len(x)),
-                                        complaints=("category", lambda x: (x == "complaint").sum()))
-    out = customers[customers["created_at"] < snapshot][["customer_id", "region"]].set_index("customer_id")
-    out = out.join(rfm).join(refunds).join(tk)
-    out[["frequency", "monetary", "margin", "refunds", "tickets", "complaints"]] = \
-        out[["frequency", "monetary", "margin", "refunds", "tickets", "complaints"]].fillna(0)
-    out["recency"] = out["recency"].fillna(9999)
-    out["r_score"] = pd.qcut(out["recency"].rank(method="first"), 5, labels=[5, 4, 3, 2, 1]).astype(int)
-    out["f_score"] = pd.qcut(out["frequency"].rank(method="first"), 5, labels=[1, 2, 3, 4, 5]).astype(int)
-    out["m_score"] = pd.qcut(out["monetary"].rank(method="first"), 5, labels=[1, 2, 3, 4, 5]).astype(int)
-    out["rfm_segment"] = out.apply(lambda row: f"{row['r_score']}{row['f_score']}{row['m_score']}", axis=1)
-    out["complaint_rate"] = out.apply(lambda row: row["complaints"] / row["frequency"] if row["frequency"] else None,
-                                      axis=1)
-    seconds = time.perf_counter() - started
-    return {"seconds": seconds, "rss": _peak_rss(), "summary": {"rows": len(out)}}
-
-
-def in_fresh_process(fn, *args, timeout: float | None = None) -> dict:
-    """Run ``fn`` in a new spawned interpreter (like one Airflow task) and return its dict."""
-    ctx = mp.get_context("spawn")
-    with cf.ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
-        try:
-            return pool.submit(fn, *args).result(timeout=timeout)
-        except Exception as exc:  # a failed stage is a result, not a crash of the bench
-            return {"seconds": None, "rss": None, "error": f"{type(exc).__name__}: {str(exc)[:300]}"}
-
 
 # --------------------------------------------------------------------------- running
 
@@ -433,7 +218,8 @@ def run_pipeline(label: str, duck_source: Path, warehouse_url: str, home: Path, 
             raw = "direct"
     if raw == "direct":
         batch = datetime.now().replace(microsecond=0).isoformat()
-        step("extract (direct load)", direct_raw_worker, str(duck_source), warehouse_url, str(home), batch)
+        step("extract (direct load)", direct_raw_worker, str(duck_source), warehouse_url, str(home), batch,
+             AS_OF.isoformat())
     stages = ["validate", "features", "churn", "tiers", "flags", "publish"] if pipeline == "full" else ["features"]
     for stage in stages:
         step(stage, stage_worker, stage, source_url, warehouse_url, str(home), AS_OF.isoformat(), run_id,
@@ -477,7 +263,8 @@ def machine() -> dict:
             "kernel": platform.release()}
 
 
-def main(argv: list[str] | None = None) -> int:
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scale", default="S", help="S, M, L, or a number of customers")
     parser.add_argument("--warehouse", choices=["duckdb", "postgresql", "both"], default="both")
@@ -497,11 +284,11 @@ def main(argv: list[str] | None = None) -> int:
                         "the same scale, kept with --keep) instead of generating")
     parser.add_argument("--merge", action="store_true",
                         help="merge the baselines and runs into the scale's earlier results instead of replacing them")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
 
-    scale = args.scale.upper()
-    customers, orders, tickets = SCALES.get(scale) or (int(args.scale), None, None)
-    scale_label = scale if scale in SCALES else f"{customers}"
+
+def prepare_workdir(args: argparse.Namespace, scale_label: str) -> Path:
+    """An empty work folder for the scale; a kept ``--source`` inside it is moved out first."""
     work = args.workdir / scale_label
     if args.source and args.source.resolve().is_relative_to(work.resolve()):
         # a source kept by an earlier run (--keep) lies in the folder about to be cleared
@@ -510,304 +297,145 @@ def main(argv: list[str] | None = None) -> int:
         args.source = kept
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    sys.path.insert(0, str(PROJECT / "plugins"))
+    return work
+
+
+def reuse_source(source: Path, duck_source: Path, scale_label: str) -> dict:
+    """Copy a kept source file into place; returns its row counts for the record."""
+    import duckdb
+
+    shutil.copyfile(source, duck_source)
+    con = duckdb.connect(str(duck_source), read_only=True)
+    counts = {name: con.execute(f"SELECT COUNT(*) FROM {name}").fetchone()[0]
+              for name in ("customers", "orders", "tickets", "surveys", "interactions")
+              if con.execute("SELECT COUNT(*) FROM information_schema.tables WHERE table_name = ?",
+                             [name]).fetchone()[0]}
+    con.close()
+    print(f"scale {scale_label}: reusing {source}: {counts}", flush=True)
+    return {"rows": counts}
+
+
+def generate_source(customers: int, orders: int | None, tickets: int | None, duck_source: Path,
+                    scale_label: str) -> dict:
+    """Generate the data and write it as the DuckDB source file; returns counts and timings for the record."""
+    from grading.contract import SOURCE_TABLES
+
+    print(f"scale {scale_label}: generating (seed {SEED}) ...", flush=True)
+    started = time.perf_counter()
+    tables = make_data(customers, orders, tickets, SEED)
+    gen_s = time.perf_counter() - started
+    counts = {name: len(frame) for name, frame in tables.items()}
+    cutoff = datetime.combine(AS_OF, datetime.min.time())
+    before = {name: int((frame[SOURCE_TABLES[name].event_time] < cutoff).sum()) for name, frame in tables.items()}
+    print(f"  rows: {counts} (before as-of {AS_OF}: {before}) in {gen_s:.1f}s", flush=True)
+    started = time.perf_counter()
+    write_duckdb_source(tables, duck_source)
+    write_s = time.perf_counter() - started
+    del tables
+    print(f"  source written to {duck_source} in {write_s:.1f}s", flush=True)
+    return {"rows": counts, "rows_before_as_of": before, "generate_s": gen_s, "write_source_s": write_s}
+
+
+def run_baselines(args: argparse.Namespace, duck_source: Path, pg_src: str, use_pg: bool, customers: int) -> dict:
+    """The bare-SQL baselines (and the tutorial pandas one up to 200,000 customers) on the same source."""
+    baselines: dict[str, dict] = {}
+    res = in_fresh_process(duckdb_baseline_worker, str(duck_source), AS_OF.isoformat())
+    baselines["bare DuckDB SQL"] = res
+    print(f"  baseline bare DuckDB: {res}", flush=True)
+    if use_pg:
+        pg_recreate(pg_src)
+        copy_s = copy_duckdb_to_pg(duck_source, pg_src)
+        baselines["COPY source into PostgreSQL"] = {"seconds": copy_s, "rss": None}
+        res = in_fresh_process(pg_baseline_worker, pg_src, AS_OF.isoformat())
+        baselines["bare PostgreSQL CTAS"] = res
+        print(f"  COPY into PostgreSQL {copy_s:.1f}s; baseline bare PostgreSQL: {res}", flush=True)
+    if not args.no_tutorial and customers <= 200_000:
+        res = in_fresh_process(tutorial_pandas_worker, str(duck_source), AS_OF.isoformat())
+        baselines["tutorial pandas (lambdas)"] = res
+        print(f"  baseline tutorial pandas: {res}", flush=True)
+    return baselines
+
+
+def run_pipelines(args: argparse.Namespace, duck_source: Path, work: Path, pg_wh: str, use_duck: bool,
+                  use_pg: bool) -> dict:
+    """The pipeline on each warehouse asked for, each with its own GRADING_HOME."""
+    runs = {}
+    if use_duck:
+        home = work / "home_duckdb"
+        home.mkdir()
+        runs["duckdb"] = run_pipeline("duckdb", duck_source, f"duckdb:///{work / 'warehouse.duckdb'}", home,
+                                      args.pipeline, args.raw, not args.no_review, not args.no_incremental)
+    if use_pg:
+        pg_recreate(pg_wh)
+        home = work / "home_postgresql"
+        home.mkdir()
+        runs["postgresql"] = run_pipeline("postgresql", duck_source, pg_url(pg_wh), home, args.pipeline,
+                                          args.raw, not args.no_review, not args.no_incremental)
+    return runs
+
+
+def clean_up(args: argparse.Namespace, work: Path, pg_dbs: tuple[str, ...], use_pg: bool) -> None:
+    """Drop the PostgreSQL databases and the work folder, unless ``--keep``."""
+    if use_pg and not args.keep:
+        for db in pg_dbs:
+            try:
+                pg_admin(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+            except Exception as exc:
+                print(f"  could not drop {db}: {exc}")
+    if not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def merge_earlier(record: dict, earlier: dict) -> dict:
+    """The scale's earlier results with this invocation's runs (and only its missing baselines) merged in."""
+    # keep the first invocation's baselines (the report says so): the runs there were timed
+    # against them; a later invocation only adds baselines that were missing
+    for name, res in record.get("baselines", {}).items():
+        earlier.setdefault("baselines", {}).setdefault(name, res)
+    for wh, run in record.get("runs", {}).items():
+        earlier.setdefault("runs", {})[wh] = run
+    earlier.setdefault("merged", []).append(record["started"])
+    return earlier
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    scale = args.scale.upper()
+    customers, orders, tickets = SCALES.get(scale) or (int(args.scale), None, None)
+    scale_label = scale if scale in SCALES else f"{customers}"
+    work = prepare_workdir(args, scale_label)
     record: dict = {"scale": scale_label, "started": datetime.now().isoformat(timespec="seconds"),
                     "args": {k: str(v) for k, v in vars(args).items()}, "machine": machine(),
                     "targets_rows": {"customers": customers, "orders": orders, "tickets": tickets}}
 
     duck_source = work / "source.duckdb"
     if args.source:
-        shutil.copyfile(args.source, duck_source)
-        import duckdb
-        con = duckdb.connect(str(duck_source), read_only=True)
-        counts = {name: con.execute(f"SELECT COUNT(*) FROM {name}").fetchone()[0]
-                  for name in ("customers", "orders", "tickets", "surveys", "interactions")
-                  if con.execute("SELECT COUNT(*) FROM information_schema.tables WHERE table_name = ?",
-                                 [name]).fetchone()[0]}
-        con.close()
-        print(f"scale {scale_label}: reusing {args.source}: {counts}", flush=True)
-        record.update(rows=counts)
+        record.update(reuse_source(args.source, duck_source, scale_label))
     else:
-        print(f"scale {scale_label}: generating (seed {SEED}) ...", flush=True)
-        started = time.perf_counter()
-        tables = make_data(customers, orders, tickets, SEED)
-        gen_s = time.perf_counter() - started
-        counts = {name: len(frame) for name, frame in tables.items()}
-        from grading.contract import SOURCE_TABLES
-        cutoff = datetime.combine(AS_OF, datetime.min.time())
-        before = {name: int((frame[SOURCE_TABLES[name].event_time] < cutoff).sum()) for name, frame in tables.items()}
-        print(f"  rows: {counts} (before as-of {AS_OF}: {before}) in {gen_s:.1f}s", flush=True)
-        started = time.perf_counter()
-        write_duckdb_source(tables, duck_source)
-        write_s = time.perf_counter() - started
-        del tables
-        print(f"  source written to {duck_source} in {write_s:.1f}s", flush=True)
-        record.update(rows=counts, rows_before_as_of=before, generate_s=gen_s, write_source_s=write_s)
+        record.update(generate_source(customers, orders, tickets, duck_source, scale_label))
 
     pg_src = f"bench_src_{scale_label.lower()}"
     pg_wh = f"bench_wh_{scale_label.lower()}"
     use_pg = args.warehouse in ("postgresql", "both")
     use_duck = args.warehouse in ("duckdb", "both")
-    baselines: dict[str, dict] = {}
     try:
-        if not args.no_baselines:
-            res = in_fresh_process(duckdb_baseline_worker, str(duck_source), AS_OF.isoformat())
-            baselines["bare DuckDB SQL"] = res
-            print(f"  baseline bare DuckDB: {res}", flush=True)
-            if use_pg:
-                pg_recreate(pg_src)
-                copy_s = copy_duckdb_to_pg(duck_source, pg_src)
-                baselines["COPY source into PostgreSQL"] = {"seconds": copy_s, "rss": None}
-                res = in_fresh_process(pg_baseline_worker, pg_src, AS_OF.isoformat())
-                baselines["bare PostgreSQL CTAS"] = res
-                print(f"  COPY into PostgreSQL {copy_s:.1f}s; baseline bare PostgreSQL: {res}", flush=True)
-            if not args.no_tutorial and customers <= 200_000:
-                res = in_fresh_process(tutorial_pandas_worker, str(duck_source), AS_OF.isoformat())
-                baselines["tutorial pandas (lambdas)"] = res
-                print(f"  baseline tutorial pandas: {res}", flush=True)
-        record["baselines"] = baselines
-
-        runs = {}
-        if args.pipeline != "none":
-            if use_duck:
-                home = work / "home_duckdb"
-                home.mkdir()
-                runs["duckdb"] = run_pipeline("duckdb", duck_source, f"duckdb:///{work / 'warehouse.duckdb'}", home,
-                                              args.pipeline, args.raw, not args.no_review, not args.no_incremental)
-            if use_pg:
-                pg_recreate(pg_wh)
-                home = work / "home_postgresql"
-                home.mkdir()
-                runs["postgresql"] = run_pipeline("postgresql", duck_source, pg_url(pg_wh), home, args.pipeline,
-                                                  args.raw, not args.no_review, not args.no_incremental)
-        record["runs"] = runs
+        record["baselines"] = {} if args.no_baselines else run_baselines(args, duck_source, pg_src, use_pg,
+                                                                         customers)
+        record["runs"] = {} if args.pipeline == "none" else run_pipelines(args, duck_source, work, pg_wh,
+                                                                          use_duck, use_pg)
     finally:
-        if use_pg and not args.keep:
-            for db in (pg_src, pg_wh):
-                try:
-                    pg_admin(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
-                except Exception as exc:
-                    print(f"  could not drop {db}: {exc}")
-        if not args.keep:
-            shutil.rmtree(work, ignore_errors=True)
+        clean_up(args, work, (pg_src, pg_wh), use_pg)
 
     args.results.mkdir(parents=True, exist_ok=True)
     earlier = args.results / f"{scale_label}.json"
     if args.merge and earlier.exists():
-        old = json.loads(earlier.read_text())
-        # keep the first invocation's baselines (the report says so): the runs there were timed
-        # against them; a later invocation only adds baselines that were missing
-        for name, res in record.get("baselines", {}).items():
-            old.setdefault("baselines", {}).setdefault(name, res)
-        for wh, run in record.get("runs", {}).items():
-            old.setdefault("runs", {})[wh] = run
-        old.setdefault("merged", []).append(record["started"])
-        record = old
+        record = merge_earlier(record, json.loads(earlier.read_text()))
     (args.results / f"{scale_label}.json").write_text(json.dumps(record, indent=2, default=str))
     text = render(load_results(args.results))
     args.markdown.write_text(text)
     print()
     print(text)
     return 0
-
-
-# --------------------------------------------------------------------------- report
-
-def load_results(folder: Path) -> dict[str, dict]:
-    order = {"S": 0, "M": 1, "L": 2}
-    found = {p.stem: json.loads(p.read_text()) for p in folder.glob("*.json")}
-    return dict(sorted(found.items(), key=lambda kv: (order.get(kv[0], -1), kv[0])))
-
-
-def _fmt_s(value) -> str:
-    return "–" if value is None else f"{value:.2f}"
-
-
-def _fmt_gib(value) -> str:
-    return "–" if not value else f"{value / GiB:.2f}"
-
-
-def full_time(run: dict, prefix: str = "") -> float | None:
-    """Sum of the grading stages (extract .. publish) of a run; None when one is missing or failed."""
-    total = 0.0
-    for stage in GRADING_STAGES:
-        res = run.get(prefix + stage)
-        if res is None and stage == "extract" and not prefix:
-            res = run.get("extract (direct load)")
-        if res is None or res.get("seconds") is None:
-            return None
-        total += res["seconds"]
-    return total
-
-
-def peak(run: dict) -> int | None:
-    values = [r.get("rss") for r in run.values() if r.get("rss")]
-    return max(values) if values else None
-
-
-def targets(results: dict[str, dict]) -> list[tuple[str, str, str, str]]:
-    """(target, measured, status, note) for each target of issue 8."""
-    def get(scale, wh):
-        return results.get(scale, {}).get("runs", {}).get(wh)
-
-    def base(scale, name):
-        return (results.get(scale, {}).get("baselines", {}).get(name) or {}).get("seconds")
-
-    rows = []
-
-    def ratio_row(title, scale, wh, baseline, limit, fallback_scale="M"):
-        run, b = get(scale, wh), base(scale, baseline)
-        full = full_time(run) if run else None
-        if full is not None and b:
-            r = full / b
-            rows.append((title, f"{full:.1f} s / {b:.2f} s = {r:.1f}×", "met" if r <= limit else "not met",
-                         f"at {scale}"))
-            return
-        note = f"no full run at {scale}"
-        lfeat = ((run or {}).get("features") or {}).get("seconds")
-        if lfeat and b:
-            note += f"; features stage alone at {scale}: {lfeat:.1f} s / {b:.2f} s = {lfeat / b:.1f}×"
-        run, b = get(fallback_scale, wh), base(fallback_scale, baseline)
-        full = full_time(run) if run else None
-        if full is not None and b:
-            note += f"; at {fallback_scale}: {full:.1f} s / {b:.2f} s = {full / b:.1f}× (limit {limit}×)"
-        rows.append((title, "–", "not measured", note))
-
-    ratio_row("full grading at L on DuckDB ≤ 1.5× bare DuckDB query", "L", "duckdb", "bare DuckDB SQL", 1.5)
-    ratio_row("full grading at L on PostgreSQL ≤ 2× bare PostgreSQL aggregation", "L", "postgresql",
-              "bare PostgreSQL CTAS", 2.0)
-
-    tut = base("M", "tutorial pandas (lambdas)")
-    run = get("M", "duckdb")
-    full = full_time(run) if run else None
-    if tut and full:
-        feats = (run.get("features") or {}).get("seconds")
-        rows.append(("≥ 50× faster than tutorial pandas at M (full grading, DuckDB)",
-                     f"{tut:.1f} s / {full:.1f} s = {tut / full:.2f}×", "met" if tut / full >= 50 else "not met",
-                     f"features stage alone: {tut / feats:.0f}×" if feats else ""))
-    else:
-        rows.append(("≥ 50× faster than tutorial pandas at M", "–", "not measured", "no M run with both"))
-
-    l_runs = results.get("L", {}).get("runs", {})
-    l_full = [(wh, full_time(r), peak(r)) for wh, r in l_runs.items()]
-    measured = [(wh, p) for wh, f, p in l_full if p]
-    if measured and any(f is not None for _, f, _ in l_full):
-        for wh, worst in measured:
-            rows.append((f"worker peak RSS ≤ 1.5 GiB at L ({wh})", f"{worst / GiB:.2f} GiB",
-                         "met" if worst <= 1.5 * GiB else "not met",
-                         "max over every stage run (full, daily and review)"))
-    elif measured:
-        worst = max(p for _, p in measured)
-        rows.append(("worker peak RSS ≤ 1.5 GiB at L", f"{worst / GiB:.2f} GiB (stages run only)",
-                     "not measured" if worst <= 1.5 * GiB else "not met",
-                     "only the stages run at L (see table); a breach there already fails the target"))
-    else:
-        m = max((peak(r) or 0 for r in results.get("M", {}).get("runs", {}).values()), default=0)
-        rows.append(("worker peak RSS ≤ 1.5 GiB at L", "–", "not measured",
-                     f"at M: {m / GiB:.2f} GiB" if m else ""))
-
-    for wh in ("duckdb", "postgresql"):
-        lm, mm = get("L", wh), get("M", wh)
-        lf, mf = (full_time(lm) if lm else None), (full_time(mm) if mm else None)
-        if lf and mf:
-            rows.append((f"L time / M time ≤ 12 ({wh})", f"{lf:.1f} / {mf:.1f} = {lf / mf:.1f}",
-                         "met" if lf / mf <= 12 else "not met", "full grading"))
-        else:
-            lfe = ((lm or {}).get("features") or {}).get("seconds")
-            mfe = ((mm or {}).get("features") or {}).get("seconds")
-            note = f"features stage: {lfe:.1f} / {mfe:.1f} = {lfe / mfe:.1f}" if lfe and mfe else ""
-            rows.append((f"L time / M time ≤ 12 ({wh})", "–", "not measured", note))
-
-    for wh in ("duckdb", "postgresql"):
-        best = None
-        for scale in ("L", "M", "S"):
-            run = get(scale, wh)
-            if run and full_time(run) and full_time(run, "incr "):
-                best = (scale, full_time(run, "incr "), full_time(run))
-                break
-        if best and best[0] == "L":
-            r = best[1] / best[2]
-            rows.append((f"daily incremental ≤ 10 % of full at L ({wh})", f"{best[1]:.1f} / {best[2]:.1f} = {r:.0%}",
-                         "met" if r <= 0.10 else "not met", ""))
-        elif best:
-            r = best[1] / best[2]
-            rows.append((f"daily incremental ≤ 10 % of full at L ({wh})", "–", "not measured",
-                         f"at {best[0]}: {best[1]:.1f} / {best[2]:.1f} s = {r:.0%}"))
-        else:
-            rows.append((f"daily incremental ≤ 10 % of full at L ({wh})", "–", "not measured", ""))
-    return rows
-
-
-def render(results: dict[str, dict]) -> str:
-    lines = ["# Benchmark results", "",
-             "Written by `bench/run.py` (see the README's Performance section). Each stage ran through "
-             "`grading.pipeline`'s stage function in a fresh worker process (as an Airflow task does); time is "
-             "the stage call's wall time, peak RSS the worker process's high-water mark (`VmHWM`, imports "
-             "included).", ""]
-    any_machine = next(iter(results.values()))["machine"] if results else {}
-    if any_machine:
-        m = any_machine
-        lines += ["## Machine", "",
-                  f"- `nproc`: {m['nproc']}; memory: {m['memory_gib']} GiB; CPU: {m['cpu']}; kernel {m['kernel']}",
-                  f"- Python {m['python']}, pandas {m['pandas']}, DuckDB {m['duckdb']}, SQLAlchemy {m['sqlalchemy']}, "
-                  f"PostgreSQL {m['postgresql']}, Airflow {m['airflow']}, Great Expectations "
-                  f"{m['great_expectations']}",
-                  "- absolute times move with the machine and the day (the same VM's COPY baseline at L has "
-                  "measured from 33 to 47 s); ratios within one invocation are the figures to read.", ""]
-    for scale, rec in results.items():
-        rows = rec.get("rows", {})
-        lines += [f"## Scale {scale} ({rec.get('started', '')})", "",
-                  "Rows in the source: " + ", ".join(f"{k} {v:,}" for k, v in rows.items())
-                  + (f" (generated in {rec['generate_s']:.1f} s, written to a DuckDB source file in "
-                     f"{rec.get('write_source_s', 0):.1f} s)." if "generate_s" in rec
-                     else " (a source file kept from an earlier run at this scale, `--source`)."), ""]
-        if rec.get("merged"):
-            lines += ["Some runs below come from a later invocation on the same source file (`--source … --merge`, "
-                      f"at {', '.join(rec['merged'])}); the baselines are from the first.", ""]
-        runs = rec.get("runs", {})
-        names: list[str] = []
-        for run in runs.values():
-            for name in run:
-                if name not in names:
-                    names.append(name)
-        if runs:
-            header = "| stage | " + " | ".join(f"{wh} s | {wh} peak RSS GiB" for wh in runs) + " |"
-            lines += [header, "|---|" + "---:|---:|" * len(runs)]
-            for name in names:
-                cells = []
-                for run in runs.values():
-                    res = run.get(name)
-                    if res is None:
-                        cells += ["–", "–"]
-                    elif res.get("seconds") is None:
-                        cells += ["failed", "–"]
-                    else:
-                        cells += [_fmt_s(res["seconds"]), _fmt_gib(res.get("rss"))]
-                lines.append(f"| {name} | " + " | ".join(cells) + " |")
-            totals = []
-            for run in runs.values():
-                totals += [_fmt_s(full_time(run)), _fmt_gib(peak(run))]
-            lines.append("| **full grading (extract … publish)** | " + " | ".join(totals) + " |")
-            if any(full_time(r, "incr ") for r in runs.values()):
-                lines.append("| **daily incremental (+1 day, extract … publish)** | "
-                             + " | ".join(f"{_fmt_s(full_time(r, 'incr '))} | –" for r in runs.values()) + " |")
-            lines.append("")
-            failures = [(wh, n, r["error"]) for wh, run in runs.items() for n, r in run.items() if r.get("error")]
-            for wh, n, err in failures:
-                lines.append(f"- {wh} {n} failed: `{err}`")
-            if failures:
-                lines.append("")
-        base = rec.get("baselines", {})
-        if base:
-            lines += ["| baseline (same data) | s | peak RSS GiB |", "|---|---:|---:|"]
-            for name, res in base.items():
-                lines.append(f"| {name} | {_fmt_s(res.get('seconds'))} | {_fmt_gib(res.get('rss'))} |")
-            lines.append("")
-    lines += ["## Targets of issue 8", "", "| target | measured | status | note |", "|---|---|---|---|"]
-    for row in targets(results):
-        lines.append("| " + " | ".join(row) + " |")
-    lines.append("")
-    return "\n".join(lines)
 
 
 if __name__ == "__main__":

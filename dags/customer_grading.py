@@ -21,36 +21,15 @@ retry with exponential backoff; a task that finally fails sends an alert through
 from __future__ import annotations
 
 import os
-from datetime import date, timedelta
+from datetime import date
 
 import pendulum
-from airflow.sdk import Asset, CronDataIntervalTimetable, Param, dag, task
-
-from grading.settings import PUBLISHED_ASSET_NAME, PUBLISHED_ASSET_URI
-
-PUBLISHED = Asset(name=PUBLISHED_ASSET_NAME, uri=PUBLISHED_ASSET_URI)
-WAREHOUSE_POOL = "grading_warehouse"
-# Airflow 3 reads retry_exponential_backoff as a multiplier: 2.0 doubles the delay at each try
-# (1, 2, 4 minutes, with jitter, at most 15); True would mean 1.0, a constant delay.
-LOAD_RETRIES = {"retries": 3, "retry_delay": timedelta(minutes=1), "retry_exponential_backoff": 2.0,
-                "max_retry_delay": timedelta(minutes=15)}
+from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
+from common import DEFAULT_ARGS, LOAD_RETRIES, PUBLISHED, connections
 
 
 def _as_of(data_interval_end: pendulum.DateTime, params: dict) -> date:
     return date.fromisoformat(params["as_of"]) if params.get("as_of") else data_interval_end.date()
-
-
-def _alert(context: dict) -> None:
-    """on_failure_callback, imported lazily so that parsing the DAG file loads no pipeline code."""
-    from grading.alerts import on_failure
-
-    on_failure(context)
-
-
-def _conns():
-    from grading.pipeline import Connections
-
-    return Connections.resolve(ask_airflow=True)
 
 
 @dag(
@@ -59,8 +38,7 @@ def _conns():
     start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,  # an embedded DuckDB warehouse admits one writer at a time
-    default_args={"retries": 1, "retry_delay": timedelta(minutes=1), "retry_exponential_backoff": 2.0,
-                  "pool": WAREHOUSE_POOL, "on_failure_callback": _alert},
+    default_args=DEFAULT_ARGS,
     params={"as_of": Param(None, type=["null", "string"], format="date",
                            description="grade as of this date instead of the data interval end")},
     tags=["grading"],
@@ -71,37 +49,37 @@ def customer_grading():
     def extract(data_interval_end=None, run_id=None, params=None) -> dict:
         from grading.pipeline import extract_stage
 
-        return extract_stage(_conns(), _as_of(data_interval_end, params), run_id)
+        return extract_stage(connections(), _as_of(data_interval_end, params), run_id)
 
     @task
     def validate(extracted: dict, data_interval_end=None, run_id=None, params=None) -> dict:
         from grading.pipeline import validate_stage
 
-        return validate_stage(_conns(), _as_of(data_interval_end, params), run_id, extracted["batch"])
+        return validate_stage(connections(), _as_of(data_interval_end, params), run_id, extracted["batch"])
 
     @task
     def features(data_interval_end=None, run_id=None, params=None) -> dict:
         from grading.pipeline import features_stage
 
-        return features_stage(_conns(), _as_of(data_interval_end, params), run_id)
+        return features_stage(connections(), _as_of(data_interval_end, params), run_id)
 
     @task
     def churn(data_interval_end=None, run_id=None, params=None) -> dict:
         from grading.pipeline import churn_stage
 
-        return churn_stage(_conns(), _as_of(data_interval_end, params), run_id)
+        return churn_stage(connections(), _as_of(data_interval_end, params), run_id)
 
     @task
     def tiers(data_interval_end=None, run_id=None, params=None) -> dict:
         from grading.pipeline import tiers_stage
 
-        return tiers_stage(_conns(), _as_of(data_interval_end, params), run_id)
+        return tiers_stage(connections(), _as_of(data_interval_end, params), run_id)
 
     @task
     def flags(data_interval_end=None, run_id=None, params=None) -> dict:
         from grading.pipeline import flags_stage
 
-        return flags_stage(_conns(), _as_of(data_interval_end, params), run_id)
+        return flags_stage(connections(), _as_of(data_interval_end, params), run_id)
 
     @task(outlets=[PUBLISHED], **LOAD_RETRIES)
     def publish(data_interval_end=None, run_id=None, params=None, outlet_events=None) -> dict:
@@ -109,7 +87,7 @@ def customer_grading():
 
         as_of = _as_of(data_interval_end, params)
         outlet_events[PUBLISHED].extra = {"as_of": as_of.isoformat()}  # quarterly_review reads it
-        return publish_stage(_conns(), as_of, run_id)
+        return publish_stage(connections(), as_of, run_id)
 
     checked = validate(extract())
     checked >> features() >> churn() >> tiers() >> flags() >> publish()

@@ -10,18 +10,8 @@ quarter (``quarter``, e.g. 2024Q4) and a proposed tier rule file to backtest in 
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import Asset, AssetOrTimeSchedule, CronDataIntervalTimetable, Param, dag, task
-
-from grading.settings import PUBLISHED_ASSET_NAME, PUBLISHED_ASSET_URI
-
-PUBLISHED = Asset(name=PUBLISHED_ASSET_NAME, uri=PUBLISHED_ASSET_URI)
-
-
-def _alert(context) -> None:
-    """on_failure_callback, imported lazily so that parsing the DAG file loads no pipeline code."""
-    from grading.alerts import on_failure
-
-    on_failure(context)
+from airflow.sdk import AssetOrTimeSchedule, CronDataIntervalTimetable, Param, dag, task
+from common import DEFAULT_ARGS, PUBLISHED, connections
 
 
 @dag(
@@ -38,34 +28,24 @@ def _alert(context) -> None:
                                 description="tier rule file to backtest in the report, e.g. "
                                             "include/rules/examples/tiers_weighted_score.yaml"),
     },
-    # The review writes the warehouse too: same pool and alerts as customer_grading.
-    default_args={"pool": "grading_warehouse", "on_failure_callback": _alert},
+    # The review writes the warehouse too: same pool, retry and alerts as customer_grading.
+    default_args=DEFAULT_ARGS,
     tags=["grading", "review"],
     doc_md=__doc__,
 )
 def quarterly_review():
     @task
     def review(data_interval_end=None, run_id=None, params=None, triggering_asset_events=None) -> dict:
-        from datetime import date
-        from pathlib import Path
-
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from grading.pipeline import Connections, review_stage
-        from grading.review import quarter_for_run
-        from grading.settings import PROJECT_ROOT
+        from grading.pipeline import review_stage
+        from grading.review.quarters import NothingToReview, review_request
 
-        published = [date.fromisoformat(event.extra["as_of"])
-                     for events in (triggering_asset_events or {}).values() for event in events
-                     if (event.extra or {}).get("as_of")]
-        quarter = quarter_for_run(params.get("quarter"), published,
-                                  data_interval_end.date() if data_interval_end else None)
-        if quarter is None:
-            raise AirflowSkipException(f"published periods {published} close no quarter: nothing to review")
-        proposed = params.get("proposed_tiers")
-        return review_stage(Connections.resolve(ask_airflow=True), quarter, run_id,
-                            proposed_tiers=PROJECT_ROOT / proposed if proposed and not Path(proposed).is_absolute()
-                            else (Path(proposed) if proposed else None))
+        try:
+            quarter, proposed = review_request(params, triggering_asset_events, data_interval_end)
+        except NothingToReview as nothing:
+            raise AirflowSkipException(str(nothing)) from nothing
+        return review_stage(connections(), quarter, run_id, proposed_tiers=proposed)
 
     review()
 

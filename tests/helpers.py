@@ -20,6 +20,14 @@ MARTS_BY_PERIOD = (
 )
 
 
+def load_dag(dag_id: str):
+    """A DAG parsed as Airflow 3 parses it: a bundle DagBag puts dags/ on sys.path (dags/common.py)."""
+    from airflow.dag_processing.dagbag import BundleDagBag
+
+    dags = Path(__file__).resolve().parents[1] / "dags"
+    return BundleDagBag(dag_folder=str(dags / f"{dag_id}.py"), bundle_path=dags).dags[dag_id]
+
+
 def load_raw(url: str, **tables: pd.DataFrame) -> None:
     """Migrate the warehouse at ``url`` and append hand-made rows to raw tables."""
     with open_engine(url) as engine:

@@ -106,7 +106,8 @@ def test_rules_check_exit_codes_and_findings(tmp_path: Path) -> None:
     broken.write_text(shipped.replace("tiers: [normal, gold, platinum]", "tiers: [normal, gold, platinum"))
 
     out = grading(tmp_path, "rules", "check")
-    assert out.returncode == 0 and out.stdout.count("ok  ") == 2, out.stderr
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.count("ok  ") == 2, out.stdout
     out = grading(tmp_path, "rules", "check", str(swapped))
     assert out.returncode == 1
     assert "error: " in out.stderr

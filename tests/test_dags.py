@@ -8,14 +8,18 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from tests.helpers import load_dag
+
 ROOT = Path(__file__).resolve().parents[1]
 
 # Parse the DAG folder in a fresh interpreter whose warehouse would fail if touched, and
 # report what parsing imported and created.
 PARSE_SCRIPT = """
 import json, sys
-from airflow.dag_processing.dagbag import DagBag
-bag = DagBag(dag_folder=sys.argv[1])
+from airflow.dag_processing.dagbag import BundleDagBag
+bag = BundleDagBag(dag_folder=sys.argv[1], bundle_path=sys.argv[1])
 heavy = sorted(m for m in ("great_expectations", "grading.pipeline", "grading.warehouse", "sklearn", "duckdb")
                if m in sys.modules)
 print(json.dumps({
@@ -51,12 +55,34 @@ def test_dag_files_import_without_errors_or_cycles_and_do_no_work_at_parse_time(
 def test_customer_grading_uses_a_data_interval_timetable() -> None:
     """A cron string would give Airflow 3 zero-width intervals; the as-of date comes from the interval end."""
     import pendulum
-    from airflow.dag_processing.dagbag import DagBag
     from airflow.serialization.encoders import coerce_to_core_timetable
 
-    dag = DagBag(dag_folder=str(ROOT / "dags" / "customer_grading.py")).dags["customer_grading"]
+    dag = load_dag("customer_grading")
     timetable = coerce_to_core_timetable(dag.timetable)
     for run_after in (pendulum.datetime(2025, 1, 1, tz="UTC"), pendulum.datetime(2025, 1, 15, 6, tz="UTC")):
         interval = timetable.infer_manual_data_interval(run_after=run_after)
         assert (interval.start, interval.end) == (pendulum.datetime(2024, 12, 1, tz="UTC"),
                                                   pendulum.datetime(2025, 1, 1, tz="UTC"))
+
+
+@pytest.mark.parametrize("dag_id", ["customer_grading", "quarterly_review"])
+def test_every_dag_follows_the_project_policy(dag_id: str) -> None:
+    """Tags, an owner, a description for the UI, and on every task a retry, the warehouse pool and the alert."""
+    dag = load_dag(dag_id)
+    assert "grading" in dag.tags
+    assert dag.doc_md
+    assert dag.doc_md.strip().startswith(f"{dag_id}:")
+    assert dag.max_active_runs == 1
+    assert not dag.catchup
+    for task in dag.tasks:
+        assert task.owner == "grading", task.task_id
+        assert task.retries >= 1, task.task_id
+        assert task.pool == "grading_warehouse", task.task_id
+        assert task.on_failure_callback, task.task_id
+
+
+def test_dag_shared_code_is_not_parsed_as_a_dag_file() -> None:
+    ignored = (ROOT / "dags" / ".airflowignore").read_text(encoding="utf-8").split()
+    assert "common.py" in ignored
+    shared = {path.name for path in (ROOT / "dags").glob("*.py")} - {"customer_grading.py", "quarterly_review.py"}
+    assert shared == {"common.py"}

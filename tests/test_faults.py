@@ -34,7 +34,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from grading import pipeline
-from grading.extract import pseudonym
+from grading.keys import pseudonym
 from grading.pipeline import Connections
 from grading.settings import pseudonym_key
 from tests.helpers import WarehouseCopies, fingerprint, scalar, source_with_a_bad_order
@@ -114,7 +114,7 @@ def _worker(stage: str, conns: Connections, batch: str | None, env: dict[str, st
 
 
 _CONTEXT = multiprocessing.get_context("forkserver")
-_CONTEXT.set_forkserver_preload(["grading.pipeline", "grading.validate", "great_expectations", "sklearn.ensemble"])
+_CONTEXT.set_forkserver_preload(["grading.pipeline", "grading.validation", "great_expectations", "sklearn.ensemble"])
 
 
 def kill_during(stage: str, conns: Connections, batch: str | None, event: str, number: int) -> int:

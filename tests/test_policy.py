@@ -16,8 +16,8 @@ from grading.decisions import candidates_by_status, decide
 from grading.erasure import erase
 from grading.features import RULE_FEATURES
 from grading.pipeline import Connections, load_rules, run_grading
+from grading.review.uplift import compare_groups, uplift_table
 from grading.rules import load_tier_rules, rules_dir
-from grading.uplift import compare_groups, uplift_table
 from grading.warehouse import open_engine, read_frame
 from tests.helpers import scalar
 

@@ -23,7 +23,7 @@ from grading.erasure import compact, erase
 from grading.keys import pseudonym
 from grading.pipeline import Connections
 from grading.settings import pseudonym_key
-from grading.validate import ValidationFailed
+from grading.validation import ValidationFailed
 from grading.warehouse import open_engine, read_frame
 from tests.helpers import Source, WarehouseCopies, scalar
 

@@ -15,7 +15,8 @@ import pytest
 
 from grading.features import RULE_FEATURES, compute_features
 from grading.qualification import Qualification, next_anniversary
-from grading.rules import TierRules, load_tier_rules
+from grading.rule_model import TierRules
+from grading.rules import load_tier_rules
 from grading.settings import include_dir
 from grading.tiers import assign_tiers, damp, grade
 from grading.warehouse import open_engine, read_frame

@@ -23,8 +23,9 @@ import pandas as pd
 import pytest
 
 from grading import pipeline
-from grading.review import Quarter
+from grading.review.quarters import Quarter
 from grading.warehouse import open_engine, read_frame
+from tests.helpers import load_dag
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -209,12 +210,11 @@ RUN_DATE = datetime(2025, 1, 1, tzinfo=UTC)
 
 def run_dag(dag_id: str, **conf) -> str:
     """Run a DAG with dag.test() and return its state; every task must have run."""
-    from airflow.dag_processing.dagbag import DagBag
-
-    dag = DagBag(dag_folder=str(ROOT / "dags" / f"{dag_id}.py")).dags[dag_id]
+    dag = load_dag(dag_id)
     run = dag.test(logical_date=RUN_DATE, run_conf=conf)
     states = {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
-    assert states and set(states.values()) == {"success"}, states
+    assert states
+    assert set(states.values()) == {"success"}, states
     return str(run.state)
 
 

@@ -6,17 +6,18 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from grading import demo
-from grading.extract import pseudonym
+from grading.keys import pseudonym
 from grading.pipeline import Connections, load_rules, prepare_warehouse, review_stage, run_grading
-from grading.review import EVALUATIONS, Quarter, build_review, quarter_for_run
-from grading.review_report import SECTIONS
+from grading.review.html import SECTIONS
+from grading.review.quarters import Quarter, quarter_for_run
+from grading.review.tables import EVALUATIONS, build_review
 from grading.settings import include_dir, pseudonym_key
 from grading.warehouse import open_engine, read_frame
 from tests.helpers import normalised
@@ -180,7 +181,7 @@ def test_the_console_check_does_catch_errors(tmp_path: Path) -> None:
 
 
 def test_scheme_checks_on_a_crafted_case() -> None:
-    from grading.uplift import normalised_gini, scheme_checks
+    from grading.review.uplift import normalised_gini, scheme_checks
 
     base = pd.DataFrame({"customer_key": list("abcdef"), "tier": ["normal"] * 3 + ["gold"] * 2 + ["platinum"],
                          "tier_rank": [1, 1, 1, 2, 2, 3], "revenue": [0.0, 10.0, 20.0, 50.0, 70.0, 300.0]})
@@ -193,3 +194,23 @@ def test_scheme_checks_on_a_crafted_case() -> None:
     shuffled = base.assign(tier_rank=[3, 2, 2, 1, 1, 1])
     assert normalised_gini(shuffled["tier_rank"], shuffled["revenue"]) < 0
     assert not scheme_checks(base.assign(revenue=[90.0, 90.0, 90.0, 1.0, 1.0, 1.0]), "q")["monotonic"].any()
+
+
+class _Event:
+    def __init__(self, as_of: str | None) -> None:
+        self.extra = {"as_of": as_of} if as_of else {}
+
+
+def test_a_review_request_resolves_quarter_and_proposed_file_from_the_run() -> None:
+    from grading.review.quarters import NothingToReview, review_request
+    from grading.settings import PROJECT_ROOT
+
+    closing = {"published": [_Event("2025-01-01"), _Event(None)]}
+    assert review_request({}, closing, None) == (Quarter(2024, 4), None)
+    proposed = "include/rules/examples/tiers_weighted_score.yaml"
+    assert review_request({"quarter": "2024q2", "proposed_tiers": proposed}, None, None) == (
+        Quarter(2024, 2), PROJECT_ROOT / proposed)
+    assert review_request({"proposed_tiers": "/abs/tiers.yaml"}, None, datetime(2025, 4, 1, tzinfo=UTC))[1] == \
+        Path("/abs/tiers.yaml")
+    with pytest.raises(NothingToReview, match="close no quarter"):
+        review_request({}, {"published": [_Event("2025-01-15")]}, None)

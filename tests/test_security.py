@@ -36,9 +36,10 @@ from sqlalchemy.pool import NullPool
 
 from grading import demo
 from grading.cli import main
-from grading.extract import pseudonym
+from grading.keys import pseudonym
 from grading.warehouse import open_engine, read_frame
 from tests.conftest import _pg_admin_engine
+from tests.helpers import load_dag
 
 pytestmark = pytest.mark.postgres
 
@@ -46,7 +47,6 @@ ROOT = Path(__file__).resolve().parents[1]
 AS_OF = date(2025, 1, 1)
 CUSTOMERS = 300
 KEY = "security-test-key-1"  # a test value, not a secret
-SCHEMAS = ("raw", "staging", "ops", "marts")
 HOSTILE = "1; DROP TABLE marts.run_audit; --"
 QUOTES = "O'Brien \"ops\" \\ `x` ); DELETE FROM marts.dim_customer; --"
 HOSTILE_VERSION = "9.9'; DROP TABLE marts.customer_tier_snapshot; --"
@@ -305,7 +305,7 @@ def test_a_text_value_on_a_numeric_feature_fails_cleanly_before_anything_is_writ
         tiers_file.write_text(yaml.safe_dump(tiers), encoding="utf-8")
         monkeypatch.setenv("GRADING_INCLUDE_DIR", str(include))
         before = _inventory(url)
-        with pytest.raises(Exception) as failure:  # whichever error, it must not be SQL's
+        with pytest.raises(Exception) as failure:  # noqa: PT011 - whichever error, it must not be SQL's
             tiers_stage(Connections(graded.source_url, url), AS_OF, "hostile_numeric")
         assert not isinstance(failure.value, sa.exc.SQLAlchemyError), failure.value
         after = _inventory(url)
@@ -334,7 +334,8 @@ def test_hostile_values_that_argparse_types_reject(graded: Graded, argv: list[st
         main(argv)
     assert exit_.value.code == 2
     err = capsys.readouterr().err
-    assert "Traceback" not in err and ("expected a date like 2025-01-01" in err or "invalid int value" in err), err
+    assert "Traceback" not in err, err
+    assert "expected a date like 2025-01-01" in err or "invalid int value" in err, err
     assert _inventory(graded.url) == before
 
 
@@ -350,7 +351,8 @@ def test_hostile_values_the_commands_reject_with_a_short_message(
     before = _inventory(graded.url)
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert err.startswith(message) and len(err.splitlines()) == 1, err
+    assert err.startswith(message), err
+    assert len(err.splitlines()) == 1, err
     assert _inventory(graded.url) == before
 
 
@@ -393,10 +395,9 @@ def test_hostile_run_parameters_are_refused_by_the_dag() -> None:
     """The DAG's ``as_of`` is a date-formatted param: a hostile manual run conf never reaches a task."""
     import copy
 
-    from airflow.dag_processing.dagbag import DagBag
     from airflow.sdk.exceptions import ParamValidationError
 
-    dag = DagBag(dag_folder=str(ROOT / "dags" / "customer_grading.py")).dags["customer_grading"]
+    dag = load_dag("customer_grading")
     params = copy.deepcopy(dag.params)
     params["as_of"] = "2025-01-01"
     with pytest.raises(ParamValidationError):

@@ -26,12 +26,13 @@ import sqlalchemy as sa
 
 from grading import demo, pipeline
 from grading.convert import SourceDataError
-from grading.extract import extract, pseudonym
+from grading.extract import extract
+from grading.keys import pseudonym
 from grading.ledger import BatchError, BatchInFlight
 from grading.periods import PeriodOrderError
 from grading.pipeline import Connections
 from grading.settings import pseudonym_key
-from grading.validate import ValidationFailed
+from grading.validation import ValidationFailed
 from grading.warehouse import migrate, open_engine, read_frame
 from tests.helpers import Source, WarehouseCopies, fingerprint, pass_batch, scalar, source_with_a_bad_order
 
@@ -406,9 +407,10 @@ def test_a_text_timestamp_that_denotes_no_instant_stops_the_extraction(kind: str
     source_url, data = _text_source(kind, tmp_path, request)
     _add_orders(source_url, data, {"DMY": "15/11/2024 10:00:00", "EPOCH": "1731664800"})
     url = f"duckdb:///{tmp_path / 'w.duckdb'}"
-    with open_engine(source_url) as source, open_engine(url) as warehouse, pytest.raises(SourceDataError) as stop:
+    with open_engine(source_url) as source, open_engine(url) as warehouse:
         migrate(warehouse)
-        extract(source, warehouse, datetime(2025, 1, 1), KEY, batch=datetime(2025, 1, 1, 1))
+        with pytest.raises(SourceDataError) as stop:
+            extract(source, warehouse, datetime(2025, 1, 1), KEY, batch=datetime(2025, 1, 1, 1))
     assert str(stop.value).startswith("source table orders, column order_ts: 2 row(s) hold a value that is not a time")
     assert "order_id DMY = '15/11/2024 10:00:00'" in str(stop.value)
     assert "order_id EPOCH = '1731664800'" in str(stop.value)

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from grading import demo
 from grading.contract import SOURCE_TABLES
 from grading.pipeline import Connections, extract_stage, run_grading, validate_stage
-from grading.validate import SuiteError, ValidationFailed, check_frame, load_suites, predicate
+from grading.validation import SuiteError, ValidationFailed, check_frame, load_suites, predicate
 from grading.warehouse import open_engine, read_frame
 from tests.helpers import published, scalar
 

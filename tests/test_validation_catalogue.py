@@ -34,10 +34,11 @@ import sqlalchemy as sa
 from grading import demo
 from grading.contract import SOURCE_TABLES
 from grading.convert import SourceDataError
-from grading.extract import extract, pseudonym
+from grading.extract import extract
+from grading.keys import pseudonym
 from grading.pipeline import Connections, run_grading, validate_stage
 from grading.settings import pseudonym_key
-from grading.validate import ValidationFailed
+from grading.validation import ValidationFailed
 from grading.warehouse import open_engine, read_frame
 from tests.helpers import MARTS_BY_PERIOD, scalar
 
@@ -732,7 +733,8 @@ def test_bad_input(base: Base, name: str, monkeypatch: pytest.MonkeyPatch) -> No
                 assert scalar(url, f"SELECT COUNT(*) FROM raw.{table} WHERE {spec_key} = :k", k=key) == 0  # noqa: S608
             assert summary["failed"] == len({(t, e) for t, _, e, _ in expected.rows})
         else:
-            assert moved == set() and summary["failed"] == 0, summary
+            assert moved == set(), summary
+            assert summary["failed"] == 0, summary
             expected.check(url)
     assert fingerprint(url) == base.published
 

@@ -451,3 +451,35 @@ def test_a_failure_under_a_capped_duckdb_limit_is_the_error_raised(tmp_path: Pat
             assert limit() == configured != "64.0 MiB"
             with pytest.raises(ValueError, match="not a DuckDB memory size"), duckdb_memory_capped(conn, "1; DROP"):
                 pass
+
+
+def test_publish_files_are_the_marts_relations_in_marts_yml_order(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    import yaml
+
+    from grading.publish import LOADED_ELSEWHERE, PUBLISHED_TABLES, STEP_FILES, PublishFilesError, publish_files
+    from grading.settings import include_dir
+
+    listed, relations = list(load_catalogue()), publish_files()
+    assert relations == [relation for relation in listed if relation not in LOADED_ELSEWHERE]
+    files = {path.name.split(".")[0] for path in (include_dir() / "sql" / "publish").glob("*.sql")}
+    assert files == {*relations, *STEP_FILES}
+    assert set(PUBLISHED_TABLES) <= set(relations)
+    assert relations.index("lost_customers") > relations.index("winback_candidates")  # reads it
+
+    sql = tmp_path / "sql"
+    shutil.copytree(include_dir() / "sql" / "publish", sql / "publish")
+    shutil.copy(include_dir() / "sql" / "marts.yml", sql / "marts.yml")
+    monkeypatch.setenv("GRADING_INCLUDE_DIR", str(tmp_path))
+    assert publish_files() == relations
+    (sql / "publish" / "core_customers.sql").rename(sql / "publish" / "core_customer.sql")  # missing and extra
+    with pytest.raises(PublishFilesError, match=r"core_customers\.sql is missing.*core_customer\.sql loads no"):
+        publish_files()
+    (sql / "publish" / "core_customer.sql").rename(sql / "publish" / "core_customers.sql")
+    catalogue = yaml.safe_load((sql / "marts.yml").read_text(encoding="utf-8"))
+    catalogue["relations"] = {"lost_customers": catalogue["relations"].pop("lost_customers"), **catalogue["relations"]}
+    (sql / "marts.yml").write_text(yaml.safe_dump(catalogue, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    with pytest.raises(PublishFilesError, match="lists lost_customers before customer_tier_snapshot"):
+        publish_files()

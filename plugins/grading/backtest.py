@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from grading.features import features_as_of, load_features
-from grading.rules import TierRules
+from grading.rule_model import TierRules
 from grading.tiers import assign_tiers
 from grading.warehouse import read_frame
 

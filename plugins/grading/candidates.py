@@ -25,7 +25,8 @@ from sqlalchemy.engine import Connection, Engine
 from grading import periods
 from grading.features import features_as_of, load_features
 from grading.periods import PERIOD_STATE_LOCK
-from grading.rules import CandidateList, CandidateRules, TierRules, explain
+from grading.rule_model import CandidateList, CandidateRules, TierRules
+from grading.rules import explain
 from grading.tiers import assign_tiers
 from grading.warehouse import analyze, bulk_insert, exclusive, read_frame
 

@@ -9,14 +9,10 @@ import os
 import sys
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import make_url
 
 from grading.settings import SOURCE_CONN_ID, WAREHOUSE_CONN_ID, connection_url, mask_urls
-
-if TYPE_CHECKING:
-    import pandas as pd
 
 
 def _date(text: str) -> date:
@@ -50,7 +46,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from grading.pipeline import Connections, run_grading
-    from grading.report import print_run_summary
+    from grading.run_summary import print_run_summary
 
     conns = Connections.resolve()
     summary = run_grading(conns, args.as_of)
@@ -62,7 +58,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
-    from grading.report import print_run_summary
+    from grading.run_summary import print_run_summary
 
     print_run_summary(connection_url(WAREHOUSE_CONN_ID), args.as_of)
     return 0
@@ -70,7 +66,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
 def cmd_review(args: argparse.Namespace) -> int:
     from grading.pipeline import Connections, review_stage
-    from grading.review import Quarter
+    from grading.review.quarters import Quarter
 
     quarter = _checked(Quarter.parse, args.quarter)
     summary = review_stage(Connections.resolve(), quarter, f"cli__review__{quarter}", args.output_dir,
@@ -220,60 +216,10 @@ def cmd_criteria(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_report(audit: pd.DataFrame) -> pd.DataFrame:
-    """One row per run from marts.run_audit rows: when, how long, how it ended, and why not.
-
-    A stage's outcome is its latest row (a retried stage leaves a failed row, then a good one);
-    a run failed if any stage's latest attempt failed, succeeded if its publish (or review) did.
-    """
-    import pandas as pd
-
-    audit = audit.sort_values(["run_id", "finished_at"])
-    rows = []
-    for run_id, stages in audit.groupby("run_id", sort=False):
-        latest = stages.drop_duplicates("stage", keep="last")
-        failed = latest[latest["status"] != "success"]
-        done = latest[latest["status"] == "success"]["stage"]
-        status = "failed" if not failed.empty else \
-            "success" if done.eq("publish").any() or done.str.startswith("review").any() else "incomplete"
-        seconds = int((stages["finished_at"].max() - stages["started_at"].min()).total_seconds())
-        publish = latest[latest["stage"] == "publish"]["rows_out"]
-        versions = latest["rule_version"].dropna()
-        problem = "" if failed.empty else f"{failed['stage'].iloc[-1]}: {failed['message'].iloc[-1] or ''}"
-        rows.append({
-            "run_id": run_id, "as_of": stages["as_of_date"].max(), "started_utc": stages["started_at"].min(),
-            "duration": f"{seconds // 60}m{seconds % 60:02d}s", "status": status,
-            "last_stage": stages.iloc[-1]["stage"], "retries": len(stages) - stages["stage"].nunique(),
-            "published_rows": "" if publish.empty or pd.isna(publish.iloc[0]) else int(publish.iloc[0]),
-            "rules": versions.iloc[0] if not versions.empty else "",
-            "problem": problem if len(problem) <= 100 else problem[:99] + "…",
-        })
-    columns = ["run_id", "as_of", "started_utc", "duration", "status", "last_stage", "retries", "published_rows",
-               "rules", "problem"]
-    return pd.DataFrame(rows, columns=columns).sort_values("started_utc", ascending=False, ignore_index=True)
-
-
 def cmd_runs(args: argparse.Namespace) -> int:
-    import pandas as pd
-    import sqlalchemy as sa
+    from grading.run_summary import recent_runs
 
-    from grading.warehouse import open_engine, read_frame
-
-    url = connection_url(WAREHOUSE_CONN_ID)
-    with open_engine(url) as warehouse, warehouse.connect() as conn:
-        if not sa.inspect(conn).has_table("run_audit", schema="marts"):
-            raise LookupError("the warehouse has no marts.run_audit yet: nothing has run against it "
-                              "(python -m grading migrate creates it)")
-        audit = read_frame(conn, "SELECT run_id, as_of_date, stage, status, rows_out, started_at, finished_at, "
-                                 "rule_version, message FROM marts.run_audit "
-                                 "WHERE CAST(:as_of AS DATE) IS NULL OR as_of_date = CAST(:as_of AS DATE)",
-                           {"as_of": args.as_of})
-    for column in ("started_at", "finished_at"):
-        audit[column] = pd.to_datetime(audit[column])
-    report = _run_report(audit)
-    if args.failed:
-        report = report[report["status"] == "failed"]
-    report = report.head(args.limit)
+    report = recent_runs(connection_url(WAREHOUSE_CONN_ID), args.as_of, failed_only=args.failed, limit=args.limit)
     if report.empty:
         print("no runs recorded in marts.run_audit" + (f" for as-of {args.as_of}" if args.as_of else "")
               + (" that failed" if args.failed else ""))
@@ -302,7 +248,7 @@ def cmd_eliminations(args: argparse.Namespace) -> int:
 def cmd_erase(args: argparse.Namespace) -> int:
     from grading.erasure import compact, erase
     from grading.settings import pseudonym_key
-    from grading.validate import data_docs_dir
+    from grading.validation import data_docs_dir
     from grading.warehouse import open_engine
 
     with open_engine(connection_url(WAREHOUSE_CONN_ID)) as warehouse:
@@ -430,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
     from grading.periods import PeriodOrderError
     from grading.rules import RuleError
     from grading.sources import MappingError
-    from grading.validate import SuiteError, ValidationFailed
+    from grading.validation import SuiteError, ValidationFailed
 
     data_errors = (RuleError, MappingError, SuiteError, SourceDataError, ValidationFailed, BatchError, BatchInFlight,
                    PeriodOrderError, ValueError, LookupError, OSError, sa.exc.SQLAlchemyError)

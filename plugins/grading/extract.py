@@ -113,7 +113,8 @@ def _duckdb_chunks(source: Engine, spec: SourceTable, start: datetime | None,
     event, params = preparer.quote(spec.event_time), []
     sql = f"SELECT {columns} FROM {preparer.quote(spec.name)}"  # noqa: S608 - contract identifiers
     if typed:
-        sql += f" WHERE ({event} < ?{f' AND {event} >= ?' if start is not None else ''}) OR {event} IS NULL"  # contract identifiers, values bound
+        # contract identifiers, values bound
+        sql += f" WHERE ({event} < ?{f' AND {event} >= ?' if start is not None else ''}) OR {event} IS NULL"
         params = [end] if start is None else [end, start]
     with source.connect() as sconn:
         for batch in duckdb_record_batches(sconn, sql, params, CHUNK_ROWS):

@@ -20,10 +20,12 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from grading import candidates, churn, extract, features, ledger, periods, privacy, publish, review, tiers, validate
+from grading import candidates, churn, extract, features, ledger, periods, privacy, publish, tiers, validation
 from grading.catalog import apply_comments
+from grading.review.quarters import Quarter
+from grading.review.tables import build_review
+from grading.rule_model import RuleFile
 from grading.rule_pins import in_effect, load_rules, run_rules
-from grading.rules import RuleFile
 from grading.settings import (
     SOURCE_CONN_ID,
     WAREHOUSE_CONN_ID,
@@ -138,7 +140,7 @@ def validate_stage(conns: Connections, as_of: date, run_id: str, batch: str) -> 
     with open_engine(conns.warehouse_url) as warehouse, \
             (nullcontext() if conns.source_mapping else open_engine(conns.source_url)) as source, \
             audited(warehouse, run_id, as_of, "validate") as audit:
-        report = validate.validate(warehouse, as_of, datetime.fromisoformat(batch), run_id, source=source)
+        report = validation.run(warehouse, as_of, datetime.fromisoformat(batch), run_id, source=source)
         audit["rows_out"] = len(report.results)
     return {"checks": len(report.results), "failed": len(report.failed),
             "quarantined": report.quarantined, "data_docs": report.data_docs}
@@ -226,27 +228,28 @@ def publish_stage(conns: Connections, as_of: date, run_id: str) -> dict:
     return {**published.rows, "stale_periods": [state.as_of.isoformat() for state in published.stale]}
 
 
-def review_stage(conns: Connections, quarter: review.Quarter, run_id: str, output_dir: Path | None = None,
+def review_stage(conns: Connections, quarter: Quarter, run_id: str, output_dir: Path | None = None,
                  proposed_tiers: Path | None = None) -> dict:
     """Build the quarter's evaluation tables and write its report (HTML + CSV) to ``output_dir``.
 
     With ``proposed_tiers``, the report also shows what that rule file would have done at the
     quarter's close (a backtest; nothing of it is published).
     """
-    from grading import backtest, review_report
+    from grading import backtest
+    from grading.review import html
 
     folder = output_dir or grading_home() / "reviews" / str(quarter)
     with open_engine(conns.warehouse_url) as warehouse:
         prepare_warehouse(warehouse)
         with audited(warehouse, run_id, quarter.end, f"review {quarter}") as audit:
-            results = review.build_review(warehouse, quarter)
+            results = build_review(warehouse, quarter)
             compared = None
             if proposed_tiers:
                 current, _ = load_rules()
                 proposed, _ = load_rules(tier_file=proposed_tiers, proposal=True)
                 snapshot = results["_meta"]["snapshot"].iloc[0]
                 compared = backtest.backtest(warehouse, snapshot, current, proposed)
-            page = review_report.write(folder, quarter, results, compared)
+            page = html.write(folder, quarter, results, compared)
             audit["rows_out"] = sum(len(f) for name, f in results.items() if not name.startswith("_"))
             audit["message"] = f"report: {page}"
     return {"quarter": str(quarter), "report": str(page),

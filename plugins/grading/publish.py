@@ -1,11 +1,14 @@
 """Publish: move one as-of date from staging into the marts BI tools read, atomically.
 
-All statements of include/sql/publish/publish_period.sql run in one transaction, so a
-period's snapshot, tiers and candidate lists appear together or not at all, a rerun
-replaces exactly that period, and other periods' rows are never touched. The tables that
-span periods (tier history, the customer dimension) are rebuilt in the same transaction;
-publishes therefore queue up behind a lock, while every other stage may run in parallel.
-The cut points behind the period's R/F/M scores are kept with it (marts.score_cut_points).
+Each published relation is loaded by a file of its own, include/sql/publish/<relation>.sql,
+and the files run in one transaction in the order include/sql/marts.yml lists the relations
+(``publish_files``), so a period's snapshot, tiers and candidate lists appear together or not
+at all, a rerun replaces exactly that period, and other periods' rows are never touched.
+Customers appear in marts only by their pseudonymous key. The tables that span periods (tier
+history, the customer dimension, the lost-customer register) are rebuilt in the same
+transaction; publishes therefore queue up behind a lock, while every other stage may run in
+parallel. The cut points behind the period's R/F/M scores are kept with it
+(marts.score_cut_points).
 """
 
 from __future__ import annotations
@@ -19,7 +22,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from grading import ledger, periods
+from grading.catalog import load_catalogue
 from grading.periods import PERIOD_STATE_LOCK, PeriodState
+from grading.settings import include_dir
 from grading.warehouse import analyze, bulk_insert, exclusive, read_query_file, run_sql_file
 
 log = logging.getLogger(__name__)
@@ -27,11 +32,30 @@ log = logging.getLogger(__name__)
 # A cut point moving by more than this share between periods gets a drift note.
 CUT_POINT_DRIFT = 0.25
 
+# the publish files' per-period tables, counted by published_counts (the others span every period)
 PUBLISHED_TABLES = (
     "customer_features_snapshot", "customer_tier_snapshot", "elimination_candidates", "winback_candidates",
     "core_customers",
 )
-REBUILT_TABLES = ("tier_history", "dim_customer", "lost_customers")  # span every period
+
+# Relations of include/sql/marts.yml that no include/sql/publish/<relation>.sql loads.
+LOADED_ELSEWHERE = frozenset({
+    # by this module, after the publish files (update_tier_history, store_cut_points)
+    "tier_history", "score_cut_points",
+    # by other stages and commands
+    "run_audit", "validation_results", "model_runs", "run_rule_files", "published_periods",
+    "elimination_decisions",
+    # views (migrations)
+    "current_customer_tier", "tier_summary", "elimination_status",
+    # the quarterly review
+    "review_tier_distribution", "review_pareto", "review_tier_migration", "review_retention",
+    "review_satisfaction", "review_winback", "review_elimination", "review_stability", "review_fairness",
+    "review_drift", "review_uplift", "review_scheme",
+})
+# Files of include/sql/publish/ that are steps of this module rather than a relation's load.
+STEP_FILES = frozenset({"tier_history_append", "tier_history_rebuild", "score_cut_points"})
+# Publish files that read relations other publish files load: marts.yml must list those first.
+READS = {"lost_customers": ("customer_tier_snapshot", "winback_candidates")}
 
 
 @dataclass(frozen=True)
@@ -50,14 +74,16 @@ def publish(warehouse: Engine, as_of: date, run_id: str = "publish",
     register reads raw. The run's batch is marked published and marts.published_periods
     restated in the same transaction.
     """
+    relations = publish_files()
     # tier history and the dimension span all periods; the period state must not move meanwhile
     with exclusive(warehouse, "grading.publish", PERIOD_STATE_LOCK) as conn:
         periods.check_in_order(conn, as_of)
-        run_sql_file(conn, "publish/publish_period", {"as_of": as_of})
+        for relation in relations:
+            run_sql_file(conn, f"publish/{relation}", {"as_of": as_of})
         analyze(conn, "marts.customer_tier_snapshot")  # the period's new rows, read by the next step
         update_tier_history(conn, as_of)
         store_cut_points(conn, as_of)
-        analyze(conn, *(f"marts.{table}" for table in (*PUBLISHED_TABLES, *REBUILT_TABLES)
+        analyze(conn, *(f"marts.{table}" for table in (*relations, "tier_history")
                         if table != "customer_tier_snapshot"))  # analyzed above, unchanged since
         if settled is not None:
             ledger.unchanged(conn, settled, "publish")
@@ -65,6 +91,37 @@ def publish(warehouse: Engine, as_of: date, run_id: str = "publish",
         ledger.mark_published(conn, run_id, now)
         stale = periods.refresh_published(conn, as_of, run_id, now)
         return Published(published_counts(conn, as_of), stale)
+
+
+class PublishFilesError(ValueError):
+    """include/sql/publish/ and include/sql/marts.yml disagree on what publish loads."""
+
+
+def publish_files() -> list[str]:
+    """The relations include/sql/publish/<relation>.sql loads, in the order marts.yml lists them.
+
+    Every relation of marts.yml has a file unless it is in LOADED_ELSEWHERE, every file
+    (besides STEP_FILES; ``<relation>.<dialect>.sql`` variants count as their relation's)
+    loads a relation of marts.yml that is not, and a file that reads another publish file's
+    relation (READS) comes after it; otherwise PublishFilesError says what is amiss.
+    """
+    listed = list(load_catalogue())
+    files = {path.name.split(".")[0] for path in (include_dir() / "sql" / "publish").glob("*.sql")} - STEP_FILES
+    relations = [relation for relation in listed if relation not in LOADED_ELSEWHERE]
+    problems = [f"marts.yml lists {relation} but include/sql/publish/{relation}.sql is missing "
+                f"(add the file, or {relation} to grading.publish.LOADED_ELSEWHERE)"
+                for relation in relations if relation not in files]
+    problems += [f"include/sql/publish/{name}.sql loads no relation of marts.yml that publish loads "
+                 f"(name it after one, or add it to grading.publish.STEP_FILES)"
+                 for name in sorted(files - set(relations))]
+    problems += [f"grading.publish.LOADED_ELSEWHERE names {name}, which marts.yml does not list"
+                 for name in sorted(LOADED_ELSEWHERE - set(listed))]
+    problems += [f"marts.yml lists {relation} before {read}, which include/sql/publish/{relation}.sql reads"
+                 for relation, reads in READS.items() for read in reads
+                 if relation in relations and read in relations and relations.index(read) > relations.index(relation)]
+    if problems:
+        raise PublishFilesError("; ".join(problems))
+    return relations
 
 
 def update_tier_history(conn: Connection, as_of: date) -> str:

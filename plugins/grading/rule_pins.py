@@ -20,15 +20,8 @@ from sqlalchemy.engine import Engine
 
 from grading import rule_checks
 from grading.features import RULE_FEATURES
-from grading.rules import (
-    CandidateRules,
-    Reader,
-    RuleError,
-    TierRules,
-    load_candidate_rules,
-    load_tier_rules,
-    rules_dir,
-)
+from grading.rule_model import CandidateRules, TierRules
+from grading.rules import Reader, RuleError, load_candidate_rules, load_tier_rules, rules_dir
 from grading.warehouse import bulk_insert, exclusive, read_frame
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""Rule files: load the YAML in include/rules/, check it, and evaluate its conditions.
+"""Rule files: load the YAML in include/rules/ and check it into the rule model (grading.rule_model).
 
 Rules are data. A condition is a tree of ``all`` / ``any`` lists whose leaves compare one
 feature with a literal (``{feature: orders_365d, op: "<", value: 5}``); operators come
@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import math
-import operator
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -21,193 +19,39 @@ from typing import Any
 import pandas as pd
 
 from grading import yamlfile
+from grading.conditions import MEMBERSHIP, NULL_TESTS
+from grading.filecheck import FileChecker
 from grading.qualification import REVIEWS, WINDOWS, Qualification
+from grading.rule_model import (
+    CANDIDATE_LISTS,
+    OPERATORS,
+    SEVERITIES,
+    STRATEGIES,
+    CandidateList,
+    CandidateRules,
+    Condition,
+    Damping,
+    Rule,
+    RuleFile,
+    TierRules,
+    WeightedFeature,
+)
 from grading.settings import include_dir
-
-COMPARISONS: dict[str, Callable[[Any, Any], Any]] = {
-    "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
-    "==": operator.eq, "!=": operator.ne,
-}
-MEMBERSHIP = ("in", "not_in")
-NULL_TESTS = ("is_null", "not_null")
-OPERATORS = (*COMPARISONS, *MEMBERSHIP, *NULL_TESTS)
-HEADER_FIELDS = ("kind", "version", "effective_date", "owner", "description")
 
 
 class RuleError(ValueError):
     """A rule file is not valid; the message names the file, line, rule and field."""
 
 
-@dataclass(frozen=True)
-class Condition:
-    """A leaf (feature op value) or a group (``all``/``any`` of conditions)."""
-
-    combine: str | None = None  # "all", "any" or None for a leaf
-    children: tuple[Condition, ...] = ()
-    feature: str | None = None
-    op: str | None = None
-    value: Any = None
-
-    def leaves(self) -> Iterable[Condition]:
-        if self.combine is None:
-            yield self
-        for child in self.children:
-            yield from child.leaves()
-
-    def evaluate(self, frame: pd.DataFrame) -> pd.Series:
-        """Rows of ``frame`` meeting the condition; a missing value never meets a comparison."""
-        if self.combine == "all":
-            result = pd.Series(True, index=frame.index)
-            for child in self.children:
-                result &= child.evaluate(frame)
-            return result
-        if self.combine == "any":
-            result = pd.Series(False, index=frame.index)
-            for child in self.children:
-                result |= child.evaluate(frame)
-            return result
-        values = frame[self.feature]
-        if self.op == "is_null":
-            return values.isna()
-        if self.op == "not_null":
-            return values.notna()
-        if self.op in MEMBERSHIP:
-            hit = values.isin(list(self.value))
-            return (hit if self.op == "in" else ~hit & values.notna()).fillna(False).astype(bool)
-        return COMPARISONS[self.op](values, self.value).fillna(False).astype(bool)
-
-    def describe(self) -> str:
-        """The condition in plain words, as the published criteria state it."""
-        if self.combine is not None:
-            joiner = " and " if self.combine == "all" else " or "
-            return joiner.join(
-                f"({c.describe()})" if c.combine is not None else c.describe() for c in self.children
-            )
-        if self.op in NULL_TESTS:
-            return f"{self.feature} {'is missing' if self.op == 'is_null' else 'is present'}"
-        if self.op in MEMBERSHIP:
-            values = ", ".join(str(v) for v in self.value)
-            return f"{self.feature} {'in' if self.op == 'in' else 'not in'} [{values}]"
-        return f"{self.feature} {self.op} {self.value}"
-
-
-@dataclass(frozen=True)
-class Rule:
-    name: str
-    when: Condition
-    description: str = ""
-    tier: str | None = None
-    action: str | None = None
-    severity: str | None = None
-    line: int = 0  # where the rule starts in its file
-
-
-@dataclass(frozen=True)
-class RuleFile:
-    path: Path
-    kind: str
-    version: str
-    effective_date: date
-    owner: str
-    description: str
-    content_hash: str
-    body: dict = field(repr=False)
-
-
-@dataclass(frozen=True)
-class WeightedFeature:
-    """One term of a weighted score: the customer's percentile on ``feature`` times ``weight``."""
-
-    feature: str
-    weight: float
-    higher_is_better: bool = True
-    missing: float = 0.0  # percentile given to customers without a value
-
-
-@dataclass(frozen=True)
-class Damping:
-    """How tier changes are slowed: upgrades are immediate, downgrades wait.
-
-    A customer assigned a lower tier than the one they hold keeps it until that has happened
-    in ``downgrade_after_periods`` consecutive periods, and then drops at most
-    ``max_steps_down`` tiers. The defaults (1 period, unlimited steps) mean no damping.
-    """
-
-    downgrade_after_periods: int = 1
-    max_steps_down: int | None = None
-
-
-STRATEGIES = ("rules", "weighted_score", "kmeans")
-
-
-@dataclass(frozen=True)
-class TierRules:
-    source: RuleFile
-    tiers: tuple[str, ...]  # lowest to highest
-    default_tier: str
-    default_name: str
-    strategy: str = "rules"
-    rules: tuple[Rule, ...] = ()  # strategy "rules": first match wins
-    weights: tuple[WeightedFeature, ...] = ()  # strategy "weighted_score"
-    score_bands: tuple[tuple[str, float], ...] = ()  # (tier, lowest score), highest tier first
-    cluster_features: tuple[str, ...] = ()  # strategy "kmeans"
-    cluster_order_by: str | None = None
-    seed: int = 0
-    damping: Damping = Damping()
-    qualification: Qualification = Qualification()
-
-    def rank(self, tier: str) -> int:
-        return self.tiers.index(tier) + 1
-
-
-@dataclass(frozen=True)
-class CandidateList:
-    rules: tuple[Rule, ...]
-    exemptions: tuple[Rule, ...]
-    # Guarded lists: a customer is listed only after meeting a rule this many consecutive periods.
-    confirm_periods: int = 1
-    # Control group: this share of the list (only rows whose action is in control_actions,
-    # when given) is held out, deterministically by customer and period.
-    control_share: float = 0.0
-    control_actions: tuple[str, ...] | None = None
-
-
-CANDIDATE_LISTS = ("elimination", "win_back", "core")
-SEVERITIES = ("high", "medium", "low")
-
-
-@dataclass(frozen=True)
-class CandidateRules:
-    source: RuleFile
-    elimination: CandidateList
-    win_back: CandidateList
-    core: CandidateList
-    churn_reasons: tuple[Rule, ...] = ()  # why a win-back candidate stopped; first match wins
-    unknown_reason_action: str = "personal_call"
-    protected_ids: frozenset[str] = frozenset()
-    protected_list: Path | None = None
-
-    def lists(self) -> dict[str, CandidateList]:
-        return {name: getattr(self, name) for name in CANDIDATE_LISTS}
-
-
-class _Checker:
+class _Checker(FileChecker):
     """Builds typed rules from parsed YAML, raising RuleError that points at the mistake."""
 
+    error, scope = RuleError, "rule"
+
     def __init__(self, path: Path, features: Mapping[str, str] | Iterable[str]):
-        self.path = path
+        super().__init__(path)
         # feature -> kind of value (number, text, time); a plain list of names is taken as numbers
         self.features = dict(features) if isinstance(features, Mapping) else dict.fromkeys(features, "number")
-
-    def fail(self, node: Any, message: str, rule: str | None = None, field_name: str | None = None) -> None:
-        line = getattr(node, "line", 0)
-        where = f"{self.path}:{line}" if line else str(self.path)
-        parts = [where]
-        if rule:
-            parts.append(f"rule {rule!r}")
-        if field_name:
-            parts.append(f"field {field_name!r}")
-        raise RuleError(": ".join(parts) + f": {message}")
 
     def require(self, node: dict, key: str, kind: type | tuple[type, ...], rule: str | None = None) -> Any:
         if not isinstance(node, dict) or key not in node:
@@ -236,17 +80,18 @@ class _Checker:
         if not isinstance(node, dict):
             self.fail(node, "a condition must be a mapping: all/any, or feature/op/value", rule, field_name)
         groups = [k for k in ("all", "any") if k in node]
-        if groups:
-            if len(node) != 1:
-                self.fail(node, "a group holds exactly one key, 'all' or 'any'", rule, field_name)
-            children = node[groups[0]]
-            if not isinstance(children, list) or not children:
-                self.fail(node, f"'{groups[0]}' must be a non-empty list of conditions", rule, field_name)
-            return Condition(combine=groups[0],
-                             children=tuple(self.condition(c, rule, groups[0]) for c in children))
-        unknown = set(node) - {"feature", "op", "value"}
-        if unknown:
-            self.fail(node, f"unknown keys {sorted(unknown)}; a leaf has feature, op and value", rule, field_name)
+        if not groups:
+            return self.leaf(node, rule, field_name)
+        if len(node) != 1:
+            self.fail(node, "a group holds exactly one key, 'all' or 'any'", rule, field_name)
+        children = node[groups[0]]
+        if not isinstance(children, list) or not children:
+            self.fail(node, f"'{groups[0]}' must be a non-empty list of conditions", rule, field_name)
+        return Condition(combine=groups[0], children=tuple(self.condition(c, rule, groups[0]) for c in children))
+
+    def leaf(self, node: dict, rule: str, field_name: str) -> Condition:
+        """``{feature, op, value}``: a known feature, a known operator and a value of the feature's kind."""
+        self.known_only(node, ("feature", "op", "value"), rule, field_name, "; a leaf has feature, op and value")
         feature = self.require(node, "feature", str, rule)
         if feature not in self.features:
             self.fail(node, f"unknown feature {feature!r}; known: {', '.join(sorted(self.features))}", rule, "feature")
@@ -269,6 +114,13 @@ class _Checker:
         if kind == "text" and op not in ("==", "!="):
             self.fail(node, f"{feature} holds text: compare it with ==, !=, in or not_in, not {op}", rule, "op")
         return Condition(feature=feature, op=op, value=self.typed(node, value, feature, kind, rule))
+
+    def known_only(self, node: dict, allowed: Iterable[str], rule: str | None, field_name: str | None = None,
+                   hint: str = "") -> None:
+        """Fail on keys of ``node`` not in ``allowed``, listed sorted."""
+        unknown = self.unknown_keys(node, allowed)
+        if unknown:
+            self.fail(node, f"unknown keys {sorted(unknown)}{hint}", rule, field_name)
 
     def typed(self, node: Any, value: Any, feature: str, kind: str, rule: str) -> Any:
         """``value`` if it is a value of ``feature``'s kind: a finite number, a text or a date."""
@@ -297,9 +149,7 @@ class _Checker:
             if name in seen:
                 self.fail(node, "duplicate rule name", name, "name")
             seen.add(name)
-            extra = set(node) - {"name", "description", "when", "tier", "action", "severity"}
-            if extra:
-                self.fail(node, f"unknown keys {sorted(extra)}", name)
+            self.known_only(node, ("name", "description", "when", "tier", "action", "severity"), name)
             values = {k: self.require(node, k, str, name) for k in need}
             severity = node.get("severity")
             if severity is not None and severity not in SEVERITIES:
@@ -394,9 +244,7 @@ def _qualification(check: _Checker, node: Any) -> Qualification:
         return Qualification()
     if not isinstance(node, dict):
         check.fail(node, "must be a mapping with window, days, review and grace_days", "qualification")
-    unknown = set(node) - {"window", "days", "review", "grace_days"}
-    if unknown:
-        check.fail(node, f"unknown keys {sorted(unknown)}", "qualification")
+    check.known_only(node, ("window", "days", "review", "grace_days"), "qualification")
     window = node.get("window", "rolling")
     if window not in WINDOWS:
         check.fail(node, f"unknown window {window!r}; use one of {', '.join(WINDOWS)}", "qualification", "window")
@@ -456,10 +304,8 @@ def load_candidate_rules(path: Path, features: Iterable[str], read: Reader = Pat
     lists = {}
     for section in CANDIDATE_LISTS:
         node = check.require(doc, section, dict)
-        unknown = set(node) - {"rules", "exemptions", "churn_reasons", "unknown_reason_action", "confirm_periods",
-                               "control_share", "control_actions"}
-        if unknown:
-            check.fail(node, f"unknown keys {sorted(unknown)}", None, section)
+        check.known_only(node, ("rules", "exemptions", "churn_reasons", "unknown_reason_action", "confirm_periods",
+                                "control_share", "control_actions"), None, section)
         confirm = node.get("confirm_periods", 1)
         if not isinstance(confirm, int) or isinstance(confirm, bool) or confirm < 1:
             check.fail(node, f"must be a whole number of periods, 1 or more, got {confirm!r}", section,

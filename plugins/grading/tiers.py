@@ -29,7 +29,8 @@ from sqlalchemy.engine import Engine
 from grading import periods
 from grading.features import load_features
 from grading.periods import PERIOD_STATE_LOCK
-from grading.rules import TierRules, explain
+from grading.rule_model import TierRules
+from grading.rules import explain
 from grading.warehouse import analyze, bulk_insert, exclusive, read_frame
 
 TIER_COLUMNS = ("customer_id", "tier", "tier_rank", "tier_rule", "tier_reason", "rule_version")

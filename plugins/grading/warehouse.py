@@ -251,8 +251,9 @@ def release_duckdb_memory(conn: Connection) -> None:
     moment makes DuckDB evict (temporary data is written to its spill directory) and return
     the memory.
     """
-    with duckdb_memory_capped(conn, "128MiB"):
-        pass
+    if conn.dialect.name == "duckdb":
+        conn.exec_driver_sql("SET memory_limit = '128MiB'")
+        conn.exec_driver_sql(f"SET memory_limit = '{duckdb_memory_limit()}'")  # a checked size
 
 
 @contextmanager
@@ -383,7 +384,8 @@ def _csv_slices(frame: pd.DataFrame) -> Iterator[bytes]:
         path = Path(folder) / "slice.csv"
         for start in range(0, len(frame), _COPY_SLICE_ROWS):
             duck.register("slice", frame.iloc[start:start + _COPY_SLICE_ROWS])
-            duck.execute(f"COPY slice TO '{path}' (FORMAT csv, HEADER false, NULLSTR '{_COPY_NULL}', "  # our own temporary path
+            # our own temporary path
+            duck.execute(f"COPY slice TO '{path}' (FORMAT csv, HEADER false, NULLSTR '{_COPY_NULL}', "
                          "TIMESTAMPFORMAT '%Y-%m-%d %H:%M:%S.%f')")
             duck.unregister("slice")
             yield path.read_bytes()

@@ -1,6 +1,7 @@
 -- Elimination outcomes: the previous quarter's elimination candidates by rule - what they
--- brought (revenue) and cost (tickets, complaints) during this quarter, and how many are
--- no longer candidates at this quarter's snapshot (improved).
+-- brought (revenue, from review_quarter_revenue: quarter_revenue.sql) and cost (tickets,
+-- complaints) during this quarter, and how many are no longer candidates at this quarter's
+-- snapshot (improved).
 WITH candidates AS (
     SELECT e.customer_key, k.customer_id, e.rule_name
     FROM marts.elimination_candidates AS e
@@ -10,15 +11,6 @@ WITH candidates AS (
 
 still AS (
     SELECT customer_key FROM marts.elimination_candidates WHERE as_of_date = CAST(:snapshot AS DATE)
-),
-
-quarter_revenue AS (
-    SELECT o.customer_id, SUM(o.amount) AS revenue
-    FROM raw.orders AS o
-    WHERE o.status = 'completed'
-        AND o.order_ts >= CAST(:quarter_start AS TIMESTAMP)
-        AND o.order_ts < CAST(:quarter_end AS TIMESTAMP)
-    GROUP BY o.customer_id
 ),
 
 quarter_tickets AS (
@@ -41,7 +33,7 @@ SELECT
     COUNT(s.customer_key) AS still_candidates,
     COUNT(*) - COUNT(s.customer_key) AS improved
 FROM candidates AS c
-LEFT JOIN quarter_revenue AS r ON r.customer_id = c.customer_id
+LEFT JOIN review_quarter_revenue AS r ON r.customer_key = c.customer_key
 LEFT JOIN quarter_tickets AS t ON t.customer_id = c.customer_id
 LEFT JOIN still AS s ON s.customer_key = c.customer_key
 GROUP BY c.rule_name

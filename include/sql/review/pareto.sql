@@ -1,21 +1,12 @@
 -- Pareto: the quarter's buyers ranked by revenue (ties broken by key, so the split is
 -- deterministic), cut into ten equal groups; cumulative share of the quarter's revenue.
-WITH revenue AS (
-    SELECT k.customer_key, SUM(o.amount) AS revenue
-    FROM raw.orders AS o
-    JOIN ops.customer_keys AS k ON k.customer_id = o.customer_id
-    WHERE o.status = 'completed'
-        AND o.order_ts >= CAST(:quarter_start AS TIMESTAMP)
-        AND o.order_ts < CAST(:quarter_end AS TIMESTAMP)
-    GROUP BY k.customer_key
-),
-
-ranked AS (
+-- Buyers and revenue: review_quarter_revenue (quarter_revenue.sql).
+WITH ranked AS (
     SELECT
         revenue,
         ROW_NUMBER() OVER (ORDER BY revenue DESC, customer_key) AS position,
         COUNT(*) OVER () AS buyers
-    FROM revenue
+    FROM review_quarter_revenue
 ),
 
 deciles AS (

@@ -1,21 +1,12 @@
 -- Retention by tier: customers active at the start of the quarter (a completed order in the
 -- 365 days before :previous_snapshot) by the tier they held then; retained if they
--- completed an order during the quarter.
+-- completed an order during the quarter (review_quarter_revenue, quarter_revenue.sql).
 WITH active AS (
     SELECT t.customer_key, t.tier, t.tier_rank
     FROM marts.customer_tier_snapshot AS t
     JOIN marts.customer_features_snapshot AS f
         ON f.as_of_date = t.as_of_date AND f.customer_key = t.customer_key
     WHERE t.as_of_date = CAST(:previous_snapshot AS DATE) AND f.orders_365d > 0
-),
-
-buyers AS (
-    SELECT DISTINCT k.customer_key
-    FROM raw.orders AS o
-    JOIN ops.customer_keys AS k ON k.customer_id = o.customer_id
-    WHERE o.status = 'completed'
-        AND o.order_ts >= CAST(:quarter_start AS TIMESTAMP)
-        AND o.order_ts < CAST(:quarter_end AS TIMESTAMP)
 )
 
 SELECT
@@ -27,6 +18,6 @@ SELECT
     CAST(COUNT(b.customer_key) AS DOUBLE PRECISION) / COUNT(*) AS retention_rate,
     1 - CAST(COUNT(b.customer_key) AS DOUBLE PRECISION) / COUNT(*) AS churn_rate
 FROM active AS a
-LEFT JOIN buyers AS b ON b.customer_key = a.customer_key
+LEFT JOIN review_quarter_revenue AS b ON b.customer_key = a.customer_key
 GROUP BY a.tier, a.tier_rank
 ORDER BY a.tier_rank

@@ -1,20 +1,10 @@
 -- Tier distribution and revenue share: tiers of the quarter's snapshot (:snapshot, the last
 -- published as-of date in the quarter, or the first day after it), revenue = completed
--- orders placed in [:quarter_start, :quarter_end).
+-- orders placed in the quarter (review_quarter_revenue, quarter_revenue.sql).
 WITH tiers AS (
     SELECT customer_key, tier, tier_rank
     FROM marts.customer_tier_snapshot
     WHERE as_of_date = CAST(:snapshot AS DATE)
-),
-
-revenue AS (
-    SELECT k.customer_key, SUM(o.amount) AS revenue
-    FROM raw.orders AS o
-    JOIN ops.customer_keys AS k ON k.customer_id = o.customer_id
-    WHERE o.status = 'completed'
-        AND o.order_ts >= CAST(:quarter_start AS TIMESTAMP)
-        AND o.order_ts < CAST(:quarter_end AS TIMESTAMP)
-    GROUP BY k.customer_key
 ),
 
 per_tier AS (
@@ -24,7 +14,7 @@ per_tier AS (
         COUNT(*) AS customers,
         CAST(COALESCE(SUM(r.revenue), 0) AS DOUBLE PRECISION) AS revenue
     FROM tiers AS t
-    LEFT JOIN revenue AS r ON r.customer_key = t.customer_key
+    LEFT JOIN review_quarter_revenue AS r ON r.customer_key = t.customer_key
     GROUP BY t.tier, t.tier_rank
 )
 

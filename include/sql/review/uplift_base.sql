@@ -1,6 +1,7 @@
 -- Uplift input: the previous quarter's win-back candidates and elimination candidates
 -- eligible for a control group (control_group not null), whether each was held out, and
--- whether they completed an order during this quarter (and for how much).
+-- whether they completed an order during this quarter (and for how much: review_quarter_revenue,
+-- quarter_revenue.sql).
 WITH listed AS (
     SELECT
         'win_back' AS list,
@@ -20,16 +21,6 @@ WITH listed AS (
     FROM marts.elimination_candidates AS e
     JOIN marts.customer_tier_snapshot AS t ON t.as_of_date = e.as_of_date AND t.customer_key = e.customer_key
     WHERE e.as_of_date = CAST(:previous_snapshot AS DATE) AND e.control_group IS NOT NULL
-),
-
-quarter_revenue AS (
-    SELECT k.customer_key, SUM(o.amount) AS revenue
-    FROM raw.orders AS o
-    JOIN ops.customer_keys AS k ON k.customer_id = o.customer_id
-    WHERE o.status = 'completed'
-        AND o.order_ts >= CAST(:quarter_start AS TIMESTAMP)
-        AND o.order_ts < CAST(:quarter_end AS TIMESTAMP)
-    GROUP BY k.customer_key
 )
 
 SELECT
@@ -41,6 +32,6 @@ SELECT
     CASE WHEN r.customer_key IS NULL THEN 0 ELSE 1 END AS returned,
     CAST(COALESCE(r.revenue, 0) AS DOUBLE PRECISION) AS revenue
 FROM listed AS l
-LEFT JOIN quarter_revenue AS r ON r.customer_key = l.customer_key
+LEFT JOIN review_quarter_revenue AS r ON r.customer_key = l.customer_key
 -- in a fixed order: the revenues are summed in pandas, and a float sum depends on the order
 ORDER BY l.list, l.customer_key, l.reason

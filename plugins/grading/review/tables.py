@@ -9,18 +9,15 @@ that compare with the previous quarter are left empty when Q-1 has no snapshot.
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
 from datetime import date
 
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from grading.uplift import scheme_checks, uplift_table
-from grading.warehouse import bulk_insert, read_query_file
-
-_QUARTER = re.compile(r"^(\d{4})Q([1-4])$")
+from grading.review.quarters import Quarter
+from grading.review.uplift import scheme_checks, uplift_table
+from grading.warehouse import analyze, bulk_insert, read_query_file, run_sql_file
 
 # evaluation (SQL file in include/sql/review/ and table marts.review_<name>) -> needs Q-1
 EVALUATIONS = {
@@ -34,60 +31,12 @@ EVALUATIONS = {
     "elimination": True,
     "stability": True,
 }
+# Completed orders per customer in the quarter (include/sql/review/quarter_revenue.sql): a
+# temporary table built once per review, read by the evaluations, dropped at its end.
+QUARTER_REVENUE = "review_quarter_revenue"
 # A band holding this many times more (or fewer) customers than when its rules were set
 # is worth a note in the review.
 DRIFT_FACTOR = 1.5
-
-
-@dataclass(frozen=True)
-class Quarter:
-    year: int
-    number: int
-
-    @classmethod
-    def parse(cls, text: str) -> Quarter:
-        match = _QUARTER.match(text.strip().upper())
-        if not match:
-            raise ValueError(f"quarter must look like 2024Q4, got {text!r}")
-        return cls(int(match.group(1)), int(match.group(2)))
-
-    @classmethod
-    def closing_on(cls, day: date) -> Quarter:
-        """The quarter that ends just before ``day`` (e.g. 2025-01-01 closes 2024Q4)."""
-        index = day.year * 4 + (day.month - 1) // 3 - 1
-        return cls(index // 4, index % 4 + 1)
-
-    @property
-    def start(self) -> date:
-        return date(self.year, 3 * self.number - 2, 1)
-
-    @property
-    def end(self) -> date:
-        """The first day after the quarter."""
-        return date(self.year + 1, 1, 1) if self.number == 4 else date(self.year, 3 * self.number + 1, 1)
-
-    @property
-    def previous(self) -> Quarter:
-        return Quarter(self.year - 1, 4) if self.number == 1 else Quarter(self.year, self.number - 1)
-
-    def __str__(self) -> str:
-        return f"{self.year}Q{self.number}"
-
-
-def quarter_for_run(explicit: str | None, published: list[date], interval_end: date | None) -> Quarter | None:
-    """Which quarter a quarterly_review run reviews; None when there is nothing to review.
-
-    An explicit quarter wins. A run triggered by customer_grading's published-period asset
-    reviews the quarter that a published as-of date closes (the first day of a quarter) and
-    nothing otherwise (a mid-quarter period closes no quarter). A scheduled run reviews the
-    quarter that closes at its interval end.
-    """
-    if explicit:
-        return Quarter.parse(explicit)
-    if published:
-        closing = [d for d in published if d.day == 1 and d.month in (1, 4, 7, 10)]
-        return Quarter.closing_on(max(closing)) if closing else None
-    return Quarter.closing_on(interval_end) if interval_end else None
 
 
 class NoSnapshot(LookupError):
@@ -142,6 +91,8 @@ def build_review(warehouse: Engine, quarter: Quarter) -> dict[str, pd.DataFrame]
         previous = snapshot_in(conn, quarter.previous)
         params = {"quarter": str(quarter), "quarter_start": quarter.start, "quarter_end": quarter.end,
                   "snapshot": snapshot, "previous_snapshot": previous}
+        run_sql_file(conn, "review/quarter_revenue", params)  # QUARTER_REVENUE, read by the evaluations
+        analyze(conn, QUARTER_REVENUE)
         results: dict[str, pd.DataFrame] = {}
         for name, needs_previous in EVALUATIONS.items():
             frame = pd.DataFrame() if needs_previous and previous is None else \
@@ -154,6 +105,7 @@ def build_review(warehouse: Engine, quarter: Quarter) -> dict[str, pd.DataFrame]
         graded = read_query_file(conn, "review/scheme_base", params) if previous else pd.DataFrame()
         results["scheme"] = _store(conn, "scheme", str(quarter),
                                    scheme_checks(graded, str(quarter)) if len(graded) else pd.DataFrame())
+        conn.exec_driver_sql(f"DROP TABLE {QUARTER_REVENUE}")  # on a failure, the rollback drops it
     results["_meta"] = pd.DataFrame([{"quarter": str(quarter), "snapshot": snapshot, "previous_snapshot": previous}])
     return results
 
@@ -164,8 +116,3 @@ def _store(conn: Connection, name: str, quarter: str, frame: pd.DataFrame) -> pd
     if not frame.empty:
         bulk_insert(conn, table, frame)
     return frame
-
-
-def tier_distribution(warehouse: Engine, quarter: Quarter) -> pd.DataFrame:
-    """The tier distribution of the quarter (builds the whole review)."""
-    return build_review(warehouse, quarter)["tier_distribution"]

@@ -1,4 +1,4 @@
-"""Human-readable summaries of what the warehouse holds for a period, for the CLI and the demo.
+"""Human-readable summaries of what the warehouse holds for a period and of recent runs, for the CLI and the demo.
 
 Everything is read back from the published tables, so the summary shows what BI tools
 will see, whichever process (the CLI or Airflow tasks) did the run.
@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from datetime import date
 
+import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from grading.publish import published_counts
 from grading.settings import mask_urls
-from grading.validate import data_docs_dir
+from grading.validation import data_docs_dir
 from grading.warehouse import open_engine, read_frame
 
 
@@ -75,3 +76,53 @@ def print_run_summary(warehouse_url: str, as_of: date) -> None:
         for row in review.itertuples():
             print(f"    {row.tier:<10} {row.customers:>8,} customers ({row.customer_share:6.1%})   "
                   f"revenue {row.revenue:>14,.2f} ({row.revenue_share:6.1%})")
+
+
+def recent_runs(warehouse_url: str, as_of: date | None = None, failed_only: bool = False,
+                limit: int | None = None) -> pd.DataFrame:
+    """The runs recorded in marts.run_audit (of one as-of date, if given), newest first."""
+    with open_engine(warehouse_url) as warehouse, warehouse.connect() as conn:
+        if not sa.inspect(conn).has_table("run_audit", schema="marts"):
+            raise LookupError("the warehouse has no marts.run_audit yet: nothing has run against it "
+                              "(python -m grading migrate creates it)")
+        audit = read_frame(conn, "SELECT run_id, as_of_date, stage, status, rows_out, started_at, finished_at, "
+                                 "rule_version, message FROM marts.run_audit "
+                                 "WHERE CAST(:as_of AS DATE) IS NULL OR as_of_date = CAST(:as_of AS DATE)",
+                           {"as_of": as_of})
+    for column in ("started_at", "finished_at"):
+        audit[column] = pd.to_datetime(audit[column])
+    runs = run_table(audit)
+    if failed_only:
+        runs = runs[runs["status"] == "failed"]
+    return runs.head(limit) if limit is not None else runs
+
+
+def run_table(audit: pd.DataFrame) -> pd.DataFrame:
+    """One row per run from marts.run_audit rows: when, how long, how it ended, and why not.
+
+    A stage's outcome is its latest row (a retried stage leaves a failed row, then a good one);
+    a run failed if any stage's latest attempt failed, succeeded if its publish (or review) did.
+    """
+    audit = audit.sort_values(["run_id", "finished_at"])
+    rows = []
+    for run_id, stages in audit.groupby("run_id", sort=False):
+        latest = stages.drop_duplicates("stage", keep="last")
+        failed = latest[latest["status"] != "success"]
+        done = latest[latest["status"] == "success"]["stage"]
+        status = "failed" if not failed.empty else \
+            "success" if done.eq("publish").any() or done.str.startswith("review").any() else "incomplete"
+        seconds = int((stages["finished_at"].max() - stages["started_at"].min()).total_seconds())
+        publish = latest[latest["stage"] == "publish"]["rows_out"]
+        versions = latest["rule_version"].dropna()
+        problem = "" if failed.empty else f"{failed['stage'].iloc[-1]}: {failed['message'].iloc[-1] or ''}"
+        rows.append({
+            "run_id": run_id, "as_of": stages["as_of_date"].max(), "started_utc": stages["started_at"].min(),
+            "duration": f"{seconds // 60}m{seconds % 60:02d}s", "status": status,
+            "last_stage": stages.iloc[-1]["stage"], "retries": len(stages) - stages["stage"].nunique(),
+            "published_rows": "" if publish.empty or pd.isna(publish.iloc[0]) else int(publish.iloc[0]),
+            "rules": versions.iloc[0] if not versions.empty else "",
+            "problem": problem if len(problem) <= 100 else problem[:99] + "…",
+        })
+    columns = ["run_id", "as_of", "started_utc", "duration", "status", "last_stage", "retries", "published_rows",
+               "rules", "problem"]
+    return pd.DataFrame(rows, columns=columns).sort_values("started_utc", ascending=False, ignore_index=True)

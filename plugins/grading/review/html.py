@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from grading.review import Quarter
+from grading.review.quarters import Quarter
 
 PALETTE = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#9c755f")
 STYLE = """

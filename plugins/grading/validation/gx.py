@@ -1,0 +1,346 @@
+"""Great Expectations: an ephemeral context, the runner of a batch's expectations, Data Docs.
+
+On PostgreSQL the expectations run as SQL inside the database, through a GX postgres data
+source whose table asset is a view of exactly the batch's rows (found by index), so the work
+scales with the server instead of pulling rows into Python. GX has no DuckDB data source
+(and its generic SQL source fails on DuckDB), so on the embedded warehouse the batch is read
+into pandas frames, which GX supports best, in parts of GRADING_VALIDATE_PART_ROWS rows split
+by a hash of the unique column, so a large batch never sits in memory whole and a duplicate
+key still meets its twin. Data Docs HTML is written to GRADING_DATA_DOCS_DIR (default
+$GRADING_HOME/data_docs). Great Expectations is imported inside functions only: DAG files
+must not pay for it.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import os
+import uuid
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from grading.contract import SourceTable
+from grading.settings import grading_home, validate_part_rows
+from grading.validation.results import CheckResult, check_result, sample
+from grading.validation.suites import Check, Suite, expectation_parameters, load_suite
+from grading.warehouse import duckdb_memory_capped, duckdb_record_batches, read_frame, release_duckdb_memory
+
+log = logging.getLogger("grading.validate")  # the stage's logger, under the name it had before the package
+
+DATA_DOCS_ENV = "GRADING_DATA_DOCS_DIR"
+DATA_DOCS_SITE = "grading"
+_RESULTS_FOLDER = "_results"  # GX validation results (JSON) behind the Data Docs, inside the docs folder
+
+
+def data_docs_dir() -> Path | None:
+    """Where Data Docs go: GRADING_DATA_DOCS_DIR, default $GRADING_HOME/data_docs; ``off`` for none."""
+    value = os.environ.get(DATA_DOCS_ENV, "").strip()
+    if value.lower() in ("off", "none", "false", "0"):
+        return None
+    return Path(value) if value else grading_home() / "data_docs"
+
+
+def _gx_context(docs: Path | None):
+    """An ephemeral GX context: suites and definitions in memory, results and docs in ``docs``.
+
+    Results are stored as JSON under the docs folder so the Data Docs index lists every
+    earlier run too, not only this process's.
+    """
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import (
+        DataContextConfig,
+        InMemoryStoreBackendDefaults,
+        ProgressBarsConfig,
+    )
+    from great_expectations.execution_engine import pandas_execution_engine
+
+    # GX fingerprints every pandas batch under this many bytes (pandas' hash of every row, then
+    # an md5) for a marker in the result's metadata that nothing here reads: 20 of 76 s when
+    # validating the 31M rows of a first load at a million customers. 0: no batch is hashed.
+    pandas_execution_engine.HASH_THRESHOLD = 0
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)
+    defaults = InMemoryStoreBackendDefaults()
+    stores, sites = dict(defaults.stores), {}
+    if docs is not None:
+        stores[defaults.validation_results_store_name] = {
+            "class_name": "ValidationResultsStore",
+            "store_backend": {"class_name": "TupleFilesystemStoreBackend",
+                              "base_directory": str(docs / _RESULTS_FOLDER)},
+        }
+        sites = {DATA_DOCS_SITE: {
+            "class_name": "SiteBuilder", "show_how_to_buttons": False,
+            "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs)},
+            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+        }}
+    config = DataContextConfig(store_backend_defaults=defaults, stores=stores, data_docs_sites=sites,
+                               progress_bars=ProgressBarsConfig(globally=False), analytics_enabled=False)
+    return gx, gx.get_context(project_config=config, mode="ephemeral")
+
+
+def _counts_rows(check: Check) -> bool:
+    """A GX check of each row (or pair of columns) that passes only when no row fails it."""
+    return check.type.startswith(("expect_column_values_", "expect_column_pair_values_")) \
+        and check.kwargs.get("mostly") is None
+
+
+def _gx_run(gx, context, suite: Suite, parts: Iterable[tuple[Any, dict | None]], *, now: datetime,
+            run_name: str, run_time: datetime, key_available: bool = True,
+            pseudonymised: bool = False) -> list[CheckResult]:
+    """Run a suite's GX expectations over each part of a batch and merge the outcomes into results.
+
+    ``parts`` yields (batch definition, batch parameters) one at a time, so only one part's
+    rows need to be in memory. Column-map checks add up over parts (a failure anywhere fails
+    the check, unexpected rows are summed, sample keys pooled); parts split by the unique
+    column keep uniqueness exact (see _partition_column).
+    """
+    from great_expectations.core.run_identifier import RunIdentifier
+
+    key = suite.spec.key
+    gx_suite = context.suites.add(gx.ExpectationSuite(
+        name=suite.name, expectations=[c.gx_config() for c in suite.expectations], meta=dict(suite.meta)))
+    merged: dict[int, dict[str, Any]] = {}
+    for number, (data, batch_parameters) in enumerate(parts):
+        definition = context.validation_definitions.add(
+            gx.ValidationDefinition(name=f"{suite.table}_batch_{number}", data=data, suite=gx_suite))
+        def run(result_format: dict, definition=definition, batch_parameters=batch_parameters):
+            return definition.run(
+                batch_parameters=batch_parameters, result_format=result_format,
+                expectation_parameters=expectation_parameters(suite, now),
+                run_id=RunIdentifier(run_name=run_name, run_time=run_time))
+
+        # Pass or fail first: the detail of a column check (a few offending values and their
+        # keys) costs GX two more scans of the rows each, wasted on a clean batch. Only a part
+        # where something failed is checked again for the detail (its result replaces the first).
+        outcome = run({"result_format": "BOOLEAN_ONLY"})
+        if not outcome.success:
+            outcome = run({"result_format": "SUMMARY", "partial_unexpected_count": 20,
+                           **({"unexpected_index_column_names": [key]} if key_available else {})})
+        context.validation_definitions.delete(definition.name)  # it holds the part's data source
+        # GX's objects hold the part's frame in reference cycles; collect them before the next
+        # part is read, or the worker grows by a part per part (3.6 instead of 2.0 GiB at 20M orders).
+        gc.collect()
+        for item in outcome.results:
+            index = int(item.expectation_config.meta["check"])
+            detail = item.result or {}
+            observed = detail.get("observed_value")
+            if item.exception_info and item.exception_info.get("raised_exception"):
+                observed = f"error: {item.exception_info.get('exception_message')}"
+            unexpected = detail.get("unexpected_count")
+            if unexpected is None and item.success and _counts_rows(suite.expectations[index]):
+                unexpected = 0  # passed without detail: no row failed it
+            rows = detail.get("partial_unexpected_index_list") or []
+            seen = merged.setdefault(index, {"success": True, "unexpected": None, "observed": None, "keys": []})
+            if seen["observed"] is None or (seen["success"] and not item.success):
+                seen["observed"] = observed
+            seen["success"] = seen["success"] and bool(item.success)
+            if unexpected is not None:
+                seen["unexpected"] = (seen["unexpected"] or 0) + int(unexpected)
+            seen["keys"] += [row.get(key) for row in rows if isinstance(row, dict)]
+    return [check_result(suite, suite.expectations[index], success=seen["success"],
+                         unexpected=seen["unexpected"],
+                         observed=None if seen["observed"] is None else str(seen["observed"]),
+                         keys=sample(iter(seen["keys"])), pseudonymised=pseudonymised)
+            for index, seen in sorted(merged.items())]
+
+
+def check_frame(table: str, frame: pd.DataFrame, spec: SourceTable | None = None) -> list[CheckResult]:
+    """Run the table's GX expectations over ``frame`` (no warehouse, no SQL checks, no docs).
+
+    For unit tests and ad-hoc checks of a file before it is loaded; ``spec`` for a table
+    not (yet) in the canonical schema.
+    """
+    suite = load_suite(table, spec)
+    gx, context = _gx_context(None)
+    data = context.data_sources.add_pandas("frames").add_dataframe_asset(table) \
+        .add_batch_definition_whole_dataframe("batch")
+    now = datetime.now(UTC)
+    return _gx_run(gx, context, suite, [(data, {"dataframe": _for_gx(frame)})],
+                   now=now.replace(tzinfo=None),
+                   run_name="check_frame", run_time=now, key_available=suite.spec.key in frame.columns)
+
+
+def _gx_rows(spec: SourceTable) -> tuple[str, str]:
+    """(columns, FROM clause) of the rows Great Expectations checks (alias ``r``): the canonical
+    columns, a customer's id replaced by its pseudonym (ops.customer_keys), so that Data Docs
+    and the stored GX results never hold a source id. A pseudonym is as unique and as missing
+    as the id it stands for, so the checks find the same rows."""
+    if spec.name == "customers":
+        columns = ", ".join("k.customer_key AS customer_id" if c == "customer_id" else f"r.{c}" for c in spec.columns)
+        return columns, "FROM raw.customers AS r LEFT JOIN ops.customer_keys AS k ON k.customer_id = r.customer_id"
+    return ", ".join(f"r.{c}" for c in spec.columns), f"FROM raw.{spec.name} AS r"
+
+
+_NS_BOUNDS = (pd.Timestamp.min, pd.Timestamp.max)
+
+
+def _for_gx(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame with its timestamp columns in nanoseconds where every value fits.
+
+    GX's pandas engine compares a column with a bound vectorised only when the column is
+    datetime64[ns]; DuckDB hands over microseconds, which GX checks one value at a time in
+    Python (10 of 22 s for a 2M-order batch). The values compared are the same. A column
+    holding a time outside nanosecond range (before 1677 or after 2262, e.g. a 9999-12-31
+    sentinel) stays as it is, so the check still sees that value and reports it.
+    """
+    out = frame
+    for column, dtype in frame.dtypes.items():
+        if not pd.api.types.is_datetime64_dtype(dtype) or dtype == "datetime64[ns]":
+            continue
+        values = frame[column]
+        low, high = values.min(), values.max()
+        if pd.isna(low) or (_NS_BOUNDS[0] <= low and high <= _NS_BOUNDS[1]):
+            out = out.copy() if out is frame else out
+            out[column] = values.astype("datetime64[ns]")
+    return out
+
+
+def _partition_column(suite: Suite) -> str | None:
+    """The column a large batch is split by: the one GX checks for uniqueness (else the key).
+
+    Rows sharing a value of it land in the same part, so a duplicate is still found; a
+    suite checking two columns for uniqueness is not split (None).
+    """
+    unique = {c.column for c in suite.expectations if c.type == "expect_column_values_to_be_unique"}
+    if len(unique) > 1:
+        return None
+    return unique.pop() if unique else suite.spec.key
+
+
+def _frame_parts(conn: Connection, suite: Suite, batch: datetime, part_rows: int) -> Iterator[pd.DataFrame]:
+    """The batch's rows of one table as pandas frames of about ``part_rows`` rows each.
+
+    GX's pandas engine holds several copies of a frame while it checks it: a 20M-order
+    batch in one frame took the worker to 7 GiB. The rows are numbered by a hash of the
+    partition column into a temporary table sorted by that number (the sort under a lower
+    DuckDB limit), and each part is read from it (its row groups, found by their min/max),
+    handed over, checked and dropped before the next is read. DuckDB's memory is released
+    before the sort and each part: its cache would otherwise stay in the worker next to GX's
+    copies (at 20M orders the stage peaked at 2.0 GiB; so, 1.2 GiB).
+    """
+    import pyarrow as pa
+
+    columns, rows_from = _gx_rows(suite.spec)
+    select, where = f"SELECT {columns}", f"{rows_from} WHERE r.extracted_at = ?"
+    rows = conn.execute(sa.text(f"SELECT COUNT(*) FROM raw.{suite.table} WHERE extracted_at = :batch"),  # noqa: S608 - identifiers from the contract
+                        {"batch": batch}).scalar_one()
+    column = _partition_column(suite)
+    parts = max(1, -(-rows // part_rows)) if column else 1
+
+    def frame(batches: list) -> pd.DataFrame:
+        return _for_gx(pa.Table.from_batches(batches).to_pandas())
+
+    if parts == 1:
+        batches = list(duckdb_record_batches(conn, f"{select} {where}", [batch], 1_000_000))
+        # an empty batch streams no record batch: read it the plain way for its columns
+        yield frame(batches) if batches else _for_gx(read_frame(
+            conn, f"{select} {rows_from} WHERE r.extracted_at = :batch", {"batch": batch}))
+        return
+    log.info("checking %s rows of raw.%s in %s parts split by %s", rows, suite.table, parts, column)
+    table = f"validate_parts_{uuid.uuid4().hex}"
+    release_duckdb_memory(conn)  # what the previous table's parts left cached
+    # the sort spills well, and the worker still holds what GX left of the previous table
+    with duckdb_memory_capped(conn, "512MiB"):
+        hashed = "k.customer_key" if suite.table == "customers" and column == "customer_id" else f"r.{column}"
+        conn.exec_driver_sql(f"CREATE TEMPORARY TABLE {table} AS {select}, hash({hashed}) % ? AS part {where} "
+                             "ORDER BY part", (parts, batch))
+    for part in range(parts):
+        release_duckdb_memory(conn)  # the sort's memory, then each earlier part's cached blocks
+        part_rows = f"SELECT {', '.join(suite.spec.columns)} FROM {table} WHERE part = ?"  # noqa: S608 - our names
+        batches = list(duckdb_record_batches(conn, part_rows, [part], 200_000))
+        if batches:
+            yield frame(batches)
+    conn.exec_driver_sql(f"DROP TABLE {table}")
+
+
+def _batch_views(warehouse: Engine, suites: Mapping[str, Suite], batch: datetime) -> dict[str, str]:
+    """One view per table over the batch's rows, named after the batch so concurrent runs never share one."""
+    stamp = batch.isoformat(sep=" ", timespec="microseconds")  # a datetime of ours, not user text
+    views = {table: f"gx_batch_{table}_{batch:%Y%m%d%H%M%S%f}" for table in suites}
+    with warehouse.begin() as conn:
+        for table, suite in suites.items():
+            columns, rows_from = _gx_rows(suite.spec)
+            conn.execute(sa.text(f"CREATE OR REPLACE VIEW ops.{views[table]} AS SELECT {columns} {rows_from} "
+                                 f"WHERE r.extracted_at = TIMESTAMP '{stamp}'"))
+    return views
+
+
+def run_expectations(warehouse: Engine, suites: Mapping[str, Suite], batch: datetime, run_id: str,
+                      now: datetime, docs: Path | None) -> tuple[list[CheckResult], str | None]:
+    """Every suite's GX expectations over the batch; returns results and the Data Docs URL.
+
+    On PostgreSQL GX queries the database itself; on DuckDB it checks pandas frames of the
+    batch, a part at a time.
+    """
+    gx, context = _gx_context(docs)
+    run_time = datetime.now(UTC)
+    results: list[CheckResult] = []
+    if warehouse.dialect.name == "postgresql":
+        # In the database: GX sends one query per metric over a view of exactly the batch's rows.
+        # A table asset, not a query asset: for a query GX learns the columns by running it,
+        # which would fetch the whole batch into Python.
+        source = context.data_sources.add_postgres(
+            "warehouse", connection_string=warehouse.url.render_as_string(hide_password=False))
+        views = _batch_views(warehouse, suites, batch)
+        try:
+            for table, suite in suites.items():
+                data = source.add_table_asset(table, table_name=views[table], schema_name="ops") \
+                    .add_batch_definition_whole_table("batch")
+                results += _gx_run(gx, context, suite, [(data, None)], now=now, run_name=run_id, run_time=run_time,
+                                   pseudonymised=True)
+        finally:
+            # GX keeps a pooled engine in the data source and another in its execution engine;
+            # neither may hold a connection once the stage ends.
+            source.get_engine().dispose()
+            source.get_execution_engine().engine.dispose()
+            with warehouse.begin() as conn:
+                for view in views.values():
+                    conn.execute(sa.text(f"DROP VIEW IF EXISTS ops.{view}"))
+    else:
+        # Embedded DuckDB: GX has no DuckDB source, so each batch goes through pandas frames,
+        # one part (its own asset, so Data Docs keep every part's result) at a time.
+        with warehouse.connect() as conn:
+            for table, suite in suites.items():
+                def parts(table=table, suite=suite):
+                    for number, frame in enumerate(_frame_parts(conn, suite, batch, validate_part_rows())):
+                        # A data source per part: GX's execution engine caches every batch it was
+                        # given and every metric it computed (boolean masks as long as the frame),
+                        # so a shared one would end up holding the whole batch again.
+                        name = "warehouse" if number == 0 else f"warehouse_part_{number + 1}"
+                        source = context.data_sources.add_pandas(name)
+                        yield source.add_dataframe_asset(table).add_batch_definition_whole_dataframe("batch"), \
+                            {"dataframe": frame}
+                        context.data_sources.delete(name)
+                results += _gx_run(gx, context, suite, parts(), now=now, run_name=run_id, run_time=run_time,
+                                   pseudonymised=True)
+    return results, _build_docs(context, suites, run_id, run_time, docs)
+
+
+def _build_docs(context, suites: Mapping[str, Suite], run_id: str, run_time: datetime,
+                docs: Path | None) -> str | None:
+    """Render this run's results (and the index of all runs) into the Data Docs folder.
+
+    Only this run's pages are rendered, so the cost does not grow with the history. Docs
+    are a by-product: a folder that cannot be written is logged, not fatal to the run.
+    """
+    if docs is None:
+        return None
+    from great_expectations.data_context.types.resource_identifiers import ExpectationSuiteIdentifier
+
+    try:
+        keys = [k for k in context.validation_results_store.list_keys()
+                if k.run_id.run_name == run_id and k.run_id.run_time == run_time]
+        urls = context.build_data_docs(
+            site_names=[DATA_DOCS_SITE],
+            resource_identifiers=[*keys, *(ExpectationSuiteIdentifier(name=s.name) for s in suites.values())])
+        return urls.get(DATA_DOCS_SITE)
+    except Exception as exc:  # docs must not decide the run's outcome
+        log.warning("Great Expectations Data Docs were not written to %s: %s: %s", docs, type(exc).__name__, exc)
+        return None
