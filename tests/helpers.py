@@ -13,7 +13,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from grading import demo, ledger
-from grading.warehouse import bulk_insert, migrate, open_engine, read_frame
+from grading.frames import bulk_insert, read_frame
+from grading.warehouse import migrate, open_engine
 
 MARTS_BY_PERIOD = (
     "customer_features_snapshot", "customer_tier_snapshot", "elimination_candidates", "winback_candidates",

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from grading.candidates import flag_candidates
-from grading.pipeline import load_rules
+from grading.rules.pins import load_rules
 
 # A healthy, ordinary customer: on no list. Each case below changes only what it needs.
 BASE = {
@@ -126,7 +126,7 @@ def test_core_customers() -> None:
 
 def test_the_protected_list_is_read_from_its_file(tmp_path) -> None:
     from grading.features import RULE_FEATURES
-    from grading.rules import load_candidate_rules, rules_dir
+    from grading.rules.files import load_candidate_rules, rules_dir
 
     (tmp_path / "candidates.yaml").write_text((rules_dir() / "candidates.yaml").read_text())
     (tmp_path / "protected_customers.txt").write_text("# strategic\nC0000042\n\n C0000043 \n")

@@ -12,8 +12,9 @@ import pandas as pd
 import pytest
 
 from grading import churn, demo
+from grading.frames import read_frame
 from grading.pipeline import Connections, churn_stage, features_stage
-from grading.warehouse import open_engine, read_frame
+from grading.warehouse import open_engine
 from tests.helpers import extract_validated
 
 FIRST = date(2024, 10, 1)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from grading import criteria
 from grading.criteria import _number
-from grading.pipeline import load_rules
+from grading.rules.pins import load_rules
 from grading.settings import include_dir
 
 
@@ -43,7 +43,7 @@ def test_markdown_and_html_state_every_rule_and_threshold(tmp_path: Path) -> Non
 
 def test_a_review_date_policy_is_stated(tmp_path: Path) -> None:
     from grading.features import RULE_FEATURES
-    from grading.rules import load_tier_rules
+    from grading.rules.files import load_tier_rules
 
     calendar = load_tier_rules(include_dir() / "rules" / "examples" / "tiers_calendar_year.yaml", RULE_FEATURES)
     markdown, _ = criteria.write(calendar, load_rules()[1], tmp_path)

@@ -142,7 +142,8 @@ def test_customer_grading_and_quarterly_review_end_to_end(
 
 
 def published_review(url: str) -> pd.DataFrame:
-    from grading.warehouse import open_engine, read_frame
+    from grading.frames import read_frame
+    from grading.warehouse import open_engine
 
     with open_engine(url) as engine, engine.connect() as conn:
         return read_frame(conn, "SELECT * FROM marts.review_tier_distribution WHERE quarter = '2024Q4' "

@@ -12,7 +12,8 @@ import sqlalchemy as sa
 from grading import demo
 from grading.contract import SOURCE_TABLES
 from grading.extract import extract, extract_window, to_canonical
-from grading.warehouse import migrate, open_engine, read_frame
+from grading.frames import read_frame
+from grading.warehouse import migrate, open_engine
 from tests.helpers import pass_batch, scalar
 
 KEY = b"test-key"

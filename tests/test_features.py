@@ -205,7 +205,7 @@ def test_features_and_tiers_are_identical_on_both_warehouses(tmp_path, grading_h
 
     from grading import demo
     from grading.extract import extract
-    from grading.pipeline import load_rules
+    from grading.rules.pins import load_rules
     from grading.tiers import assign_tiers
     from grading.warehouse import migrate
     from tests.helpers import normalised

@@ -7,8 +7,9 @@ from datetime import date
 import pandas as pd
 
 from grading.extract import register_customer_keys
+from grading.frames import read_frame
 from grading.pipeline import Connections, churn_stage, features_stage, flags_stage, publish_stage, tiers_stage
-from grading.warehouse import open_engine, read_frame
+from grading.warehouse import open_engine
 from tests.helpers import load_raw, normalised
 
 P1, P2, P3 = date(2024, 4, 1), date(2024, 7, 1), date(2024, 10, 1)

@@ -261,7 +261,8 @@ def test_a_failing_extract_retries_with_backoff_then_alerts_the_webhook_once(
 
 
 def _audit(url: str) -> pd.DataFrame:
-    from grading.warehouse import open_engine, read_frame
+    from grading.frames import read_frame
+    from grading.warehouse import open_engine
 
     with open_engine(url) as engine, engine.connect() as conn:
         frame = read_frame(conn, "SELECT * FROM marts.run_audit")

@@ -15,10 +15,12 @@ from grading.candidates import confirm, in_control_group
 from grading.decisions import candidates_by_status, decide
 from grading.erasure import erase
 from grading.features import RULE_FEATURES
-from grading.pipeline import Connections, load_rules, run_grading
+from grading.frames import read_frame
+from grading.pipeline import Connections, run_grading
 from grading.review.uplift import compare_groups, uplift_table
-from grading.rules import load_tier_rules, rules_dir
-from grading.warehouse import open_engine, read_frame
+from grading.rules.files import load_tier_rules, rules_dir
+from grading.rules.pins import load_rules
+from grading.warehouse import open_engine
 from tests.helpers import scalar
 
 KEY = b"grading-dev-key-change-me"

@@ -20,11 +20,12 @@ import sqlalchemy as sa
 from grading import pipeline, privacy
 from grading.convert import SourceDataError
 from grading.erasure import compact, erase
+from grading.frames import read_frame
 from grading.keys import pseudonym
 from grading.pipeline import Connections
 from grading.settings import pseudonym_key
 from grading.validation import ValidationFailed
-from grading.warehouse import open_engine, read_frame
+from grading.warehouse import open_engine
 from tests.helpers import Source, WarehouseCopies, scalar
 
 ROOT = Path(__file__).resolve().parents[1]

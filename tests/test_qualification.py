@@ -14,12 +14,13 @@ import pandas as pd
 import pytest
 
 from grading.features import RULE_FEATURES, compute_features
+from grading.frames import read_frame
 from grading.qualification import Qualification, next_anniversary
-from grading.rule_model import TierRules
-from grading.rules import load_tier_rules
+from grading.rules.files import load_tier_rules
+from grading.rules.model import TierRules
 from grading.settings import include_dir
 from grading.tiers import assign_tiers, damp, grade
-from grading.warehouse import open_engine, read_frame
+from grading.warehouse import open_engine
 from tests.helpers import load_raw
 
 CALENDAR_YEAR = include_dir() / "rules" / "examples" / "tiers_calendar_year.yaml"

@@ -23,8 +23,9 @@ import pandas as pd
 import pytest
 
 from grading import pipeline
+from grading.frames import read_frame
 from grading.review.quarters import Quarter
-from grading.warehouse import open_engine, read_frame
+from grading.warehouse import open_engine
 from tests.helpers import load_dag
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -13,13 +13,15 @@ import pandas as pd
 import pytest
 
 from grading import demo
+from grading.frames import read_frame
 from grading.keys import pseudonym
-from grading.pipeline import Connections, load_rules, prepare_warehouse, review_stage, run_grading
+from grading.pipeline import Connections, prepare_warehouse, review_stage, run_grading
 from grading.review.html import SECTIONS
 from grading.review.quarters import Quarter, quarter_for_run
 from grading.review.tables import EVALUATIONS, build_review
+from grading.rules.pins import load_rules
 from grading.settings import include_dir, pseudonym_key
-from grading.warehouse import open_engine, read_frame
+from grading.warehouse import open_engine
 from tests.helpers import normalised
 
 PERIODS = [date(2024, 1, 1), date(2024, 4, 1), date(2024, 7, 1), date(2024, 10, 1), date(2025, 1, 1)]

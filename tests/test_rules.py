@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from grading.features import RULE_FEATURES
-from grading.pipeline import load_rules
-from grading.rules import RuleError, load_candidate_rules, load_tier_rules
+from grading.rules.files import RuleError, load_candidate_rules, load_tier_rules
+from grading.rules.pins import load_rules
 
 VALID_TIERS = """\
 kind: tiers
@@ -235,7 +235,7 @@ def test_contradicting_conditions_are_refused(tmp_path: Path) -> None:
 
 
 def test_band_gaps_overlaps_and_inversions_are_warnings(tmp_path: Path) -> None:
-    from grading import rule_checks
+    from grading.rules import checks as rule_checks
 
     gap = load_tier_rules(bands(tmp_path, second_cap=', {feature: monetary_365d, op: "<", value: 20000}'),
                           RULE_FEATURES)
@@ -280,7 +280,7 @@ def test_rules_take_effect_on_their_effective_date(tmp_path: Path, monkeypatch: 
     from datetime import date
 
     from grading.pipeline import Connections, run_grading
-    from grading.rule_pins import in_effect
+    from grading.rules.pins import in_effect
 
     include = tmp_path / "include"
     shutil.copytree(Path(__file__).resolve().parents[1] / "include", include)

@@ -36,8 +36,9 @@ from sqlalchemy.pool import NullPool
 
 from grading import demo
 from grading.cli import main
+from grading.frames import read_frame
 from grading.keys import pseudonym
-from grading.warehouse import open_engine, read_frame
+from grading.warehouse import open_engine
 from tests.conftest import _pg_admin_engine
 from tests.helpers import load_dag
 

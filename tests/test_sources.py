@@ -19,10 +19,11 @@ import sqlalchemy as sa
 from grading import demo
 from grading.contract import SOURCE_TABLES
 from grading.extract import extract
+from grading.frames import read_frame
 from grading.pipeline import Connections
 from grading.settings import source_mapping
 from grading.sources import MappedSource, MappingError, SourceDataError, load_mapping, mappings_dir
-from grading.warehouse import migrate, open_engine, read_frame
+from grading.warehouse import migrate, open_engine
 from tests.helpers import scalar
 
 KEY = b"test-key"

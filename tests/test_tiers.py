@@ -6,7 +6,7 @@ from datetime import date
 
 import pandas as pd
 
-from grading.pipeline import load_rules
+from grading.rules.pins import load_rules
 from grading.tiers import assign_tiers
 
 
@@ -39,7 +39,7 @@ def test_first_matching_rule_wins() -> None:
 
 def _rules(tmp_path, text: str):
     from grading.features import RULE_FEATURES
-    from grading.rules import load_tier_rules
+    from grading.rules.files import load_tier_rules
 
     path = tmp_path / "tiers.yaml"
     path.write_text(text)
@@ -94,7 +94,7 @@ default: {name: rest, tier: normal}
 
 def test_rules_can_be_scoped_by_region() -> None:
     from grading.features import RULE_FEATURES
-    from grading.rules import load_tier_rules
+    from grading.rules.files import load_tier_rules
     from grading.settings import include_dir
 
     rules = load_tier_rules(include_dir() / "rules" / "examples" / "tiers_rfm_by_region.yaml", RULE_FEATURES)
@@ -106,7 +106,7 @@ def test_rules_can_be_scoped_by_region() -> None:
 
 def test_every_example_rule_file_loads() -> None:
     from grading.features import RULE_FEATURES
-    from grading.rules import load_tier_rules
+    from grading.rules.files import load_tier_rules
     from grading.settings import include_dir
 
     files = sorted((include_dir() / "rules" / "examples").glob("tiers_*.yaml"))

@@ -27,13 +27,14 @@ import sqlalchemy as sa
 from grading import demo, pipeline
 from grading.convert import SourceDataError
 from grading.extract import extract
+from grading.frames import read_frame
 from grading.keys import pseudonym
 from grading.ledger import BatchError, BatchInFlight
 from grading.periods import PeriodOrderError
 from grading.pipeline import Connections
 from grading.settings import pseudonym_key
 from grading.validation import ValidationFailed
-from grading.warehouse import migrate, open_engine, read_frame
+from grading.warehouse import migrate, open_engine
 from tests.helpers import Source, WarehouseCopies, fingerprint, pass_batch, scalar, source_with_a_bad_order
 
 ROOT = Path(__file__).resolve().parents[1]

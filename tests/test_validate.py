@@ -19,9 +19,10 @@ import sqlalchemy as sa
 
 from grading import demo
 from grading.contract import SOURCE_TABLES
+from grading.frames import read_frame
 from grading.pipeline import Connections, extract_stage, run_grading, validate_stage
 from grading.validation import SuiteError, ValidationFailed, check_frame, load_suites, predicate
-from grading.warehouse import open_engine, read_frame
+from grading.warehouse import open_engine
 from tests.helpers import published, scalar
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -35,11 +35,12 @@ from grading import demo
 from grading.contract import SOURCE_TABLES
 from grading.convert import SourceDataError
 from grading.extract import extract
+from grading.frames import read_frame
 from grading.keys import pseudonym
 from grading.pipeline import Connections, run_grading, validate_stage
 from grading.settings import pseudonym_key
 from grading.validation import ValidationFailed
-from grading.warehouse import open_engine, read_frame
+from grading.warehouse import open_engine
 from tests.helpers import MARTS_BY_PERIOD, scalar
 
 EARLIER = date(2024, 11, 1)  # the period published before every case

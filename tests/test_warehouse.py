@@ -15,6 +15,7 @@ import sqlalchemy as sa
 
 from grading import demo
 from grading.catalog import load_catalogue, published_columns, render_dictionary
+from grading.frames import read_frame
 from grading.pipeline import (
     Connections,
     features_stage,
@@ -24,7 +25,7 @@ from grading.pipeline import (
     run_grading,
     tiers_stage,
 )
-from grading.warehouse import migrate, migration_files, open_engine, read_frame, run_sql_file
+from grading.warehouse import migrate, migration_files, open_engine, run_sql_file
 from tests.helpers import extract_validated, published, scalar
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -372,7 +373,7 @@ def test_postgresql_sessions_get_the_work_mem_setting_unless_the_url_sets_it(
 
 
 def test_a_numeric_sum_read_back_is_written_into_a_bigint_column(pg_url: str) -> None:
-    from grading.warehouse import bulk_insert
+    from grading.frames import bulk_insert
 
     with open_engine(pg_url) as engine, engine.begin() as conn:
         conn.execute(sa.text("CREATE TABLE t (k BIGINT, n BIGINT, f DOUBLE PRECISION)"))
@@ -389,10 +390,10 @@ def test_a_numeric_sum_read_back_is_written_into_a_bigint_column(pg_url: str) ->
 
 
 def test_bulk_insert_keeps_empty_texts_apart_from_nulls(warehouse_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    from grading import warehouse
-    from grading.warehouse import bulk_insert
+    from grading import frames
+    from grading.frames import bulk_insert
 
-    monkeypatch.setattr(warehouse, "_COPY_SLICE_ROWS", 3)  # PostgreSQL's COPY gets the rows in three slices
+    monkeypatch.setattr(frames, "_COPY_SLICE_ROWS", 3)  # PostgreSQL's COPY gets the rows in three slices
 
     texts = ["", None, "NULL", 'say "hi", twice', "two\nlines", "a \\ backslash", "Zürich 東京", "\\N"]
     frame = pd.DataFrame({
@@ -415,7 +416,7 @@ def test_bulk_insert_keeps_empty_texts_apart_from_nulls(warehouse_url: str, monk
 
 
 def test_a_computed_frame_is_the_query_s_frame_and_leaves_duckdb_as_it_was(warehouse_url: str) -> None:
-    from grading.warehouse import read_computed_frame
+    from grading.frames import read_computed_frame
 
     sql = ("SELECT k % 3 AS g, COUNT(*) AS n, SUM(k) AS total, MAX(s) AS s FROM t "
            "WHERE k >= :low GROUP BY k % 3 ORDER BY g")
@@ -435,7 +436,7 @@ def test_a_computed_frame_is_the_query_s_frame_and_leaves_duckdb_as_it_was(wareh
 
 
 def test_a_failure_under_a_capped_duckdb_limit_is_the_error_raised(tmp_path: Path) -> None:
-    from grading.warehouse import duckdb_memory_capped
+    from grading.frames import duckdb_memory_capped
 
     with open_engine(f"duckdb:///{tmp_path / 'w.duckdb'}") as engine:
         with engine.begin() as conn, pytest.raises(sa.exc.DBAPIError, match="boom"), \

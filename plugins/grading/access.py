@@ -7,7 +7,7 @@ import re
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from grading.warehouse import exclusive, read_sql, split_statements
+from grading.warehouse import exclusive, split_statements, sql_text
 
 _ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
@@ -38,7 +38,7 @@ def create_bi_role(warehouse: Engine, role: str, password: str | None = None) ->
         secret = f" PASSWORD {sa.String().literal_processor(conn.dialect)(password)}" if password else ""
         conn.execute(sa.text(f"{verb} ROLE {quote(role)} LOGIN{secret}"))
         database = conn.execute(sa.text("SELECT current_database()")).scalar_one()
-        template = read_sql("roles/grant_bi_reader", conn.dialect.name)
+        template = sql_text("roles/grant_bi_reader", conn.dialect.name)
         for statement in split_statements(template):
             conn.execute(sa.text(statement.format(role=quote(role), database=quote(database))))
         return list(conn.execute(sa.text(

@@ -15,9 +15,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from grading.features import features_as_of, load_features
-from grading.rule_model import TierRules
+from grading.frames import read_frame
+from grading.rules.model import TierRules
 from grading.tiers import assign_tiers
-from grading.warehouse import read_frame
 
 
 def latest_graded(warehouse: Engine) -> date:

@@ -24,11 +24,12 @@ from sqlalchemy.engine import Connection, Engine
 
 from grading import periods
 from grading.features import features_as_of, load_features
+from grading.frames import bulk_insert, read_frame
 from grading.periods import PERIOD_STATE_LOCK
-from grading.rule_model import CandidateList, CandidateRules, TierRules
-from grading.rules import explain
+from grading.rules.files import explain
+from grading.rules.model import CandidateList, CandidateRules, TierRules
 from grading.tiers import assign_tiers
-from grading.warehouse import analyze, bulk_insert, exclusive, read_frame
+from grading.warehouse import analyze, exclusive
 
 FLAG_COLUMNS = ("customer_id", "flag", "rule_name", "reason", "action", "severity", "previous_tier",
                 "churn_reason", "priority", "value_before", "last_order_at", "rule_version", "rules_sha256",

@@ -31,8 +31,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from grading.features import features_at, load_features
+from grading.frames import bulk_insert, read_computed_frame
 from grading.settings import churn_max_train_rows, churn_model_max_age_days, pseudonym_key
-from grading.warehouse import analyze, bulk_insert, read_computed_frame
+from grading.warehouse import analyze
 
 log = logging.getLogger(__name__)
 

@@ -80,7 +80,7 @@ def cmd_review(args: argparse.Namespace) -> int:
 
 def cmd_backtest(args: argparse.Namespace) -> int:
     from grading import backtest
-    from grading.pipeline import load_rules
+    from grading.rules.pins import load_rules
     from grading.settings import grading_home
     from grading.warehouse import open_engine
 
@@ -105,10 +105,11 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 def cmd_rules_check(args: argparse.Namespace) -> int:
     """Load each file, check it alone and with its counterpart in force; 1 on an error (or a
     warning, with --strict)."""
-    from grading import rule_checks, yamlfile
+    from grading import yamlfile
     from grading.features import RULE_FEATURES
-    from grading.pipeline import load_rules
-    from grading.rules import RuleError, load_candidate_rules, load_tier_rules, rules_dir
+    from grading.rules import checks as rule_checks
+    from grading.rules.files import RuleError, load_candidate_rules, load_tier_rules, rules_dir
+    from grading.rules.pins import load_rules
 
     loaders = {"tiers": load_tier_rules, "candidates": load_candidate_rules}
     loaded, failed = {}, False
@@ -143,7 +144,7 @@ def cmd_rules_check(args: argparse.Namespace) -> int:
 
 def cmd_rules_dry_run(args: argparse.Namespace) -> int:
     from grading.features import features_as_of
-    from grading.pipeline import load_rules
+    from grading.rules.pins import load_rules
     from grading.tiers import assign_tiers
     from grading.warehouse import open_engine
 
@@ -205,7 +206,7 @@ def cmd_bi_role(args: argparse.Namespace) -> int:
 
 def cmd_criteria(args: argparse.Namespace) -> int:
     from grading import criteria
-    from grading.pipeline import load_rules
+    from grading.rules.pins import load_rules
     from grading.settings import grading_home
 
     tier_rules, candidate_rules = load_rules(tier_file=args.tiers, candidate_file=args.candidates,
@@ -374,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
     from grading.convert import SourceDataError
     from grading.ledger import BatchError, BatchInFlight
     from grading.periods import PeriodOrderError
-    from grading.rules import RuleError
+    from grading.rules.files import RuleError
     from grading.sources import MappingError
     from grading.validation import SuiteError, ValidationFailed
 

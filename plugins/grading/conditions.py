@@ -2,7 +2,7 @@
 
 Three places test a value against a condition: rule files (grading.rules, over the features
 frame), the ``where:`` filters of source mappings (grading.sources, over a typed source
-column) and the GX ``row_condition`` of a validation suite (grading.validate, as SQL). They
+column) and the GX ``row_condition`` of a validation suite (grading.validation.predicates, as SQL). They
 share this one vocabulary, so an operator means the same in each:
 
 - a comparison never holds for a missing value (NaN, None, NA, NaT), nor does ``in`` with

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from grading.catalog import load_catalogue
-from grading.rule_model import CandidateList, CandidateRules, Condition, Rule, TierRules
+from grading.rules.model import CandidateList, CandidateRules, Condition, Rule, TierRules
 
 WORDS = {"<": "less than", "<=": "at most", ">": "more than", ">=": "at least", "==": "exactly", "!=": "not",
          "in": "one of", "not_in": "none of", "is_null": "unknown", "not_null": "known"}

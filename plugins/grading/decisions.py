@@ -14,7 +14,8 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from grading.warehouse import bulk_insert, exclusive, read_frame
+from grading.frames import bulk_insert, read_frame
+from grading.warehouse import exclusive
 
 DECISIONS = ("approved", "rejected")
 

@@ -21,8 +21,9 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from grading.frames import bulk_insert
 from grading.keys import pseudonym
-from grading.warehouse import bulk_insert, exclusive
+from grading.warehouse import exclusive
 
 SCHEMAS = ("raw", "staging", "ops", "marts")
 ERASED = "[erased]"

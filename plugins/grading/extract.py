@@ -33,10 +33,11 @@ from sqlalchemy.engine import Connection, Engine
 from grading import convert, ledger, source_window
 from grading.contract import SOURCE_TABLES, SourceTable
 from grading.convert import SourceDataError, fail
+from grading.frames import bulk_insert, duckdb_record_batches, read_frame
 from grading.keys import pseudonym
 from grading.settings import pseudonym_key
 from grading.sources import MappedSource, SourceMapping
-from grading.warehouse import analyze, bulk_insert, duckdb_record_batches, exclusive, held_lock, read_frame
+from grading.warehouse import analyze, exclusive, held_lock
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,9 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from grading.frames import read_computed_frame, read_computed_frames
 from grading.qualification import Qualification
-from grading.warehouse import analyze, read_computed_frame, read_computed_frames, read_sql
+from grading.warehouse import analyze, sql_text
 
 FEATURE_QUERY = "features/customer_features"
 
@@ -69,7 +70,7 @@ def features_at(conn: Connection, dates: Sequence[date], window: Qualification =
     """The feature rows as of each of ``dates`` (only ``columns``, when given), every date
     computed before any is read, so a worker does not hold one date's frame while the next
     is computed (read_computed_frames)."""
-    select = read_sql(FEATURE_QUERY, conn.dialect.name)
+    select = sql_text(FEATURE_QUERY, conn.dialect.name)
     if columns:
         select = f"SELECT {', '.join(_known(columns))} FROM (\n{select}\n) AS features"  # noqa: S608 - checked names
     return [_dates(frame) for frame in
@@ -81,7 +82,7 @@ def compute_features(warehouse: Engine, as_of: date, window: Qualification = DEF
     columns = ", ".join(FEATURE_COLUMNS)
     with warehouse.begin() as conn:
         conn.execute(sa.text("DELETE FROM staging.customer_features WHERE as_of_date = :as_of"), {"as_of": as_of})
-        select = read_sql(FEATURE_QUERY, conn.dialect.name)
+        select = sql_text(FEATURE_QUERY, conn.dialect.name)
         conn.execute(sa.text(f"INSERT INTO staging.customer_features ({columns})\n{select}"),
                      query_params(as_of, window))
         analyze(conn, "staging.customer_features")

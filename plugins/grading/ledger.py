@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 IN_FLIGHT = ("extracting", "extracted")
 # Held for a whole extraction (grading.warehouse.held_lock): two extractions never interleave,
-# and a verdict (grading.validate) waits for a running extraction.
+# and a verdict (grading.validation.gate) waits for a running extraction.
 EXTRACTION_LOCK = "grading.batch"
 VALIDATED = ("passed", "published")
 

@@ -26,7 +26,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from grading.warehouse import bulk_insert, read_frame
+from grading.frames import bulk_insert, read_frame
 
 # Held by every transaction that writes or reads a period's tier state (tiers, flags, publish).
 PERIOD_STATE_LOCK = "grading.period_state"

@@ -22,10 +22,11 @@ from sqlalchemy.engine import Engine
 
 from grading import candidates, churn, extract, features, ledger, periods, privacy, publish, tiers, validation
 from grading.catalog import apply_comments
+from grading.frames import bulk_insert
 from grading.review.quarters import Quarter
 from grading.review.tables import build_review
-from grading.rule_model import RuleFile
-from grading.rule_pins import in_effect, load_rules, run_rules
+from grading.rules.model import RuleFile
+from grading.rules.pins import in_effect, load_rules, run_rules
 from grading.settings import (
     SOURCE_CONN_ID,
     WAREHOUSE_CONN_ID,
@@ -36,7 +37,7 @@ from grading.settings import (
     source_mapping,
 )
 from grading.sources import load_mapping
-from grading.warehouse import bulk_insert, migrate, open_engine
+from grading.warehouse import migrate, open_engine
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 Published tables carry customers by pseudonym (``customer_key``) only. Messages are the
 leak to watch: an error quoting a source value can quote a customer's id - or, where a
 mapping keys customers by e-mail, the e-mail. Messages name rows by pseudonym at their
-source (grading.convert, grading.validate); ``redact`` is the net under them, applied to
+source (grading.convert, grading.validation); ``redact`` is the net under them, applied to
 every message stored in marts: e-mail addresses and international phone numbers are
 masked, and a quoted value that is a known customer id (``ops.customer_keys``) is replaced
 by its pseudonym.

@@ -23,9 +23,10 @@ from sqlalchemy.engine import Connection, Engine
 
 from grading import ledger, periods
 from grading.catalog import load_catalogue
+from grading.frames import bulk_insert, read_query_file
 from grading.periods import PERIOD_STATE_LOCK, PeriodState
 from grading.settings import include_dir
-from grading.warehouse import analyze, bulk_insert, exclusive, read_query_file, run_sql_file
+from grading.warehouse import analyze, exclusive, run_sql_file
 
 log = logging.getLogger(__name__)
 

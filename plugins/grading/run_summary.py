@@ -12,10 +12,11 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
+from grading.frames import read_frame
 from grading.publish import published_counts
 from grading.settings import mask_urls
 from grading.validation import data_docs_dir
-from grading.warehouse import open_engine, read_frame
+from grading.warehouse import open_engine
 
 
 class NothingPublished(LookupError):

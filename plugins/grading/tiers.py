@@ -28,10 +28,11 @@ from sqlalchemy.engine import Engine
 
 from grading import periods
 from grading.features import load_features
+from grading.frames import bulk_insert, read_frame
 from grading.periods import PERIOD_STATE_LOCK
-from grading.rule_model import TierRules
-from grading.rules import explain
-from grading.warehouse import analyze, bulk_insert, exclusive, read_frame
+from grading.rules.files import explain
+from grading.rules.model import TierRules
+from grading.warehouse import analyze, exclusive
 
 TIER_COLUMNS = ("customer_id", "tier", "tier_rank", "tier_rule", "tier_reason", "rule_version")
 STAGED_COLUMNS = (*TIER_COLUMNS, "assigned_tier", "periods_below", "tier_since", "review_date", "rules_sha256",

@@ -15,9 +15,10 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from grading.frames import bulk_insert, read_query_file
 from grading.review.quarters import Quarter
 from grading.review.uplift import scheme_checks, uplift_table
-from grading.warehouse import analyze, bulk_insert, read_query_file, run_sql_file
+from grading.warehouse import analyze, run_sql_file
 
 # evaluation (SQL file in include/sql/review/ and table marts.review_<name>) -> needs Q-1
 EVALUATIONS = {

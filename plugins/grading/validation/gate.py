@@ -24,12 +24,13 @@ from sqlalchemy.engine import Connection, Engine
 
 from grading import ledger
 from grading.contract import SOURCE_TABLES
+from grading.frames import bulk_insert
 from grading.validation.checks import Scope, batch_rows, run_checks
 from grading.validation.gx import data_docs_dir, run_expectations
 from grading.validation.quarantine import quarantine_bounds, quarantine_rows
 from grading.validation.results import CheckResult, ValidationReport, log_summary, store_results, stored_results
 from grading.validation.suites import Suite, load_suites
-from grading.warehouse import bulk_insert, exclusive
+from grading.warehouse import exclusive
 
 log = logging.getLogger("grading.validate")  # the stage's logger, under the name it had before the package
 

@@ -27,10 +27,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from grading.contract import SourceTable
+from grading.frames import duckdb_memory_capped, duckdb_record_batches, read_frame, release_duckdb_memory
 from grading.settings import grading_home, validate_part_rows
 from grading.validation.results import CheckResult, check_result, sample
 from grading.validation.suites import Check, Suite, expectation_parameters, load_suite
-from grading.warehouse import duckdb_memory_capped, duckdb_record_batches, read_frame, release_duckdb_memory
 
 log = logging.getLogger("grading.validate")  # the stage's logger, under the name it had before the package
 

@@ -11,9 +11,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from grading.conditions import SQL_COMPARISONS, SQL_NULL_TESTS
 from grading.validation.suites import Check, Suite, SuiteError, expectation_parameters
-
-_OPERATORS = {"==": "=", "!=": "<>", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
 
 
 def _condition(condition: Mapping[str, Any], columns: set[str], params: dict, prefix: str) -> str:
@@ -26,10 +25,10 @@ def _condition(condition: Mapping[str, Any], columns: set[str], params: dict, pr
     if column not in columns:
         raise SuiteError(f"row_condition on unknown column {column!r}")
     if kind == "nullity":
-        return f"r.{column} IS {'NULL' if condition['is_null'] else 'NOT NULL'}"
-    if kind == "comparison" and condition.get("operator") in _OPERATORS:
+        return f"r.{column} {SQL_NULL_TESTS['is_null' if condition['is_null'] else 'not_null']}"
+    if kind == "comparison" and condition.get("operator") in SQL_COMPARISONS:
         params[prefix] = condition["parameter"]
-        return f"r.{column} {_OPERATORS[condition['operator']]} :{prefix}"
+        return f"r.{column} {SQL_COMPARISONS[condition['operator']]} :{prefix}"
     raise SuiteError(f"unsupported row_condition {condition!r} (use comparisons, nullity and 'and')")
 
 

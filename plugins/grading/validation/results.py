@@ -17,10 +17,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from grading import privacy
+from grading.frames import bulk_insert, read_frame
 from grading.keys import pseudonym
 from grading.settings import pseudonym_key
 from grading.validation.suites import Check, Suite
-from grading.warehouse import bulk_insert, read_frame
 
 log = logging.getLogger("grading.validate")  # the stage's logger, under the name it had before the package
 

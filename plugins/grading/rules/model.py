@@ -1,7 +1,7 @@
 """The rule model: the typed, checked content of a rule file, and how a condition is evaluated.
 
 grading.rules builds these from the YAML in include/rules/; grading.tiers, grading.candidates,
-grading.criteria and grading.rule_checks read them. Operators mean what grading.conditions says.
+grading.criteria and grading.rules.checks read them. Operators mean what grading.conditions says.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Rule files: load the YAML in include/rules/ and check it into the rule model (grading.rule_model).
+"""Rule files: load the YAML in include/rules/ and check it into the rule model (grading.rules.model).
 
 Rules are data. A condition is a tree of ``all`` / ``any`` lists whose leaves compare one
 feature with a literal (``{feature: orders_365d, op: "<", value: 5}``); operators come
@@ -22,7 +22,7 @@ from grading import yamlfile
 from grading.conditions import MEMBERSHIP, NULL_TESTS
 from grading.filecheck import FileChecker
 from grading.qualification import REVIEWS, WINDOWS, Qualification
-from grading.rule_model import (
+from grading.rules.model import (
     CANDIDATE_LISTS,
     OPERATORS,
     SEVERITIES,
@@ -164,7 +164,7 @@ def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
     return kind if isinstance(kind, tuple) else (kind,)
 
 
-# How a rule file's bytes are read: from disk, or from the copy a run pinned (grading.rule_pins).
+# How a rule file's bytes are read: from disk, or from the copy a run pinned (grading.rules.pins).
 Reader = Callable[[Path], bytes]
 
 

@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from grading.conditions import COMPARISONS
-from grading.rule_model import CandidateRules, Condition, Rule, RuleFile, TierRules
+from grading.rules.model import CandidateRules, Condition, Rule, RuleFile, TierRules
 
 # An interval of the real line: (low, low included, high, high included).
 Interval = tuple[float, bool, float, bool]

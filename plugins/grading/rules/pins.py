@@ -18,11 +18,12 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from grading import rule_checks
 from grading.features import RULE_FEATURES
-from grading.rule_model import CandidateRules, TierRules
-from grading.rules import Reader, RuleError, load_candidate_rules, load_tier_rules, rules_dir
-from grading.warehouse import bulk_insert, exclusive, read_frame
+from grading.frames import bulk_insert, read_frame
+from grading.rules import checks as rule_checks
+from grading.rules.files import Reader, RuleError, load_candidate_rules, load_tier_rules, rules_dir
+from grading.rules.model import CandidateRules, TierRules
+from grading.warehouse import exclusive
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,7 @@ log = logging.getLogger(__name__)
 def load_rules(tier_file: Path | None = None, candidate_file: Path | None = None,
                read: Reader = Path.read_bytes, *, proposal: bool = False) -> tuple[TierRules, CandidateRules]:
     """The tier and candidate rule files in force (include/rules/), or the ones given, checked
-    each on its own and together (grading.rule_checks): an error raises RuleError listing
+    each on its own and together (grading.rules.checks): an error raises RuleError listing
     every error found, a warning is logged.
 
     With ``proposal`` - a draft tried beside the other file in force, by a backtest, a dry-run
