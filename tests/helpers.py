@@ -21,11 +21,14 @@ MARTS_BY_PERIOD = (
 )
 
 
+ROOT = Path(__file__).resolve().parents[1]  # the project (conftest.py keeps its own: it runs before any import)
+
+
 def load_dag(dag_id: str):
     """A DAG parsed as Airflow 3 parses it: a bundle DagBag puts dags/ on sys.path (dags/common.py)."""
     from airflow.dag_processing.dagbag import BundleDagBag
 
-    dags = Path(__file__).resolve().parents[1] / "dags"
+    dags = ROOT / "dags"
     return BundleDagBag(dag_folder=str(dags / f"{dag_id}.py"), bundle_path=dags).dags[dag_id]
 
 

@@ -10,7 +10,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-BENCH = Path(__file__).resolve().parents[1] / "bench" / "run.py"
+from tests.helpers import ROOT
+
+BENCH = ROOT / "bench" / "run.py"
 
 
 def test_bench_smoke_run_writes_a_table(tmp_path: Path) -> None:

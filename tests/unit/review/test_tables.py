@@ -26,7 +26,6 @@ from tests.helpers import normalised
 
 PERIODS = [date(2024, 1, 1), date(2024, 4, 1), date(2024, 7, 1), date(2024, 10, 1), date(2025, 1, 1)]
 QUARTERS = [Quarter(2024, n) for n in (1, 2, 3, 4)]
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_which_quarter_a_run_reviews() -> None:

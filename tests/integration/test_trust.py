@@ -35,9 +35,8 @@ from grading.pipeline import Connections
 from grading.settings import pseudonym_key
 from grading.validation import ValidationFailed
 from grading.warehouse import migrate, open_engine
-from tests.helpers import Source, WarehouseCopies, fingerprint, pass_batch, scalar, source_with_a_bad_order
+from tests.helpers import ROOT, Source, WarehouseCopies, fingerprint, pass_batch, scalar, source_with_a_bad_order
 
-ROOT = Path(__file__).resolve().parents[1]
 P0, P1, P2 = date(2024, 10, 1), date(2024, 11, 1), date(2024, 12, 1)
 KEY = b"test-key"
 

@@ -26,9 +26,7 @@ from grading.pipeline import (
     tiers_stage,
 )
 from grading.warehouse import migrate, migration_files, open_engine, run_sql_file
-from tests.helpers import extract_validated, published, scalar
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import ROOT, extract_validated, published, scalar
 
 
 def demo_connections(tmp_path: Path, warehouse_url: str, customers: int = 200) -> Connections:

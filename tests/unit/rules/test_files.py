@@ -10,6 +10,7 @@ import pytest
 from grading.features import RULE_FEATURES
 from grading.rules.files import RuleError, load_candidate_rules, load_tier_rules
 from grading.rules.pins import load_rules
+from tests.helpers import ROOT
 
 VALID_TIERS = """\
 kind: tiers
@@ -253,7 +254,7 @@ def test_band_gaps_overlaps_and_inversions_are_warnings(tmp_path: Path) -> None:
 
 
 def test_candidate_rules_naming_a_tier_the_tier_file_lacks_are_refused(tmp_path: Path) -> None:
-    shipped = (Path(__file__).resolve().parents[1] / "include" / "rules" / "candidates.yaml").read_text()
+    shipped = (ROOT / "include" / "rules" / "candidates.yaml").read_text()
     assert "tier_year_ago, op: in, value: [gold, platinum]" in shipped
     path = tmp_path / "candidates.yaml"
     path.write_text(shipped.replace("value: [gold, platinum]", "value: [gold, diamond]"))
@@ -264,7 +265,7 @@ def test_candidate_rules_naming_a_tier_the_tier_file_lacks_are_refused(tmp_path:
 
 
 def test_paths_in_rule_files_stay_in_their_folder(tmp_path: Path) -> None:
-    shipped = (Path(__file__).resolve().parents[1] / "include" / "rules" / "candidates.yaml").read_text()
+    shipped = (ROOT / "include" / "rules" / "candidates.yaml").read_text()
     path = tmp_path / "candidates.yaml"
     path.write_text(shipped.replace("protected_list: protected_customers.txt",
                                     "protected_list: ../../../../etc/passwd"))
@@ -283,7 +284,7 @@ def test_rules_take_effect_on_their_effective_date(tmp_path: Path, monkeypatch: 
     from grading.rules.pins import in_effect
 
     include = tmp_path / "include"
-    shutil.copytree(Path(__file__).resolve().parents[1] / "include", include)
+    shutil.copytree(ROOT / "include", include)
     tiers = include / "rules" / "tiers.yaml"
     tiers.write_text(tiers.read_text().replace("effective_date: 2010-01-01", "effective_date: 2025-06-01"))
     monkeypatch.setenv("GRADING_INCLUDE_DIR", str(include))

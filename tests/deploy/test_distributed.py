@@ -44,11 +44,10 @@ from sqlalchemy.pool import NullPool
 
 from grading import demo
 from tests.conftest import _pg_admin_engine
-from tests.helpers import published
+from tests.helpers import ROOT, published
 
 pytestmark = [pytest.mark.distributed, pytest.mark.postgres]
 
-ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 DAG_ID = "customer_grading"
 TRIGGERED_AS_OF = date(2024, 12, 1)

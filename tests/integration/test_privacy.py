@@ -26,9 +26,8 @@ from grading.pipeline import Connections
 from grading.settings import pseudonym_key
 from grading.validation import ValidationFailed
 from grading.warehouse import open_engine
-from tests.helpers import Source, WarehouseCopies, scalar
+from tests.helpers import ROOT, Source, WarehouseCopies, scalar
 
-ROOT = Path(__file__).resolve().parents[1]
 P1, P2 = date(2024, 11, 1), date(2024, 12, 1)
 
 

@@ -3,7 +3,7 @@
 The alert tests use real channels: a real failing ``customer_grading`` run (``dag.test()`` on a
 source without tables) posts to an HTTP server started here, and the e-mail channel talks SMTP
 to a small server started here through the Airflow SMTP provider. Backfills are exercised on
-the Celery stack in tests/test_distributed.py.
+the Celery stack in tests/deploy/test_distributed.py.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ from grading import alerts
 from grading.cli import main
 from tests.helpers import load_dag, scalar
 
-ROOT = Path(__file__).resolve().parents[1]
 AS_OF = date(2025, 1, 1)
 
 

@@ -26,10 +26,9 @@ from grading import pipeline
 from grading.frames import read_frame
 from grading.review.quarters import Quarter
 from grading.warehouse import open_engine
-from tests.helpers import load_dag
+from tests.helpers import ROOT, load_dag
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = ROOT.parent / "shared" / "data"
 CENT = Decimal("0.01")
 LOOKBACK = timedelta(days=3)  # grading.extract's default look-back
 

@@ -11,7 +11,7 @@
   ``--as-of`` / ``--quarter`` / role names / numbers fail with a short message; a password with
   quotes is stored exactly; and afterwards every table is still there with the same rows.
 
-No secrets in the repository: tests/test_deploy.py::test_no_secret_in_the_repository scans every
+No secrets in the repository: tests/deploy/test_deploy.py::test_no_secret_in_the_repository scans every
 tracked and unignored file (these tests included) and is not repeated here.
 """
 
@@ -40,11 +40,10 @@ from grading.frames import read_frame
 from grading.keys import pseudonym
 from grading.warehouse import open_engine
 from tests.conftest import _pg_admin_engine
-from tests.helpers import load_dag
+from tests.helpers import ROOT, load_dag
 
 pytestmark = pytest.mark.postgres
 
-ROOT = Path(__file__).resolve().parents[1]
 AS_OF = date(2025, 1, 1)
 CUSTOMERS = 300
 KEY = "security-test-key-1"  # a test value, not a secret

@@ -10,9 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import load_dag
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import ROOT, load_dag
 
 # Parse the DAG folder in a fresh interpreter whose warehouse would fail if touched, and
 # report what parsing imported and created.

@@ -23,9 +23,7 @@ from grading.frames import read_frame
 from grading.pipeline import Connections, extract_stage, run_grading, validate_stage
 from grading.validation import SuiteError, ValidationFailed, check_frame, load_suites, predicate
 from grading.warehouse import open_engine
-from tests.helpers import published, scalar
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import ROOT, published, scalar
 
 
 def test_a_clean_frame_passes_every_check() -> None:

@@ -16,7 +16,6 @@ from grading.keys import pseudonym
 from grading.settings import pseudonym_key
 from tests.helpers import load_dag, published, scalar
 
-ROOT = Path(__file__).resolve().parents[1]
 AS_OF = date(2025, 1, 1)
 PREVIOUS = date(2024, 10, 1)
 CUSTOMERS = 400
