@@ -32,6 +32,9 @@ def create_bi_role(warehouse: Engine, role: str, password: str | None = None) ->
             "read-only instead (e.g. duckdb -readonly, or a copy of the file)")
     check_role_name(role)
     with exclusive(warehouse, "grading.roles") as conn:
+        if not sa.inspect(conn).has_schema("marts"):
+            raise LookupError("the warehouse has no marts schema yet: run python -m grading migrate (or a "
+                              "grading run) before creating the BI role")
         quote = conn.dialect.identifier_preparer.quote
         exists = conn.execute(sa.text("SELECT 1 FROM pg_roles WHERE rolname = :role"), {"role": role}).first()
         verb = "ALTER" if exists else "CREATE"

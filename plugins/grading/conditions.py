@@ -53,4 +53,6 @@ def mask(values: pd.Series, op: str, operand: Any = None) -> pd.Series:
         return hit if op == "in" else ~hit & values.notna()
     if op == "starts_with":
         return values.str.startswith(operand).fillna(False).astype(bool)
-    return COMPARISONS[op](values, operand).fillna(False).astype(bool)
+    present = values.notna() & (operand.notna() if isinstance(operand, pd.Series) else pd.notna(operand))
+    # numpy's != holds for NaN, NaT and None; SQL's <> (and every other comparison here) does not
+    return COMPARISONS[op](values, operand).fillna(False).astype(bool) & present

@@ -22,7 +22,8 @@ class SourceTable:
     amounts: tuple[str, ...] = ()
     integers: tuple[str, ...] = ()
     flags: tuple[str, ...] = ()
-    # NOT NULL in raw besides the key and the event time: a mapped row without one is rejected.
+    # Must be present besides the key and the event time: extraction refuses a source row without
+    # one, a source mapping rejects it (raw itself does not declare them NOT NULL).
     required: tuple[str, ...] = ()
     # An optional table may be missing from a source (or not fed by a mapping): it is then
     # extracted as empty instead of failing the run, and its features are zero.

@@ -30,6 +30,7 @@ from sqlalchemy.engine import Engine
 MARGIN = timedelta(days=1)
 _SQLITE_INSTANT = "strftime('%Y-%m-%d %H:%M:%f', {column})"
 _SQLITE_BOUND = "%Y-%m-%d %H:%M:%S.000"
+_SQLITE_DATED = "[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]*"
 
 
 def source_columns(engine: Engine, table: str, schema: str | None = None) -> dict[str, str]:
@@ -64,8 +65,14 @@ def where_in_window(engine: Engine, event: sa.ColumnClause, start: datetime | No
         return sa.or_(inside, event.is_(None)), False
     if engine.dialect.name != "sqlite":
         return None, True
-    instant = sa.literal_column(_SQLITE_INSTANT.format(column=event.compile(dialect=engine.dialect)))
+    column = event.compile(dialect=engine.dialect)
+    instant = sa.literal_column(_SQLITE_INSTANT.format(column=column))
     inside = instant < sa.bindparam("cutoff", (cutoff + MARGIN).strftime(_SQLITE_BOUND))
     if start is not None:
         inside = sa.and_(instant >= sa.bindparam("start", (start - MARGIN).strftime(_SQLITE_BOUND)), inside)
-    return sa.or_(inside, instant.is_(None)), True
+    # SQLite's date functions also read a number as a Julian day and 'now' as the current time:
+    # only a text starting with a date is placed by them, anything else is read and judged by
+    # grading.convert
+    value = sa.literal_column(str(column))
+    dated = sa.and_(sa.func.typeof(value) == "text", value.op("GLOB")(sa.bindparam("dated", _SQLITE_DATED)))
+    return sa.or_(inside, instant.is_(None), sa.not_(dated)), True

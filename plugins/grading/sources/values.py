@@ -218,7 +218,7 @@ def canonical(rows: Rows, column: ColumnMap) -> pd.Series:
         numbers = as_numbers(rows, values, label)
         bad = numbers.notna() & (numbers % 1 != 0)
         if bad.any():
-            rows.fail(bad, numbers, label, "is not a whole number")
+            rows.fail(bad, as_text(values), label, "is not a whole number")
         return numbers.astype("Int64")
     if column.kind == "flag":
         return _flags(rows, values, label)

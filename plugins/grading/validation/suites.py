@@ -107,6 +107,15 @@ def _check_meta(meta: Mapping[str, Any], fail: str) -> None:
         raise SuiteError(f"{fail}a row-level check needs meta.reason (kept with each quarantined row)")
 
 
+def _operators(condition: Any) -> set[str]:
+    """The comparison operators a GX row_condition (comparison, nullity, and-groups) uses."""
+    if not isinstance(condition, Mapping):
+        return set()
+    if condition.get("type") == "and":
+        return set().union(*(_operators(c) for c in condition.get("conditions", [])))
+    return {condition["operator"]} if condition.get("type") == "comparison" else set()
+
+
 def _parse(item: Mapping[str, Any], fail: str, index: int, by_gx: bool, table: str, columns: set[str]) -> Check:
     """One entry of a suite's ``expectations`` (``by_gx``) or ``checks`` list of raw.``table`` as a Check."""
     kind, kwargs, meta = item.get("type"), item.get("kwargs") or {}, item.get("meta") or {}
@@ -118,6 +127,10 @@ def _parse(item: Mapping[str, Any], fail: str, index: int, by_gx: bool, table: s
     for name in ("column", "column_A", "column_B"):
         if name in kwargs and kwargs[name] not in columns:
             raise SuiteError(f"{fail}{name} {kwargs[name]!r} is not a column of raw.{table}")
+    if "!=" in _operators(kwargs.get("row_condition")):
+        raise SuiteError(f"{fail}a row_condition cannot use '!=': on a missing value GX's pandas engine (DuckDB "
+                         "warehouse) holds it true and its SQL engine (PostgreSQL) false, so the rows checked would "
+                         "depend on the warehouse; name the values to keep with == (or 'and' a nullity condition)")
     return Check(kind, kwargs, meta["severity"], meta["action"], meta.get("reason", ""), by_gx, index)
 
 
