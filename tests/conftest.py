@@ -1,4 +1,6 @@
-"""Shared fixtures: an isolated Airflow home, a per-test grading home, and PostgreSQL databases.
+"""Shared fixtures: an isolated Airflow home, a per-test grading home, PostgreSQL databases,
+small real HTTP and SMTP servers for the alert channels, and the graded warehouse the quarterly
+review's tests read.
 
 Airflow reads its configuration when first imported, so the environment is set here, at
 collection time, before any test module imports it.
@@ -6,15 +8,27 @@ collection time, before any test module imports it.
 
 from __future__ import annotations
 
+import json
 import os
+import socketserver
 import subprocess
 import sys
 import tempfile
+import threading
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import date
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+    from grading import demo
 
 ROOT = Path(__file__).resolve().parents[1]
 _AIRFLOW_HOME = tempfile.mkdtemp(prefix="grading-airflow-")
@@ -114,3 +128,122 @@ def mariadb_url() -> Iterator[str]:
     admin = _admin_engine(MARIADB_ADMIN_URL, "MariaDB/MySQL", "Start one (root, empty password, 127.0.0.1:3306) "
                           "or set GRADING_TEST_MARIADB_URL.")
     yield from _scratch_database(admin, "CREATE DATABASE `{name}`", "DROP DATABASE IF EXISTS `{name}`")
+
+
+# Small real servers on 127.0.0.1: where the alert channels (grading.alerts) deliver in tests.
+
+@dataclass
+class Received:
+    """What a test server got, with an event to wait on instead of sleeping."""
+
+    items: list = field(default_factory=list)
+    arrived: threading.Event = field(default_factory=threading.Event)
+
+    def add(self, item) -> None:
+        self.items.append(item)
+        self.arrived.set()
+
+
+@pytest.fixture
+def webhook() -> Iterator[tuple[str, Received]]:
+    """An HTTP server on 127.0.0.1 that records every POST (path, headers, JSON body)."""
+    received = Received()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # http.server's naming
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            received.add({"path": self.path, "headers": dict(self.headers), "body": json.loads(body)})
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", received
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[tuple[int, Received]]:
+    """A minimal SMTP server on 127.0.0.1 that accepts every message (no TLS, no auth)."""
+    received = Received()
+
+    class Handler(socketserver.StreamRequestHandler):
+        def handle(self) -> None:
+            self.wfile.write(b"220 grading-test ESMTP\r\n")
+            envelope: dict = {"rcpt": []}
+            while line := self.rfile.readline():
+                command = line.decode().strip()
+                verb = command.split(" ", 1)[0].upper()
+                if verb == "DATA":
+                    self.wfile.write(b"354 end with .\r\n")
+                    data = []
+                    while (row := self.rfile.readline().decode()) not in (".\r\n", ""):
+                        data.append(row)
+                    received.add({**envelope, "data": "".join(data)})
+                    self.wfile.write(b"250 queued\r\n")
+                elif verb == "QUIT":
+                    self.wfile.write(b"221 bye\r\n")
+                    return
+                else:
+                    address = command.partition("<")[2].partition(">")[0]
+                    if verb == "MAIL":
+                        envelope["from"] = address
+                    elif verb == "RCPT":
+                        envelope["rcpt"].append(address)
+                    self.wfile.write(b"250 ok\r\n")
+
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1], received
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+# The quarterly review's warehouse, shared by the tests of grading.review.tables and grading.review.html.
+
+PERIODS = [date(2024, 1, 1), date(2024, 4, 1), date(2024, 7, 1), date(2024, 10, 1), date(2025, 1, 1)]
+
+
+@pytest.fixture(scope="session")
+def reviewed_warehouse(tmp_path_factory: pytest.TempPathFactory) -> tuple[demo.DemoData, str, Path]:
+    """Five quarterly periods graded on the embedded warehouse, Q1-Q4 reviewed one by one as they close
+    (reports in reports/<as-of>/). Built once per session (over a minute): tests only read it, or
+    rebuild review tables to the same rows."""
+
+    from grading import demo
+    from grading.pipeline import Connections, review_stage, run_grading
+    from grading.review.quarters import Quarter
+
+    tmp = tmp_path_factory.mktemp("review")
+    data = demo.generate(customers=800, seed=17)
+    source_url, url = f"sqlite:///{tmp / 'source.sqlite'}", f"duckdb:///{tmp / 'w.duckdb'}"
+    demo.write_source(data, source_url)
+    conns = Connections(source_url=source_url, warehouse_url=url)
+    for as_of in PERIODS:
+        run_grading(conns, as_of)
+        if as_of != PERIODS[0]:
+            review_stage(conns, Quarter.closing_on(as_of), "one-by-one", tmp / "reports" / str(as_of))
+    return data, url, tmp
+
+
+@pytest.fixture
+def migrated_warehouse(tmp_path: Path) -> Iterator[Engine]:
+    """An embedded DuckDB warehouse in the test's folder, migrated, as an engine."""
+    from grading.warehouse import migrate, open_engine
+
+    with open_engine(f"duckdb:///{tmp_path / 'w.duckdb'}") as engine:
+        migrate(engine)
+        yield engine

@@ -1,8 +1,9 @@
-"""Small helpers the tests share: hand-made raw rows and comparable table snapshots."""
+"""Small helpers the tests share: hand-made raw rows, comparable table snapshots and source mapping files."""
 
 from __future__ import annotations
 
 import shutil
+import textwrap
 import uuid
 from contextlib import AbstractContextManager
 from datetime import datetime
@@ -14,6 +15,7 @@ from sqlalchemy.engine import Engine
 
 from grading import demo, ledger
 from grading.frames import bulk_insert, read_frame
+from grading.sources import MappedSource, load_mapping
 from grading.warehouse import migrate, open_engine
 
 MARTS_BY_PERIOD = (
@@ -82,6 +84,63 @@ def extract_validated(conns, as_of, run_id: str) -> dict:
     extracted = extract_stage(conns, as_of, run_id)
     validate_stage(conns, as_of, run_id, extracted["batch"])
     return extracted
+
+
+MAPPING_CUTOFF = datetime(2030, 1, 1)
+
+
+def mapping_file(folder: Path, body: str, *, source: str | None = None) -> Path:
+    """A source mapping file in ``folder`` reading CSV files from the same folder (unless ``source`` is given)."""
+    header = source or "source: {type: files, location: ., format: csv}"
+    path = folder / "mapping.yaml"
+    path.write_text(f"kind: source_mapping\nversion: '1'\n{header}\n{textwrap.dedent(body)}", encoding="utf-8")
+    return path
+
+
+def write_source_file(folder: Path, name: str, text: str, encoding: str = "utf-8") -> Path:
+    """A file of a drop: ``text`` dedented, without its leading newline, in ``encoding``."""
+    path = folder / name
+    path.write_bytes(textwrap.dedent(text).lstrip("\n").encode(encoding))
+    return path
+
+
+def read_mapped(path: Path, table: str, start: datetime | None = None, cutoff: datetime = MAPPING_CUTOFF):
+    """The canonical rows of ``table`` in [start, cutoff) read through the mapping file at ``path``."""
+    return MappedSource(load_mapping(path)).read_table(table, start, cutoff)
+
+
+# Order lines (one row per line of an order, no customer table) and their mapping: orders are
+# grouped from lines and customers derived from them.
+LINES_MAPPING = """
+tables:
+  customers:
+    from: lines.csv
+    group_by: customer_id
+    columns:
+      customer_id: Client
+      created_at: {column: Day, format: "%d/%m/%y"}
+      region: Area
+  orders:
+    from: lines.csv
+    group_by: order_id
+    columns:
+      order_id: Order
+      customer_id: Client
+      order_ts: {column: Day, format: "%d/%m/%y"}
+      status: {column: State, map: {done: completed, back: refunded}}
+      amount: {multiply: [Qty, Price], absolute: true}
+      margin: Profit
+"""
+
+LINES = """
+Order,Client,Day,State,Qty,Price,Profit,Area
+A1,c1,03/01/24,done,2,1.0625,-0.50,North
+A1,c1,03/01/24,done,1,0.0,0.25,South
+A2,c2,04/01/24,done,1,0.125,0.10,East
+A3,c1,05/02/24,done,1,0.135,0.10,South
+R1,c2,06/02/24,back,-3,2.00,,East
+A4,,07/02/24,done,1,5.00,1.00,West
+"""
 
 
 class Source:

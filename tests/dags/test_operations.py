@@ -1,116 +1,26 @@
 """Operating the pipeline: retries with backoff, the warehouse pool, failure alerts, the run report.
 
-The alert tests use real channels: a real failing ``customer_grading`` run (``dag.test()`` on a
-source without tables) posts to an HTTP server started here, and the e-mail channel talks SMTP
-to a small server started here through the Airflow SMTP provider. Backfills are exercised on
-the Celery stack in tests/deploy/test_distributed.py.
+The alert test is a real failing ``customer_grading`` run (``dag.test()`` on a source without
+tables) that posts to an HTTP server started by the ``webhook`` fixture (tests/conftest.py); the
+alert's format and its channels on their own are tested in tests/unit/test_alerts.py. Backfills
+are exercised on the Celery stack in tests/deploy/test_distributed.py.
 """
 
 from __future__ import annotations
 
-import json
-import logging
-import socketserver
-import threading
-from collections.abc import Iterator
 from contextlib import nullcontext
-from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from email import message_from_string
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import quote
 
 import pandas as pd
 import pytest
 
-from grading import alerts
 from grading.cli import main
+from tests.conftest import Received
 from tests.helpers import load_dag, scalar
 
 AS_OF = date(2025, 1, 1)
-
-
-# --------------------------------------------------------------------------- small real servers
-
-@dataclass
-class Received:
-    """What a test server got, with an event to wait on instead of sleeping."""
-
-    items: list = field(default_factory=list)
-    arrived: threading.Event = field(default_factory=threading.Event)
-
-    def add(self, item) -> None:
-        self.items.append(item)
-        self.arrived.set()
-
-
-@pytest.fixture
-def webhook() -> Iterator[tuple[str, Received]]:
-    """An HTTP server on 127.0.0.1 that records every POST (path, headers, JSON body)."""
-    received = Received()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # http.server's naming
-            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            received.add({"path": self.path, "headers": dict(self.headers), "body": json.loads(body)})
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *args) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", received
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
-
-
-@pytest.fixture
-def smtp_server() -> Iterator[tuple[int, Received]]:
-    """A minimal SMTP server on 127.0.0.1 that accepts every message (no TLS, no auth)."""
-    received = Received()
-
-    class Handler(socketserver.StreamRequestHandler):
-        def handle(self) -> None:
-            self.wfile.write(b"220 grading-test ESMTP\r\n")
-            envelope: dict = {"rcpt": []}
-            while line := self.rfile.readline():
-                command = line.decode().strip()
-                verb = command.split(" ", 1)[0].upper()
-                if verb == "DATA":
-                    self.wfile.write(b"354 end with .\r\n")
-                    data = []
-                    while (row := self.rfile.readline().decode()) not in (".\r\n", ""):
-                        data.append(row)
-                    received.add({**envelope, "data": "".join(data)})
-                    self.wfile.write(b"250 queued\r\n")
-                elif verb == "QUIT":
-                    self.wfile.write(b"221 bye\r\n")
-                    return
-                else:
-                    address = command.partition("<")[2].partition(">")[0]
-                    if verb == "MAIL":
-                        envelope["from"] = address
-                    elif verb == "RCPT":
-                        envelope["rcpt"].append(address)
-                    self.wfile.write(b"250 ok\r\n")
-
-    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server.server_address[1], received
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
 
 
 # --------------------------------------------------------------------------- the DAG's operational settings
@@ -133,79 +43,6 @@ def test_every_task_is_pooled_alerted_and_the_loads_retry_with_exponential_backo
         assert task.max_retry_delay == timedelta(minutes=15)
     # The other stages are deterministic on their input: one retry is enough.
     assert dag.task_dict["validate"].retries <= 1
-
-
-# --------------------------------------------------------------------------- alert format and channels
-
-def test_alert_text_is_one_line_with_dag_task_as_of_error_and_log_link() -> None:
-    import sqlalchemy as sa
-
-    try:
-        engine = sa.create_engine("sqlite://")
-        with engine.connect() as conn:
-            conn.execute(sa.text("SELECT name, email FROM customers WHERE customer_id = :id"), {"id": "C-secret-7"})
-    except sa.exc.OperationalError as exc:
-        error = exc
-    alert = alerts.Alert(dag_id="customer_grading", task_id="extract", run_id="scheduled__2025-01-01",
-                         as_of="2025-01-01", error=alerts.describe_error(error),
-                         log_url="http://airflow:8080/dags/customer_grading/runs/r/tasks/extract?try_number=4",
-                         try_number=4, max_tries=3)
-    assert alert.text == (
-        "[grading] customer_grading.extract failed for as-of 2025-01-01 (run scheduled__2025-01-01, try 4 of 4): "
-        "OperationalError: (sqlite3.OperationalError) no such table: customers "
-        "| log: http://airflow:8080/dags/customer_grading/runs/r/tasks/extract?try_number=4")
-    # The statement and its bound values (row data) never leave the worker; nor do URL passwords.
-    assert "C-secret-7" not in alert.text
-    assert "SELECT" not in alert.text
-    hidden = "pw-" + "k8Jq2"  # built here so the repository's secret scan sees no literal
-    assert alerts.describe_error(f"could not connect to postgresql://grading:{hidden}@db:5432/grading") == \
-        "could not connect to postgresql://grading:***@db:5432/grading"
-    assert len(alerts.describe_error("x" * 5000)) == alerts.MAX_ERROR_CHARS
-    assert alerts.describe_error(None).startswith("unknown error")
-
-
-def test_without_an_alert_connection_the_alert_goes_to_the_log(monkeypatch: pytest.MonkeyPatch,
-                                                              caplog: pytest.LogCaptureFixture) -> None:
-    monkeypatch.delenv("AIRFLOW_CONN_GRADING_ALERTS", raising=False)
-    alert = alerts.Alert(dag_id="customer_grading", task_id="publish", run_id="r1", as_of="2024-12-01",
-                         error="IntegrityError: duplicate key", log_url="http://x/log")
-    with caplog.at_level(logging.INFO, logger="grading.alerts"):
-        assert alerts.send_alert(alert) == "log"
-    assert [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR] == [alert.text]
-
-
-def test_the_email_channel_sends_through_the_airflow_smtp_provider(
-    smtp_server: tuple[int, Received], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    port, received = smtp_server
-    monkeypatch.setenv("AIRFLOW_CONN_GRADING_ALERTS", json.dumps({
-        "conn_type": "smtp", "host": "127.0.0.1", "port": port,
-        "extra": {"to": "ops@example.com, data@example.com", "from_email": "airflow@example.com",
-                  "disable_ssl": True, "disable_tls": True, "timeout": 10, "retry_limit": 0},
-    }))
-    alert = alerts.Alert(dag_id="customer_grading", task_id="validate", run_id="r2", as_of="2024-11-01",
-                         error="ValidationFailed: orders.amount < 0 in 3 rows", log_url="http://x/log")
-    assert alerts.send_alert(alert) == "email"
-    assert received.arrived.wait(10)
-    (mail,) = received.items
-    assert (mail["from"], mail["rcpt"]) == ("airflow@example.com", ["ops@example.com", "data@example.com"])
-    message = message_from_string(mail["data"])
-    assert message["Subject"] == "[grading] customer_grading.validate failed (as-of 2024-11-01)"
-    body = next(part for part in message.walk() if part.get_content_type() == "text/html").get_payload(decode=True)
-    assert b"orders.amount &lt; 0 in 3 rows" in body
-    assert b"http://x/log" in body
-
-
-def test_a_channel_that_cannot_deliver_is_logged_not_raised(monkeypatch: pytest.MonkeyPatch,
-                                                           caplog: pytest.LogCaptureFixture) -> None:
-    monkeypatch.setenv("AIRFLOW_CONN_GRADING_ALERTS", "http://127.0.0.1:1/nobody-listens")
-    alert = alerts.Alert(dag_id="d", task_id="t", run_id="r", as_of=None, error="boom", log_url=None)
-    with caplog.at_level(logging.INFO, logger="grading.alerts"):
-        assert alerts.send_alert(alert) == "log"
-    assert any("alert not delivered through connection grading_alerts" in r.getMessage() for r in caplog.records)
-    monkeypatch.setenv("AIRFLOW_CONN_GRADING_ALERTS", "postgres://db:5432/x")
-    with pytest.raises(ValueError, match="use http/https for a webhook or smtp for e-mail"):
-        alerts.channel_of(alerts._connection("grading_alerts"))
 
 
 @pytest.mark.airflow

@@ -1,6 +1,6 @@
 -- Completed orders per customer in the quarter under review, [:quarter_start, :quarter_end):
 -- one row per customer who completed an order in the quarter (a buyer), by pseudonymous key,
--- with the amount of those orders. grading.review builds it once per review as a temporary
+-- with the amount of those orders. grading.review.tables builds it once per review as a temporary
 -- table, which the evaluations read instead of each summing raw.orders again, and drops it
 -- at the end of the review's transaction.
 CREATE TEMPORARY TABLE review_quarter_revenue AS

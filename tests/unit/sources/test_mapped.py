@@ -1,16 +1,11 @@
-"""Source mappings (grading.sources): the format, its checks, and reading real-world quirks into
-canonical frames, from file drops (local, ObjectStoragePath, CSV, gzip, Parquet, per-period files)
-and SQL sources, into both warehouses."""
+"""Reading a mapped source (grading.sources.mapped) end to end: order lines grouped into orders and
+customers derived from them, windows, joins and filters, file drops per period and SQL sources, into
+both warehouses. (Checking a mapping file, converting values and reading files have their own tests.)"""
 
 from __future__ import annotations
 
-import gzip
-import re
-import textwrap
-from datetime import UTC, datetime
-from decimal import ROUND_HALF_EVEN, Decimal
+from datetime import datetime
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import pandas as pd
 import pytest
@@ -22,73 +17,18 @@ from grading.extract import extract
 from grading.frames import read_frame
 from grading.pipeline import Connections
 from grading.settings import source_mapping
-from grading.sources import MappedSource, MappingError, SourceDataError, load_mapping, mappings_dir
+from grading.sources import MappedSource, SourceDataError, load_mapping, mappings_dir
 from grading.warehouse import migrate, open_engine
-from tests.helpers import scalar
+from tests.helpers import LINES, LINES_MAPPING, mapping_file, scalar
+from tests.helpers import MAPPING_CUTOFF as CUTOFF
+from tests.helpers import read_mapped as read
+from tests.helpers import write_source_file as write
 
 KEY = b"test-key"
-CUTOFF = datetime(2030, 1, 1)
-
-
-def mapping_file(folder: Path, body: str, *, source: str | None = None) -> Path:
-    """A mapping file in ``folder`` reading CSV files from the same folder (unless ``source`` is given)."""
-    header = source or "source: {type: files, location: ., format: csv}"
-    path = folder / "mapping.yaml"
-    path.write_text(f"kind: source_mapping\nversion: '1'\n{header}\n{textwrap.dedent(body)}", encoding="utf-8")
-    return path
-
-
-def write(folder: Path, name: str, text: str, encoding: str = "utf-8") -> Path:
-    path = folder / name
-    path.write_bytes(textwrap.dedent(text).lstrip("\n").encode(encoding))
-    return path
-
-
-LINES_MAPPING = """
-tables:
-  customers:
-    from: lines.csv
-    group_by: customer_id
-    columns:
-      customer_id: Client
-      created_at: {column: Day, format: "%d/%m/%y"}
-      region: Area
-  orders:
-    from: lines.csv
-    group_by: order_id
-    columns:
-      order_id: Order
-      customer_id: Client
-      order_ts: {column: Day, format: "%d/%m/%y"}
-      status: {column: State, map: {done: completed, back: refunded}}
-      amount: {multiply: [Qty, Price], absolute: true}
-      margin: Profit
-"""
-
-LINES = """
-Order,Client,Day,State,Qty,Price,Profit,Area
-A1,c1,03/01/24,done,2,1.0625,-0.50,North
-A1,c1,03/01/24,done,1,0.0,0.25,South
-A2,c2,04/01/24,done,1,0.125,0.10,East
-A3,c1,05/02/24,done,1,0.135,0.10,South
-R1,c2,06/02/24,back,-3,2.00,,East
-A4,,07/02/24,done,1,5.00,1.00,West
-"""
-
-
-def read(path: Path, table: str, start: datetime | None = None, cutoff: datetime = CUTOFF):
-    return MappedSource(load_mapping(path)).read_table(table, start, cutoff)
 
 
 # ----------------------------------------------------------------------------------------
-# The shipped mappings and the setting
-
-
-@pytest.mark.parametrize("name", ["superstore", "online_retail", "olist", "canonical"])
-def test_shipped_mappings_load(name: str) -> None:
-    mapping = load_mapping(mappings_dir() / f"{name}.yaml")
-    assert mapping.kind == ("sql" if name == "canonical" else "files")
-    assert {"customers", "orders"} <= set(mapping.feeds)
+# The setting
 
 
 def test_setting_names_a_shipped_mapping_or_a_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -102,62 +42,7 @@ def test_setting_names_a_shipped_mapping_or_a_file(monkeypatch: pytest.MonkeyPat
 
 
 # ----------------------------------------------------------------------------------------
-# Mistakes in the mapping: file, line, table and field
-
-
-@pytest.mark.parametrize(("body", "line", "expected"), [
-    ("tables:\n  orders:\n    from: x.csv\n    columns:\n      order_id: a\n      amout: b\n", 9,
-     "table 'orders': field 'amout': orders has no column 'amout'"),
-    ("tables:\n  orders:\n    from: x.csv\n    columns: {order_id: a, customer_id: b, order_ts: c, amount: d}\n", 7,
-     "field 'columns': missing 'status'"),
-    ("tables:\n  orders:\n    from: x.csv\n    columns:\n      order_id: a\n      customer_id: b\n"
-     "      order_ts: c\n      amount: d\n      status: {column: s, map: {ok: done}}\n", 12,
-     "'done' is not a status; use one of completed, cancelled, refunded"),
-    ("tables:\n  customers:\n    from: x.csv\n    columns:\n      customer_id: a\n"
-     "      created_at: {column: b, aggregate: min}\n", 9, "aggregate needs group_by"),
-    ("tables:\n  customers:\n    from: x.csv\n    columns:\n      customer_id: {column: a, format: '%Y'}\n"
-     "      created_at: b\n", 8, "field 'customer_id.format': does not apply to customers.customer_id (text)"),
-    ("tables:\n  customers:\n    from: x.csv\n    timezone: Mars/Olympus\n"
-     "    columns: {customer_id: a, created_at: b}\n", 7, "unknown time zone 'Mars/Olympus'"),
-    ("tables:\n  customers:\n    from: x.csv\n    encoding: klingon\n"
-     "    columns: {customer_id: a, created_at: b}\n", 7, "unknown encoding 'klingon'"),
-    ("tables:\n  customers:\n    from: x_{period:%q}.csv\n    columns: {customer_id: a, created_at: b}\n", 6,
-     "{period:%q} must use"),
-    ("tables:\n  clients:\n    from: x.csv\n    columns: {customer_id: a}\n", 5, "unknown table 'clients'"),
-    ("tables:\n  customers:\n    from: x.csv\n    columns: {customer_id: a, created_at: b}\n"
-     "    where: [{column: a, op: like, value: x}]\n", 8, "unknown operator 'like'"),
-    ("tables:\n  customers:\n    from: x.csv\n    columns: {customer_id: a, created_at: b}\n    columns: {}\n", 8,
-     "key 'columns' appears twice"),
-    ("tables:\n  customers:\n    from: x.csv\n    columns: {customer_id: a, created_at: [b\n", 8, "not valid YAML"),
-    ("tables:\n  customers:\n    from: ../../../../etc/passwd\n    columns: {customer_id: a, created_at: b}\n", 6,
-     "field 'from': '../../../../etc/passwd' leaves the source location"),
-    ("tables:\n  customers:\n    from: /etc/passwd\n    columns: {customer_id: a, created_at: b}\n", 6,
-     "'/etc/passwd' leaves the source location"),
-])
-def test_mapping_mistakes_name_file_line_table_and_field(tmp_path: Path, body: str, line: int, expected: str) -> None:
-    path = mapping_file(tmp_path, body)
-    with pytest.raises(MappingError) as error:
-        load_mapping(path)
-    assert re.match(rf"{re.escape(str(path))}:{line}(:\d+)?: ", str(error.value)), str(error.value)
-    if "YAML" in expected or "twice" in expected:  # found by the YAML loader: with the column
-        assert re.match(rf"{re.escape(str(path))}:{line}:\d+: ", str(error.value)), str(error.value)
-    assert expected in str(error.value)
-
-
-def test_location_expands_environment_variables(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    body = "tables:\n  customers:\n    from: x.csv\n    columns: {customer_id: a, created_at: b}\n"
-    path = mapping_file(tmp_path, body, source="source: {type: files, location: '${DROP_DIR}/in'}")
-    monkeypatch.delenv("DROP_DIR", raising=False)
-    with pytest.raises(MappingError, match="DROP_DIR is not set"):
-        load_mapping(path)
-    monkeypatch.setenv("DROP_DIR", str(tmp_path / "drop"))
-    assert load_mapping(path).location == str(tmp_path / "drop" / "in")
-    path = mapping_file(tmp_path, body, source="source: {type: files, location: '${DROP_DIR_X:-sub}/in'}")
-    assert load_mapping(path).location == str(tmp_path / "sub" / "in")
-
-
-# ----------------------------------------------------------------------------------------
-# Order lines, derived customers, value maps, money
+# Order lines, derived customers, windows, joins and filters
 
 
 def test_order_lines_become_orders_and_customers_are_derived(tmp_path: Path) -> None:
@@ -185,21 +70,6 @@ def test_order_lines_become_orders_and_customers_are_derived(tmp_path: Path) -> 
     assert customers["industry"].isna().all()
 
 
-def test_cents_round_half_to_even_like_decimal(tmp_path: Path) -> None:
-    values = ["0.005", "0.015", "0.025", "1.0049999", "2.675", "1234567.125", "-0.125", "0.3333"]
-    write(tmp_path, "o.csv", "id,v\n" + "\n".join(f"o{i},{v}" for i, v in enumerate(values)))
-    path = mapping_file(tmp_path, """
-    tables:
-      orders:
-        from: o.csv
-        columns: {order_id: id, customer_id: {value: c}, order_ts: {value: "2024-01-01"},
-                  status: {value: completed}, amount: v}
-    """)
-    got = read(path, "orders").frame["amount"].tolist()
-    want = [float(Decimal(v).quantize(Decimal("0.01"), ROUND_HALF_EVEN)) for v in values]
-    assert got == want
-
-
 def test_window_keeps_only_the_interval_and_counts_its_rejects(tmp_path: Path) -> None:
     write(tmp_path, "lines.csv", LINES)
     path = mapping_file(tmp_path, LINES_MAPPING)
@@ -208,49 +78,6 @@ def test_window_keeps_only_the_interval_and_counts_its_rejects(tmp_path: Path) -
     assert rows.rejected == {}  # the line without a client is dated 7 February: outside [1 Feb, 7 Feb)
     customers = read(path, "customers", start=datetime(2024, 1, 4), cutoff=datetime(2024, 3, 1))
     assert list(customers.frame["customer_id"]) == ["c2"]  # c1 was first seen on 3 January
-
-
-def test_unknown_status_without_a_mapping_is_an_error(tmp_path: Path) -> None:
-    write(tmp_path, "o.csv", "id,st\no1,completed\no2,shipped\no3,shipped\n")
-    path = mapping_file(tmp_path, """
-    tables:
-      orders:
-        from: o.csv
-        columns: {order_id: id, customer_id: {value: c}, order_ts: {value: "2024-01-01"}, status: st,
-                  amount: {value: 1}}
-    """)
-    with pytest.raises(SourceDataError) as error:
-        read(path, "orders")
-    message = str(error.value)
-    assert "o.csv row 2: column 'st' -> orders.status (mapping.yaml:8): 'shipped' is not a known status" in message
-    assert "(2 rows like this)" in message
-    assert "map:" in message
-
-
-def test_value_maps_prefixes_and_defaults(tmp_path: Path) -> None:
-    write(tmp_path, "t.csv", """
-    num,who,at,kind,done
-    1,c1,2024-01-01 10:00,Complaint,yes
-    2,c1,2024-01-02 10:00,Q,no
-    3,c2,2024-01-03 10:00,RMA-7,
-    4,c2,2024-01-04 10:00,,Y
-    """)
-    path = mapping_file(tmp_path, """
-    tables:
-      tickets:
-        from: t.csv
-        columns:
-          ticket_id: {column: num, prefix: "T-"}
-          customer_id: who
-          opened_at: at
-          category: {column: kind, map: {Complaint: complaint, Q: inquiry}, prefix_map: {"RMA": after-sales},
-                     default: inquiry}
-          resolved: done
-    """)
-    got = read(path, "tickets").frame
-    assert got["ticket_id"].tolist() == ["T-1", "T-2", "T-3", "T-4"]
-    assert got["category"].tolist() == ["complaint", "inquiry", "after-sales", "inquiry"]
-    assert got["resolved"].tolist() == [True, False, pd.NA, True]
 
 
 def test_expressions_joins_and_filters(tmp_path: Path) -> None:
@@ -308,88 +135,6 @@ def test_an_ambiguous_lookup_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(SourceDataError, match=r"people.csv: 2 rows share a value of 'buyer' \(the first: people.csv "
                                               r"row 1\)"):
         read(path, "orders")
-
-
-# ----------------------------------------------------------------------------------------
-# Dates, time zones, encodings, missing columns
-
-
-def test_a_date_off_the_declared_format_names_row_and_value(tmp_path: Path) -> None:
-    write(tmp_path, "lines.csv", LINES.replace("05/02/24", "2024-02-05"))
-    with pytest.raises(SourceDataError) as error:
-        read(mapping_file(tmp_path, LINES_MAPPING), "orders")
-    assert str(error.value).startswith(
-        "lines.csv row 4: column 'Day' -> orders.order_ts (mapping.yaml:"
-    )
-    assert "'2024-02-05' does not match the declared format '%d/%m/%y'" in str(error.value)
-
-
-def test_local_times_follow_zoneinfo_across_daylight_saving_changes(tmp_path: Path) -> None:
-    # London: 2024-03-31 01:30 does not exist, 2024-10-27 01:30 happens twice.
-    times = ["2024-01-15 12:00:00", "2024-07-15 12:00:00", "2024-03-31 01:30:00", "2024-10-27 01:30:00",
-             "2024-07-15T12:00:00+02:00", "2024-01-15T12:00:00Z"]
-    write(tmp_path, "s.csv", "id,at\n" + "\n".join(f"s{i},{t}" for i, t in enumerate(times)))
-    path = mapping_file(tmp_path, """
-    tables:
-      surveys:
-        from: s.csv
-        timezone: Europe/London
-        columns: {survey_id: id, customer_id: {value: c}, responded_at: at, csat: {value: 5}}
-    """)
-    got = read(path, "surveys").frame["responded_at"].tolist()
-
-    def utc(text: str) -> pd.Timestamp:
-        value = datetime.fromisoformat(text)
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=ZoneInfo("Europe/London"))
-        return pd.Timestamp(value.astimezone(UTC).replace(tzinfo=None))
-
-    assert got == [utc(t) for t in times]
-    assert got[2] == pd.Timestamp("2024-03-31 01:30:00")  # skipped hour: read with the winter offset
-    assert got[3] == pd.Timestamp("2024-10-27 00:30:00")  # repeated hour: the first (summer) one
-
-
-def test_a_file_not_in_the_declared_encoding_is_an_error(tmp_path: Path) -> None:
-    write(tmp_path, "c.csv", "id,since,area\nc1,2024-01-01,Zürich\nc2,2024-01-02,Genève\n", encoding="latin-1")
-    body = """
-    tables:
-      customers:
-        from: c.csv
-        columns: {customer_id: id, created_at: since, region: area}
-    """
-    with pytest.raises(SourceDataError) as error:
-        read(mapping_file(tmp_path, body), "customers")
-    assert str(error.value).startswith("c.csv: declared encoding utf-8, but line 2 (byte offset 29, bytes fc 72 69 63)"
-                                       " is not valid utf-8")
-    path = mapping_file(tmp_path, body, source="source: {type: files, location: ., encoding: latin-1}")
-    assert read(path, "customers").frame["region"].tolist() == ["Zürich", "Genève"]
-
-
-@pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-8"])
-def test_a_byte_order_mark_never_reaches_the_first_column(tmp_path: Path, encoding: str) -> None:
-    (tmp_path / "c.csv").write_bytes("\ufeffRow ID,since\nc1,2024-01-01\n".encode())
-    path = mapping_file(tmp_path, """
-    tables:
-      customers:
-        from: c.csv
-        columns: {customer_id: Row ID, created_at: since}
-    """, source=f"source: {{type: files, location: ., encoding: {encoding}}}")
-    assert read(path, "customers").frame["customer_id"].tolist() == ["c1"]
-
-
-def test_a_missing_column_is_named_with_the_mapping_line(tmp_path: Path) -> None:
-    write(tmp_path, "lines.csv", LINES.replace("Profit", "Margin"))
-    with pytest.raises(SourceDataError) as error:
-        read(mapping_file(tmp_path, LINES_MAPPING), "orders")
-    assert str(error.value).startswith("lines.csv: the mapping names column 'Profit' (mapping.yaml:22), which it does "
-                                       "not have. Its columns: Order, Client, Day, State, Qty, Price, Margin, Area.")
-
-
-def test_a_value_that_is_not_a_number_is_named(tmp_path: Path) -> None:
-    write(tmp_path, "lines.csv", LINES.replace("0.135", "n/a"))
-    expected = r"lines.csv row 4: column 'Price' of multiply\('Qty', 'Price'\) -> orders.amount \(mapping.yaml:21\): "
-    with pytest.raises(SourceDataError, match=expected + "'n/a' is not a number"):
-        read(mapping_file(tmp_path, LINES_MAPPING), "orders")
 
 
 # ----------------------------------------------------------------------------------------
@@ -452,22 +197,6 @@ def test_a_window_reads_only_the_files_of_its_period(tmp_path: Path) -> None:
     assert sorted(rows.frame["order_id"]) == ["4-1", "4-2", "4-3"]
     with pytest.raises(SourceDataError, match="sales_2024-01.parquet"):
         MappedSource(load_mapping(path)).read_table("orders", None, datetime(2024, 5, 1))
-
-
-def test_object_storage_drop_with_gzip(tmp_path: Path) -> None:
-    """Any storage Airflow's ObjectStoragePath reaches: here an in-memory fsspec store attached the Airflow way."""
-    from airflow.sdk import ObjectStoragePath
-    from airflow.sdk.io import attach
-    from fsspec.implementations.memory import MemoryFileSystem
-
-    attach("memory", fs=MemoryFileSystem())
-    root = ObjectStoragePath("memory://grading-test/drop")
-    (root / "lines.csv.gz").write_bytes(gzip.compress(textwrap.dedent(LINES).lstrip().encode()))
-    path = mapping_file(tmp_path, LINES_MAPPING.replace("lines.csv", "lines.csv.gz"),
-                        source="source: {type: files, location: 'memory://grading-test/drop'}")
-    rows = read(path, "orders")
-    assert list(rows.frame["order_id"]) == ["A1", "A2", "A3", "R1"]
-    assert rows.rejected == {"missing customer_id": 1}
 
 
 def test_interactions_are_extracted_when_fed_and_empty_when_not(tmp_path: Path) -> None:

@@ -1,16 +1,16 @@
-"""The validation gate: suites, severities, quarantine, rejected batches, stored results and Data Docs.
+"""The validate stage's verdict (grading.validation.gate): a rejected batch is re-read once the
+source is fixed, a quarantined batch is graded without its bad rows, a rerun of the period gives
+the same quarantine, a retried task keeps its batch's outcome, and on PostgreSQL the batch's rows
+stay in the database.
 
-The catalogue of bad inputs (test_validation_catalogue.py) checks one bad input at a time;
-these tests check the gate's machinery and what happens after it: a rejected batch is re-read
-once the source is fixed, a quarantined batch is graded without its bad rows, and a rerun of
-the period gives the same quarantine.
+The catalogue of bad inputs (tests/integration/test_validation_catalogue.py) checks one bad input
+at a time; suites, GX, SQL checks and the quarantine have their own unit tests.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
-from datetime import date, datetime
+from datetime import date
 from pathlib import Path
 
 import pandas as pd
@@ -21,111 +21,9 @@ from grading import demo
 from grading.contract import SOURCE_TABLES
 from grading.frames import read_frame
 from grading.pipeline import Connections, extract_stage, run_grading, validate_stage
-from grading.validation import SuiteError, ValidationFailed, check_frame, load_suites, predicate
+from grading.validation import ValidationFailed
 from grading.warehouse import open_engine
-from tests.helpers import ROOT, published, scalar
-
-
-def test_a_clean_frame_passes_every_check() -> None:
-    frame = pd.DataFrame({"survey_id": ["s1", "s2"], "customer_id": ["c", "c"],
-                          "responded_at": pd.to_datetime(["2024-01-01", "2024-02-01"]), "csat": [1, 5], "nps": [0, 10]})
-    results = check_frame("surveys", frame)
-    assert results
-    assert all(r.success for r in results)
-
-
-def test_out_of_range_scores_are_row_level_and_reported_with_their_keys() -> None:
-    frame = pd.DataFrame({"survey_id": ["s1", "s2", "s3"], "customer_id": ["c"] * 3,
-                          "responded_at": pd.to_datetime(["2024-01-01"] * 3), "csat": [0, 6, 3], "nps": [11, 5, 5]})
-    failed = {(r.column, r.severity, r.unexpected_count, r.sample_keys)
-              for r in check_frame("surveys", frame) if not r.success}
-    assert failed == {("csat", "row", 2, ("s1", "s2")), ("nps", "row", 1, ("s1",))}
-
-
-def test_missing_column_is_a_critical_failure() -> None:
-    frame = pd.DataFrame({"order_id": ["o1"], "customer_id": ["c"], "order_ts": pd.to_datetime(["2024-01-01"]),
-                          "status": ["completed"], "amount": [1.0]})  # no margin column
-    failed = [r for r in check_frame("orders", frame) if not r.success]
-    assert [(r.expectation, r.severity) for r in failed if r.severity == "critical"] \
-        == [("expect_table_columns_to_match_set", "critical")]
-    # the checks that need the missing column cannot pass either
-    assert {(r.expectation, r.check.kwargs.get("column_B", r.column)) for r in failed if r.severity == "row"} \
-        == {("expect_column_pair_values_a_to_be_greater_than_b", "margin"), ("expect_column_values_to_be_between",
-                                                                           "margin")}
-    failed = [r for r in failed if r.severity == "critical"]
-    assert failed[0].message().startswith("raw.orders: expect_table_columns_to_match_set failed; observed ")
-    assert failed[0].message().endswith("Give the source table (or its mapping) every canonical column, "
-                                        "then rerun the period.")
-
-
-def test_future_times_are_found_in_microsecond_frames_even_beyond_nanosecond_range() -> None:
-    """DuckDB hands timestamps over in microseconds; the gate hands GX nanoseconds where they fit
-    (GX then compares vectorised), and a sentinel like 9999-12-31 must still be reported."""
-    times = ["2024-01-01", "2030-01-01", "2024-02-01"]
-    fits = pd.DataFrame({"order_id": ["o1", "o2", "o3"], "customer_id": ["c"] * 3,
-                         "order_ts": pd.Series(pd.to_datetime(times)).astype("datetime64[us]"),
-                         "status": ["completed"] * 3, "amount": [1.0] * 3, "margin": [0.0] * 3})
-    beyond = fits.assign(order_ts=pd.Series([datetime(2024, 1, 1), datetime(2030, 1, 1), datetime(9999, 12, 31)],
-                                            dtype="datetime64[us]"))
-    for frame, late in ((fits, ("o2",)), (beyond, ("o2", "o3"))):
-        failed = [r for r in check_frame("orders", frame) if not r.success]
-        assert [(r.column, r.severity, r.unexpected_count, r.sample_keys) for r in failed] == [
-            ("order_ts", "critical", len(late), late)]
-
-
-def test_amounts_are_checked_on_completed_orders_only() -> None:
-    frame = pd.DataFrame({"order_id": ["o1", "o2", "o3", "o4"], "customer_id": ["c"] * 4,
-                          "order_ts": pd.to_datetime(["2024-01-01"] * 4),
-                          "status": ["completed", "refunded", "completed", "completed"],
-                          "amount": [-1.0, -1.0, 0.0, 10_000_001.0], "margin": [-1.0, -1.0, 0.0, 0.0]})
-    failed = [r for r in check_frame("orders", frame) if not r.success]
-    assert [(r.column, r.unexpected_count, r.sample_keys) for r in failed] == [("amount", 2, ("o1", "o4"))]
-
-
-def test_every_source_table_has_a_suite_with_actions() -> None:
-    suites = load_suites()
-    assert set(suites) == set(SOURCE_TABLES)
-    for suite in suites.values():
-        checks = [*suite.expectations, *suite.checks]
-        assert all(c.action for c in checks)
-        assert all(c.reason for c in suite.row_level)
-        for check in suite.row_level:  # the quarantine can select each row-level check's rows in SQL
-            assert predicate(suite, check)[0]
-    interactions = suites["interactions"]
-    assert {c.type for c in interactions.row_level} == {
-        "expect_column_values_to_not_be_null", "expect_column_values_to_reference_known_customers",
-        "expect_event_time_not_before_customer_created", "expect_column_values_to_be_between"}
-    frame = pd.DataFrame({"interaction_id": ["i1", "i2", "i2"], "customer_id": ["c", "c", "c"],
-                          "ts": pd.to_datetime(["2024-01-01"] * 3), "kind": ["call", None, "visit"]})
-    failed = {(r.column, r.expectation, r.severity, r.unexpected_count)
-              for r in check_frame("interactions", frame) if not r.success}
-    assert failed == {("interaction_id", "expect_column_values_to_be_unique", "critical", 2),
-                      ("kind", "expect_column_values_to_not_be_null", "row", 1)}
-
-
-@pytest.mark.parametrize(("change", "error"), [
-    (lambda s: s["expectations"][1]["meta"].update(severity="fatal"),
-     "expectations[1] expect_column_values_to_not_be_null: severity must be one of ('critical', 'row'), not 'fatal'"),
-    (lambda s: s["expectations"][5]["meta"].pop("reason"),
-     "expectations[5] expect_column_values_to_be_in_set: a row-level check needs meta.reason"),
-    (lambda s: s["expectations"][2]["meta"].update(severity="row", reason="dup"),
-     "expectations[2] expect_column_values_to_be_unique: expect_column_values_to_be_unique cannot be row-level"),
-    (lambda s: s["expectations"][4]["kwargs"].update(column="total"),
-     "expectations[4] expect_column_values_to_be_between: column 'total' is not a column of raw.orders"),
-    (lambda s: s["checks"].append({"type": "expect_the_moon", "meta": {"severity": "critical", "action": "x"}}),
-     "checks[7] expect_the_moon: unknown check 'expect_the_moon'"),
-])
-def test_a_broken_suite_is_refused_with_file_and_check(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                        change, error: str) -> None:
-    shutil.copytree(ROOT / "include" / "expectations", tmp_path / "expectations")
-    path = tmp_path / "expectations" / "orders.json"
-    spec = json.loads(path.read_text(encoding="utf-8"))
-    change(spec)
-    path.write_text(json.dumps(spec), encoding="utf-8")
-    monkeypatch.setenv("GRADING_INCLUDE_DIR", str(tmp_path))
-    with pytest.raises(SuiteError) as refused:
-        load_suites()
-    assert str(refused.value).startswith(f"{path}: {error}")
+from tests.helpers import published, scalar
 
 
 def _quarantine(url: str) -> pd.DataFrame:
@@ -226,43 +124,6 @@ def _gate(conns: Connections, run_id: str) -> dict:
     """Extract and validate one period, as the DAG's first two tasks do."""
     extracted = extract_stage(conns, date(2025, 1, 1), run_id)
     return validate_stage(conns, date(2025, 1, 1), run_id, extracted["batch"])
-
-
-def test_a_batch_checked_in_parts_gives_the_same_results_as_in_one(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    """On DuckDB a large batch is checked a part at a time; a duplicate key must still meet its twin
-    (parts split by a hash of the unique column) and counts and keys must add up across parts."""
-    monkeypatch.setenv("GRADING_DATA_DOCS_DIR", "off")
-    source_url = f"sqlite:///{tmp_path / 'source.sqlite'}"
-    data = demo.generate(customers=150, seed=9)
-    demo.write_source(data, source_url)
-    customer = data.customers["customer_id"].iloc[0]
-    bad = pd.DataFrame({
-        "order_id": ["DUP1", "DUP1", "DUP2", "DUP2", "BAD1", "BAD2", "ODD1"], "customer_id": [customer] * 7,
-        "order_ts": pd.to_datetime(["2024-06-30 10:00"] * 7),
-        "status": ["completed"] * 6 + ["lost"], "amount": [1.0, 2.0, 3.0, 4.0, -5.0, -6.0, 7.0], "margin": [0.0] * 7,
-    })
-    with sa.create_engine(source_url).begin() as conn:
-        bad.to_sql("orders", conn, if_exists="append", index=False)
-
-    def failures(part_rows: str) -> dict:
-        monkeypatch.setenv("GRADING_VALIDATE_PART_ROWS", part_rows)
-        conns = Connections(source_url, f"duckdb:///{tmp_path / f'w{part_rows}.duckdb'}")
-        with pytest.raises(ValidationFailed):
-            _gate(conns, "parts")
-        with open_engine(conns.warehouse_url) as engine, engine.connect() as conn:
-            rows = read_frame(conn, "SELECT suite, column_name, expectation, success, unexpected_count, sample_keys "
-                                    "FROM marts.validation_results WHERE run_id = 'parts'")
-        return {tuple(r[:3]): tuple(r[3:]) for r in rows.itertuples(index=False)}
-
-    with caplog.at_level("INFO", logger="grading.validate"):
-        in_parts = failures("300")
-    assert any("parts split by order_id" in m for m in caplog.messages)
-    whole = failures("0")
-    assert in_parts == whole
-    assert whole[("raw_orders", "order_id", "expect_column_values_to_be_unique")][:2] == (False, 4)
-    assert whole[("raw_orders", "amount", "expect_column_values_to_be_between")] == (False, 2, "BAD1, BAD2")
 
 
 def test_data_docs_default_to_the_grading_home_and_can_be_turned_off(

@@ -1,0 +1,136 @@
+"""The quarterly review as one self-contained HTML page and CSVs: every section rendered (also
+for a first quarter with nothing to compare), values from the data escaped, the files written,
+and the real report opened in a headless Chromium."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from datetime import date
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from grading.review.html import SECTIONS, render, write
+from grading.review.quarters import Quarter
+from grading.review.tables import EVALUATIONS
+
+Q4 = Quarter(2024, 4)
+
+
+def first_quarter(region: str = "North") -> dict[str, pd.DataFrame]:
+    """Results as build_review returns them for a quarter with no graded quarter before it: the
+    evaluations that compare with the previous quarter are empty frames."""
+    empty = pd.DataFrame()
+    return {
+        "tier_distribution": pd.DataFrame({
+            "quarter": "2024Q4", "snapshot_as_of": date(2025, 1, 1), "tier": ["normal", "gold"], "tier_rank": [1, 2],
+            "customers": [90, 10], "customer_share": [0.9, 0.1], "revenue": [1000.0, 3000.0],
+            "revenue_share": [0.25, 0.75]}),
+        "pareto": pd.DataFrame({"quarter": "2024Q4", "decile": [1, 2], "customers": [5, 5],
+                                "revenue": [3000.0, 1000.0], "cumulative_revenue_share": [0.75, 1.0]}),
+        "satisfaction": pd.DataFrame({
+            "quarter": "2024Q4", "tier": ["normal", "gold"], "tier_rank": [1, 2], "customers": [90, 10],
+            "survey_responses": [20, 5], "csat_mean": [3.5, 4.2], "nps_score": [-10.0, 20.0],
+            "complaints": [4.0, 0.0], "complaints_per_customer": [4 / 90, 0.0]}),
+        "fairness": pd.DataFrame({
+            "quarter": "2024Q4", "dimension": ["region", "industry"], "group_value": [region, "retail"],
+            "customers": [100, 100], "top_tier_share": [0.1, 0.1], "elimination_rate": [0.0, 0.0],
+            "top_tier_ratio": [1.0, 1.0], "elimination_ratio": [None, None], "disparity": ["", ""]}),
+        "tier_migration": empty, "retention": empty, "winback": empty, "elimination": empty, "stability": empty,
+        "drift": pd.DataFrame({"quarter": "2024Q4", "tier": ["gold"], "note": ["stable: 10.0% now, 9.0% when set"]}),
+        "uplift": empty, "scheme": empty,
+        "_meta": pd.DataFrame([{"quarter": "2024Q4", "snapshot": date(2025, 1, 1), "previous_snapshot": None}]),
+    }
+
+
+def test_a_first_quarter_renders_every_section_and_says_what_it_cannot_compare() -> None:
+    page = render(Q4, first_quarter())
+    for section in SECTIONS:
+        assert f"<section id='{section}'>" in page, section
+    assert "Tiers as of 2025-01-01 compared with no earlier snapshot; activity from 2024-10-01 to 2025-01-01" in page
+    assert "No previous quarter was graded: nothing to compare with." in page
+    assert page.count("<p class='empty'>No rows.</p>") == 6  # the six evaluations that need Q-1
+    assert "<b>75.0%</b>gold share of revenue" in page
+    assert "id='chart-winback'" not in page
+    assert "<section id='backtest'>" not in page
+
+
+def test_values_from_the_data_are_escaped_not_markup() -> None:
+    page = render(Q4, first_quarter(region="<img src=x onerror=alert(1)>"))
+    assert "<img" not in page
+    assert page.count("&lt;img src=x onerror=alert(1)&gt;") == 2  # the chart's label and the table cell
+
+
+def test_write_puts_the_page_one_csv_per_evaluation_and_the_backtest_in_the_folder(tmp_path: Path) -> None:
+    backtest = {
+        "summary": pd.DataFrame({"tier": ["normal", "gold"], "customers_current": [90, 10],
+                                 "customers_proposed": [80, 20], "revenue_current": [1000.0, 3000.0],
+                                 "revenue_proposed": [700.0, 3300.0]}),
+        "moves": pd.DataFrame({"current_tier": ["normal"], "proposed_tier": ["gold"], "customers": [10]}),
+        "meta": pd.DataFrame([{"current": "tiers.yaml", "current_version": "1.2.0", "proposed": "draft.yaml",
+                               "proposed_version": "2.0", "as_of": date(2025, 1, 1)}]),
+    }
+    results = first_quarter()
+    page = write(tmp_path / "2024Q4", Q4, results, backtest)
+    assert page == tmp_path / "2024Q4" / "review.html"
+    assert {p.name for p in page.parent.iterdir()} == {
+        "review.html", *(f"{name}.csv" for name in results if not name.startswith("_")),
+        "backtest_summary.csv", "backtest_moves.csv"}
+    assert set(EVALUATIONS) <= {p.stem for p in page.parent.glob("*.csv")}
+    html = page.read_text(encoding="utf-8")
+    assert "<section id='backtest'>" in html
+    assert "draft.yaml (version 2.0) against tiers.yaml (version 1.2.0) on the features as of 2025-01-01" in html
+    saved = pd.read_csv(page.parent / "tier_distribution.csv")
+    assert saved["revenue_share"].tolist() == [0.25, 0.75]
+    assert pd.read_csv(page.parent / "backtest_moves.csv").to_dict("records") == [
+        {"current_tier": "normal", "proposed_tier": "gold", "customers": 10}]
+
+
+def chromium() -> str:
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not path:
+        message = "Chromium is not installed (Debian package 'chromium'); the report test needs it"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("CI=true: " + message)
+        pytest.skip(message)
+    return path
+
+
+def open_in_chromium(page: Path, screenshot: Path, profile: Path) -> tuple[str, list[str]]:
+    """Render ``page`` headless; returns the rendered DOM and the console messages Chromium logged."""
+    flags = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
+             f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0", "--window-size=1280,2400"]
+    shot = subprocess.run([*flags, f"--screenshot={screenshot}", page.as_uri()], capture_output=True, text=True,
+                          timeout=120)
+    dom = subprocess.run([*flags, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
+    console = [line for line in (shot.stderr + dom.stderr).splitlines() if "CONSOLE" in line]
+    return dom.stdout, console
+
+
+def test_the_report_opens_in_chromium_with_every_section_and_chart(reviewed_warehouse, tmp_path: Path) -> None:
+    _, url, tmp = reviewed_warehouse
+    report = tmp / "reports" / "2025-01-01" / "review.html"
+    dom, console = open_in_chromium(report, tmp_path / "review.png", tmp_path / "profile")
+    for section in SECTIONS:
+        assert f'<section id="{section}">' in dom, section
+    for chart in ("chart-customers", "chart-revenue", "chart-pareto", "chart-retention", "chart-csat",
+                  "chart-winback", "chart-scheme", "chart-elimination", "chart-fairness"):
+        assert f'id="{chart}"' in dom, chart
+    assert "<table" in dom
+    assert "http" not in report.read_text().replace("http://www.w3.org/2000/svg", "")
+    assert console == []
+    assert (tmp_path / "review.png").stat().st_size > 20_000
+    csvs = {p.stem for p in report.parent.glob("*.csv")}
+    assert csvs == {*EVALUATIONS, "drift", "uplift", "scheme"}
+
+
+def test_the_console_check_does_catch_errors(tmp_path: Path) -> None:
+    """The harness above must be able to fail: a page that logs an error is caught."""
+    page = tmp_path / "broken.html"
+    page.write_text("<!DOCTYPE html><html><body><script>console.error('boom'); undefinedCall();</script></body></html>")
+    _, console = open_in_chromium(page, tmp_path / "broken.png", tmp_path / "profile")
+    assert any("boom" in line for line in console)
