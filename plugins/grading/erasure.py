@@ -25,7 +25,6 @@ from grading.frames import bulk_insert
 from grading.keys import pseudonym
 from grading.warehouse import exclusive
 
-SCHEMAS = ("raw", "staging", "ops", "marts")
 ERASED = "[erased]"
 
 

@@ -35,7 +35,6 @@ from grading.contract import SOURCE_TABLES
 
 log = logging.getLogger(__name__)
 
-IN_FLIGHT = ("extracting", "extracted")
 # Held for a whole extraction (grading.warehouse.held_lock): two extractions never interleave,
 # and a verdict (grading.validation.gate) waits for a running extraction.
 EXTRACTION_LOCK = "grading.batch"

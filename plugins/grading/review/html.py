@@ -126,10 +126,6 @@ def _section(section_id: str, title: str, intro: str, *content: str) -> str:
     return (f"<section id='{section_id}'><h2>{_esc(title)}</h2><p>{_esc(intro)}</p>{''.join(content)}</section>")
 
 
-SECTIONS = ("summary", "distribution", "pareto", "migration", "retention", "satisfaction", "winback", "uplift",
-            "scheme", "elimination", "stability", "fairness", "drift")
-
-
 def render(quarter: Quarter, results: dict[str, pd.DataFrame], backtest: dict[str, pd.DataFrame] | None = None) -> str:
     """The whole report as one HTML document."""
     meta = results["_meta"].iloc[0]

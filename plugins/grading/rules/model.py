@@ -19,7 +19,6 @@ from grading.conditions import COMPARISONS, MEMBERSHIP, NULL_TESTS
 from grading.qualification import Qualification
 
 OPERATORS = (*COMPARISONS, *MEMBERSHIP, *NULL_TESTS)
-HEADER_FIELDS = ("kind", "version", "effective_date", "owner", "description")
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from grading.review.html import SECTIONS, render, write
+from grading.review.html import render, write
 from grading.review.quarters import Quarter
 from grading.review.tables import EVALUATIONS
+
+# Every section of the report, in the order a reader meets them.
+SECTIONS = ("summary", "distribution", "pareto", "migration", "retention", "satisfaction", "winback", "uplift",
+            "scheme", "elimination", "stability", "fairness", "drift")
 
 Q4 = Quarter(2024, 4)
 
