@@ -95,7 +95,7 @@ def test_the_webhook_channel_posts_the_alert_as_json_with_basic_auth_and_extra_h
     port = int(base.rsplit(":", 1)[1])
     monkeypatch.setenv("AIRFLOW_CONN_GRADING_ALERTS", json.dumps({
         "conn_type": "http", "host": "127.0.0.1", "port": port, "schema": "/hooks/grading",
-        "login": "bot", "password": "s3cret", "extra": {"headers": {"X-Team": "data"}},
+        "login": "bot", "password": "test-pass", "extra": {"headers": {"X-Team": "data"}},
     }))
     alert = alerts.Alert(dag_id="customer_grading", task_id="publish", run_id="r3", as_of="2024-10-01",
                          error="IntegrityError: duplicate key", log_url="http://x/log", try_number=2, max_tries=1)
@@ -103,7 +103,7 @@ def test_the_webhook_channel_posts_the_alert_as_json_with_basic_auth_and_extra_h
     assert received.arrived.wait(10)
     (post,) = received.items
     assert post["path"] == "/hooks/grading"
-    assert post["headers"]["Authorization"] == "Basic " + base64.b64encode(b"bot:s3cret").decode()
+    assert post["headers"]["Authorization"] == "Basic " + base64.b64encode(b"bot:test-pass").decode()
     assert post["headers"]["X-Team"] == "data"
     assert post["body"]["text"] == alert.text
     assert (post["body"]["task_id"], post["body"]["try_number"], post["body"]["max_tries"]) == ("publish", 2, 1)
