@@ -19,8 +19,7 @@ OWNER = "grading"
 
 # Airflow 3 reads retry_exponential_backoff as a multiplier: 2.0 doubles the delay at each try
 # (1, 2, 4 minutes, with jitter, at most 15); True would mean 1.0, a constant delay.
-LOAD_RETRIES = {"retries": 3, "retry_delay": timedelta(minutes=1), "retry_exponential_backoff": 2.0,
-                "max_retry_delay": timedelta(minutes=15)}
+LOAD_RETRIES = {"retries": 3, "max_retry_delay": timedelta(minutes=15)}  # delay and backoff: DEFAULT_ARGS
 
 
 def alert(context: dict) -> None:

@@ -17,6 +17,7 @@ import tempfile
 import threading
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -144,6 +145,19 @@ class Received:
         self.arrived.set()
 
 
+@contextmanager
+def _serving(server: socketserver.BaseServer) -> Iterator[None]:
+    """``server`` answering in a thread for the block, shut down and closed after it."""
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
 @pytest.fixture
 def webhook() -> Iterator[tuple[str, Received]]:
     """An HTTP server on 127.0.0.1 that records every POST (path, headers, JSON body)."""
@@ -160,14 +174,8 @@ def webhook() -> Iterator[tuple[str, Received]]:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with _serving(server):
         yield f"http://127.0.0.1:{server.server_address[1]}", received
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
 
 
 @pytest.fixture
@@ -202,14 +210,8 @@ def smtp_server() -> Iterator[tuple[int, Received]]:
 
     server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with _serving(server):
         yield server.server_address[1], received
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
 
 
 # The quarterly review's warehouse, shared by the tests of grading.review.tables and grading.review.html.

@@ -26,8 +26,7 @@ from grading import periods
 from grading.features import features_as_of, load_features
 from grading.frames import bulk_insert, read_frame
 from grading.periods import PERIOD_STATE_LOCK
-from grading.rules.files import explain
-from grading.rules.model import CandidateList, CandidateRules, TierRules
+from grading.rules.model import CandidateList, CandidateRules, TierRules, explain
 from grading.tiers import assign_tiers
 from grading.warehouse import analyze, exclusive
 

@@ -10,8 +10,6 @@ import sys
 from datetime import date
 from pathlib import Path
 
-from sqlalchemy.engine import make_url
-
 from grading.settings import SOURCE_CONN_ID, WAREHOUSE_CONN_ID, connection_url, mask_urls
 
 
@@ -256,12 +254,13 @@ def cmd_erase(args: argparse.Namespace) -> int:
         deleted = erase(warehouse, args.customer_id, pseudonym_key(), data_docs_dir())
         if args.compact:
             before, after = compact(warehouse)
+        embedded = warehouse.dialect.name == "duckdb"
     print(f"erased {sum(deleted.values()):,} row(s) from {len(deleted)} table(s); recorded in ops.erasures by "
           "pseudonymous key, so later source rows of the customer are skipped, not graded. Erase the customer "
           "from the source too.")
     if args.compact:
         print(f"rewrote the warehouse file ({before:,} -> {after:,} bytes): nothing erased is left in it")
-    elif make_url(connection_url(WAREHOUSE_CONN_ID)).get_backend_name() == "duckdb":
+    elif embedded:
         print("note: DuckDB keeps deleted values in the file's free space until it is rewritten: run again with "
               "--compact (while no run uses the warehouse)")
     return 0
@@ -372,15 +371,13 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     import sqlalchemy as sa
 
-    from grading.convert import SourceDataError
     from grading.ledger import BatchError, BatchInFlight
     from grading.periods import PeriodOrderError
-    from grading.rules.files import RuleError
-    from grading.sources import MappingError
-    from grading.validation import SuiteError, ValidationFailed
+    from grading.validation import ValidationFailed
 
-    data_errors = (RuleError, MappingError, SuiteError, SourceDataError, ValidationFailed, BatchError, BatchInFlight,
-                   PeriodOrderError, ValueError, LookupError, OSError, sa.exc.SQLAlchemyError)
+    # rule, mapping, suite and source-data errors are ValueErrors
+    data_errors = (ValidationFailed, BatchError, BatchInFlight, PeriodOrderError, ValueError, LookupError, OSError,
+                   sa.exc.SQLAlchemyError)
     try:
         return args.func(args)
     except UsageError as exc:

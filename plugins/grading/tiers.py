@@ -30,8 +30,7 @@ from grading import periods
 from grading.features import load_features
 from grading.frames import bulk_insert, read_frame
 from grading.periods import PERIOD_STATE_LOCK
-from grading.rules.files import explain
-from grading.rules.model import TierRules
+from grading.rules.model import TierRules, explain
 from grading.warehouse import analyze, exclusive
 
 TIER_COLUMNS = ("customer_id", "tier", "tier_rank", "tier_rule", "tier_reason", "rule_version")

@@ -35,7 +35,16 @@ from grading.pipeline import Connections
 from grading.settings import pseudonym_key
 from grading.validation import ValidationFailed
 from grading.warehouse import migrate, open_engine
-from tests.helpers import ROOT, Source, WarehouseCopies, fingerprint, pass_batch, scalar, source_with_a_bad_order
+from tests.helpers import (
+    ROOT,
+    Source,
+    WarehouseCopies,
+    extract_validated,
+    fingerprint,
+    pass_batch,
+    scalar,
+    source_with_a_bad_order,
+)
 
 P0, P1, P2 = date(2024, 10, 1), date(2024, 11, 1), date(2024, 12, 1)
 KEY = b"test-key"
@@ -194,8 +203,7 @@ def test_an_earlier_period_that_overtakes_a_later_one_stops_its_publish(base: Ba
     source = base.source.copy(base.folder / "late.sqlite")
     customer = base.source.data.customers.sort_values("customer_id").iloc[-1]["customer_id"]
     url, conns = base.run("overtaken", source)
-    extracted = pipeline.extract_stage(conns, P2, "p2")
-    pipeline.validate_stage(conns, P2, "p2", extracted["batch"])
+    extract_validated(conns, P2, "p2")
     for stage in ("features", "churn", "tiers"):
         getattr(pipeline, f"{stage}_stage")(conns, P2, "p2")
     source.sql("INSERT INTO orders (order_id, customer_id, order_ts, status, amount, margin) "

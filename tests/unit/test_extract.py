@@ -95,6 +95,15 @@ def test_rows_of_the_batch_are_stamped(tmp_path: Path, table: str) -> None:
     assert scalar(url, f"SELECT COUNT(*) FROM raw.{table} WHERE extracted_at = :b", b=batch) == total > 0  # noqa: S608
 
 
+def _extract_two_periods(source_url: str, url: str) -> None:
+    """Extract up to 2024-07-01, pass that batch, then extract up to 2025-01-01 (the second batch unverdicted)."""
+    with open_engine(source_url) as source, open_engine(url) as warehouse:
+        migrate(warehouse)
+        extract(source, warehouse, datetime(2024, 7, 1), KEY, batch=datetime(2024, 7, 1, 1))
+        pass_batch(warehouse, datetime(2024, 7, 1, 1))
+        extract(source, warehouse, datetime(2025, 1, 1), KEY, batch=datetime(2025, 1, 1, 1))
+
+
 @pytest.mark.parametrize("source_kind", ["postgresql", "mariadb"])
 def test_extracts_from_server_databases(tmp_path: Path, source_kind: str, request: pytest.FixtureRequest) -> None:
     """CRM and ERP data often lives in PostgreSQL or MySQL/MariaDB: extract from real servers."""
@@ -102,11 +111,7 @@ def test_extracts_from_server_databases(tmp_path: Path, source_kind: str, reques
     data = demo.generate(customers=120, seed=13)
     demo.write_source(data, source_url)
     url = f"duckdb:///{tmp_path / 'w.duckdb'}"
-    with open_engine(source_url) as source, open_engine(url) as warehouse:
-        migrate(warehouse)
-        extract(source, warehouse, datetime(2024, 7, 1), KEY, batch=datetime(2024, 7, 1, 1))
-        pass_batch(warehouse, datetime(2024, 7, 1, 1))
-        extract(source, warehouse, datetime(2025, 1, 1), KEY, batch=datetime(2025, 1, 1, 1))
+    _extract_two_periods(source_url, url)
     assert _raw_counts(url) == _expected_counts(data, date(2025, 1, 1))
     want = data.orders[data.orders["order_ts"] < "2025-01-01"]["amount"].sum()
     assert float(scalar(url, "SELECT SUM(amount) FROM raw.orders")) == pytest.approx(want, abs=0.01)
@@ -121,14 +126,10 @@ def test_a_duckdb_source_is_read_through_arrow_into_the_same_rows(tmp_path: Path
         source_url = f"{kind}:///{tmp_path / f'source.{kind}'}"
         demo.write_source(data, source_url)
         url = f"duckdb:///{tmp_path / f'w_{kind}.duckdb'}"
-        with open_engine(source_url) as source, open_engine(url) as warehouse:
-            migrate(warehouse)
-            extract(source, warehouse, datetime(2024, 7, 1), KEY, batch=datetime(2024, 7, 1, 1))
-            pass_batch(warehouse, datetime(2024, 7, 1, 1))
-            extract(source, warehouse, datetime(2025, 1, 1), KEY, batch=datetime(2025, 1, 1, 1))
-            with warehouse.connect() as conn:
-                raw[kind] = {t: read_frame(conn, f"SELECT * FROM raw.{t} ORDER BY {spec.key}")  # noqa: S608
-                             for t, spec in SOURCE_TABLES.items()}
+        _extract_two_periods(source_url, url)
+        with open_engine(url) as warehouse, warehouse.connect() as conn:
+            raw[kind] = {t: read_frame(conn, f"SELECT * FROM raw.{t} ORDER BY {spec.key}")  # noqa: S608
+                         for t, spec in SOURCE_TABLES.items()}
     assert {t: len(f) for t, f in raw["duckdb"].items()} == _expected_counts(data, date(2025, 1, 1))
     for table, frame in raw["sqlite"].items():
         pd.testing.assert_frame_equal(raw["duckdb"][table], frame, check_dtype=False)

@@ -2,9 +2,8 @@
 -- :previous_snapshot), by churn reason: how many completed an order during this quarter
 -- and the revenue they brought (review_quarter_revenue, quarter_revenue.sql).
 WITH candidates AS (
-    SELECT w.customer_key, k.customer_id, COALESCE(w.churn_reason, 'unknown') AS churn_reason
+    SELECT w.customer_key, COALESCE(w.churn_reason, 'unknown') AS churn_reason
     FROM marts.winback_candidates AS w
-    JOIN ops.customer_keys AS k ON k.customer_key = w.customer_key
     WHERE w.as_of_date = CAST(:previous_snapshot AS DATE)
 )
 

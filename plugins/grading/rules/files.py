@@ -16,8 +16,6 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from grading import yamlfile
 from grading.conditions import MEMBERSHIP, NULL_TESTS
 from grading.filecheck import FileChecker
@@ -227,10 +225,10 @@ def _damping(check: _Checker, node: Any) -> Damping:
         check.fail(node, "must be a mapping", "damping")
     after = node.get("downgrade_after_periods", 1)
     steps = node.get("max_steps_down")
-    if not isinstance(after, int) or isinstance(after, bool) or after < 1:
+    if not _whole(after, 1):
         check.fail(node, f"must be a whole number of periods, 1 or more, got {after!r}", "damping",
                    "downgrade_after_periods")
-    if steps is not None and (not isinstance(steps, int) or isinstance(steps, bool) or steps < 1):
+    if steps is not None and not _whole(steps, 1):
         check.fail(node, f"must be a whole number, 1 or more, got {steps!r}", "damping", "max_steps_down")
     return Damping(downgrade_after_periods=after, max_steps_down=steps)
 
@@ -307,7 +305,7 @@ def load_candidate_rules(path: Path, features: Iterable[str], read: Reader = Pat
         check.known_only(node, ("rules", "exemptions", "churn_reasons", "unknown_reason_action", "confirm_periods",
                                 "control_share", "control_actions"), None, section)
         confirm = node.get("confirm_periods", 1)
-        if not isinstance(confirm, int) or isinstance(confirm, bool) or confirm < 1:
+        if not _whole(confirm, 1):
             check.fail(node, f"must be a whole number of periods, 1 or more, got {confirm!r}", section,
                        "confirm_periods")
         share = node.get("control_share", 0.0)
@@ -343,16 +341,3 @@ def load_candidate_rules(path: Path, features: Iterable[str], read: Reader = Pat
 
 def rules_dir() -> Path:
     return include_dir() / "rules"
-
-
-def explain(rule: Rule, frame: pd.DataFrame) -> pd.Series:
-    """Per row: the rule and the values that decided it, e.g. 'gold_band: monetary_365d=12000.0 (>= 10000)'.
-
-    Only the comparisons that held are shown, so an ``any`` group names the branch that fired.
-    """
-    text = pd.Series(f"{rule.name}:", index=frame.index, dtype="string")
-    for leaf in rule.when.leaves():
-        shown = frame[leaf.feature].astype("string").fillna("missing")
-        part = f" {leaf.feature}=" + shown + f" ({leaf.describe().removeprefix(leaf.feature).strip()});"
-        text = text + part.where(leaf.evaluate(frame), "")
-    return text.str.rstrip(";")

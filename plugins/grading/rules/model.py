@@ -164,3 +164,16 @@ class CandidateRules:
 
     def lists(self) -> dict[str, CandidateList]:
         return {name: getattr(self, name) for name in CANDIDATE_LISTS}
+
+
+def explain(rule: Rule, frame: pd.DataFrame) -> pd.Series:
+    """Per row: the rule and the values that decided it, e.g. 'gold_band: monetary_365d=12000.0 (>= 10000)'.
+
+    Only the comparisons that held are shown, so an ``any`` group names the branch that fired.
+    """
+    text = pd.Series(f"{rule.name}:", index=frame.index, dtype="string")
+    for leaf in rule.when.leaves():
+        shown = frame[leaf.feature].astype("string").fillna("missing")
+        part = f" {leaf.feature}=" + shown + f" ({leaf.describe().removeprefix(leaf.feature).strip()});"
+        text = text + part.where(leaf.evaluate(frame), "")
+    return text.str.rstrip(";")

@@ -72,28 +72,32 @@ def run_rules(warehouse: Engine, run_id: str, as_of: date | None = None) -> tupl
     with ``as_of``, only if they have taken effect by then (``in_effect``).
 
     Pinning stores exactly the bytes that were checked, and a broken rule file stops the
-    run before anything is stored; the rules returned are always loaded from the pinned bytes.
+    run before anything is stored; the rules returned are always loaded from exactly the pinned bytes.
     """
     with exclusive(warehouse, "grading.rule_pins") as conn:
         pinned = read_frame(conn, "SELECT role, file_path, content FROM ops.run_rule_pins WHERE run_id = :run",
                             {"run": run_id})
-        if pinned.empty:
-            pinned = _pin(conn, run_id)
-        files = {path: content.encode("utf-8") for path, content in zip(pinned["file_path"], pinned["content"],
-                                                                         strict=True)}
-        paths = dict(zip(pinned["role"], pinned["file_path"], strict=True))
-
-        def read(path: Path) -> bytes:
-            if str(path) not in files:
-                raise FileNotFoundError(path)
-            return files[str(path)]
-
-        rules = load_rules(Path(paths["tiers"]), Path(paths["candidates"]), read)
+        # pinned now: loaded and checked from the very bytes just stored; else from the stored bytes
+        rules = _pin(conn, run_id) if pinned.empty else _from_pins(pinned)
     return rules if as_of is None else in_effect(rules, as_of)
 
 
-def _pin(conn: sa.Connection, run_id: str) -> pd.DataFrame:
-    """Check the rule files in force and store the bytes that were checked."""
+def _from_pins(pinned: pd.DataFrame) -> tuple[TierRules, CandidateRules]:
+    """The rules loaded from the bytes a run pinned."""
+    files = {path: content.encode("utf-8") for path, content in zip(pinned["file_path"], pinned["content"],
+                                                                     strict=True)}
+    paths = dict(zip(pinned["role"], pinned["file_path"], strict=True))
+
+    def read(path: Path) -> bytes:
+        if str(path) not in files:
+            raise FileNotFoundError(path)
+        return files[str(path)]
+
+    return load_rules(Path(paths["tiers"]), Path(paths["candidates"]), read)
+
+
+def _pin(conn: sa.Connection, run_id: str) -> tuple[TierRules, CandidateRules]:
+    """Check the rule files in force, store the bytes that were checked, and return the rules."""
     read: dict[str, bytes] = {}
 
     def capture(path: Path) -> bytes:
@@ -109,4 +113,4 @@ def _pin(conn: sa.Connection, run_id: str) -> pd.DataFrame:
                           "content": read[str(path)].decode("utf-8"), "pinned_at": now}
                          for role, path in roles.items() if path is not None])
     bulk_insert(conn, "ops.run_rule_pins", pins)
-    return pins
+    return tiers, candidates

@@ -193,10 +193,10 @@ def test_a_window_reads_only_the_files_of_its_period(tmp_path: Path) -> None:
     drop_periods(tmp_path / "drop")
     (tmp_path / "drop" / "sales_2024-01.parquet").write_bytes(b"not parquet")  # would fail if it were read
     path = mapping_file(tmp_path, DROP_MAPPING, source="source: {type: files, location: drop, format: parquet}")
-    rows = MappedSource(load_mapping(path)).read_table("orders", datetime(2024, 4, 1), datetime(2024, 5, 1))
+    rows = read(path, "orders", datetime(2024, 4, 1), datetime(2024, 5, 1))
     assert sorted(rows.frame["order_id"]) == ["4-1", "4-2", "4-3"]
     with pytest.raises(SourceDataError, match="sales_2024-01.parquet"):
-        MappedSource(load_mapping(path)).read_table("orders", None, datetime(2024, 5, 1))
+        read(path, "orders", None, datetime(2024, 5, 1))
 
 
 def test_interactions_are_extracted_when_fed_and_empty_when_not(tmp_path: Path) -> None:
