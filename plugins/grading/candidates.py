@@ -32,30 +32,74 @@ from grading.warehouse import analyze, exclusive
 
 FLAG_COLUMNS = ("customer_id", "flag", "rule_name", "reason", "action", "severity", "previous_tier",
                 "churn_reason", "priority", "value_before", "last_order_at", "rule_version", "rules_sha256",
-                "periods_met", "control_group")
+                "periods_met", "control_group", "exemption")
 PENDING = "_pending"  # suffix of a guarded list's rows that have not met the criteria long enough yet
+EXEMPT = "_exempt"  # suffix of the rows of customers a rule met but an exemption kept off the list
 YEAR = timedelta(days=365)
 RECENT_PERIODS = 4
 # Used when no churn score exists (too little history to train): an even chance of return.
 DEFAULT_RETURN_LIKELIHOOD = 0.5
 
 
-def _flag_list(frame: pd.DataFrame, rules: CandidateList, flag: str, version: str) -> pd.DataFrame:
-    exempt = pd.Series(False, index=frame.index)
-    for exemption in rules.exemptions:
-        exempt |= exemption.when.evaluate(frame)
-    taken = exempt.copy()
-    parts = []
+def _exemption_masks(frame: pd.DataFrame, rules: CandidateList,
+                     listed_before: dict[str, pd.Series]) -> list[tuple[str, pd.Series, pd.Series]]:
+    """(name, applies, reason) per exemption, in the order they are reported: a list of higher
+    precedence first (one action per customer and period), then the list's own exemptions."""
+    masks = [(f"listed_on_{name}", listed,
+              pd.Series(f"listed on {name} this period, which takes precedence", index=frame.index, dtype="string"))
+             for name, listed in listed_before.items()]
+    return masks + [(e.name, e.when.evaluate(frame), explain(e, frame)) for e in rules.exemptions]
+
+
+def _flag_list(frame: pd.DataFrame, rules: CandidateList, flag: str, version: str,
+               listed_before: dict[str, pd.Series], lowest_tier: str | None = None) -> pd.DataFrame:
+    """The list's rows: the first rule that holds lists a customer unless an exemption applies;
+    customers a rule met but an exemption kept off are rows of flag ``<list>_exempt``.
+
+    With ``lowest_tier`` (elimination), a rule lists only the tiers it names, by default the
+    lowest: a customer of a higher tier whom no rule may list is kept off as ``higher_tier``.
+    """
+    taken = pd.Series(False, index=frame.index)
+    met_first = pd.Series(pd.NA, index=frame.index, dtype="string")  # first rule met, tier aside
+    rule_of = pd.Series(pd.NA, index=frame.index, dtype="string")
+    by_name = {rule.name: rule for rule in rules.rules}
+    reasons = pd.Series(pd.NA, index=frame.index, dtype="string")
     for rule in rules.rules:
-        hit = rule.when.evaluate(frame) & ~taken
+        holds = rule.when.evaluate(frame)
+        met_first = met_first.mask(met_first.isna() & holds, rule.name)
+        allowed = frame["tier"].isin(rule.tiers or (lowest_tier,)) if lowest_tier else True
+        hit = holds & allowed & ~taken
         taken |= hit
-        chosen = frame.loc[hit]
-        parts.append(pd.DataFrame({
-            "customer_id": chosen["customer_id"], "flag": flag, "rule_name": rule.name,
-            "reason": explain(rule, chosen), "action": rule.action, "severity": rule.severity,
-            "rule_version": version,
-        }, index=chosen.index))
-    return pd.concat(parts) if parts else pd.DataFrame(columns=["customer_id", "flag"])
+        rule_of[hit] = rule.name
+        reasons[hit] = explain(rule, frame.loc[hit])
+    exemption = pd.Series(pd.NA, index=frame.index, dtype="string")
+    exemption_reason = pd.Series(pd.NA, index=frame.index, dtype="string")
+    for name, applies, why in _exemption_masks(frame, rules, listed_before):
+        fresh = taken & applies & exemption.isna()
+        exemption[fresh], exemption_reason[fresh] = name, why[fresh]
+    if lowest_tier:
+        kept_off = ~taken & met_first.notna()
+        exemption[kept_off] = "higher_tier"
+        exemption_reason[kept_off] = ("tier " + frame.loc[kept_off, "tier"].astype("string")
+                                      + ": no rule met lists that tier (elimination lists the lowest tier, "
+                                      + lowest_tier + ", unless a rule names another)")
+        rule_of[kept_off] = met_first[kept_off]
+        for name in met_first[kept_off].unique():
+            rows = kept_off & (met_first == name)
+            reasons[rows] = explain(by_name[name], frame.loc[rows])
+    rows = rule_of.notna()
+    chosen = frame.loc[rows]
+    exempt = exemption[rows].notna()
+    return pd.DataFrame({
+        "customer_id": chosen["customer_id"],
+        "flag": exempt.map({True: flag + EXEMPT, False: flag}),
+        "rule_name": rule_of[rows],
+        "reason": reasons[rows].where(~exempt, exemption_reason[rows] + "; met " + reasons[rows]),
+        "action": rule_of[rows].map({r.name: r.action for r in rules.rules}),
+        "severity": rule_of[rows].map({r.name: r.severity for r in rules.rules}),
+        "rule_version": version,
+        "exemption": exemption[rows],
+    }, index=chosen.index)
 
 
 def churn_reasons(frame: pd.DataFrame, rules: CandidateRules) -> pd.DataFrame:
@@ -94,15 +138,24 @@ def confirm(flags: pd.DataFrame, previous_met: pd.Series, rules: CandidateRules)
 
 
 def flag_candidates(graded: pd.DataFrame, rules: CandidateRules, as_of: date | None = None,
-                    previous_met: dict[str, pd.Series] | None = None) -> pd.DataFrame:
+                    previous_met: dict[str, pd.Series] | None = None,
+                    lowest_tier: str | None = None) -> pd.DataFrame:
     """Rows for every list (elimination, win_back, core) for ``graded`` customers.
 
     ``graded`` holds the features plus the columns of :func:`with_history`; ``previous_met``
-    maps each list to the periods its customers had met it as of the previous period.
+    maps each list to the periods its customers had met it as of the previous period. Lists
+    are filled in the rules' order of precedence: a customer one list names is exempt from
+    the lists after it. With ``lowest_tier``, elimination rules list that tier only unless
+    they name others.
     """
     version = rules.source.version
-    flags = pd.concat([_flag_list(graded, rules_list, name, version)
-                       for name, rules_list in rules.lists().items()])
+    parts, listed_before = [], {}
+    for name, rules_list in rules.lists().items():  # in precedence order
+        part = _flag_list(graded, rules_list, name, version, dict(listed_before),
+                          lowest_tier if name == "elimination" else None)
+        listed_before[name] = graded.index.isin(part.index[part["flag"] == name])
+        parts.append(part)
+    flags = pd.concat(parts)
     flags["rules_sha256"] = rules.source.content_hash
     # True / False for rows eligible for the list's control draw; empty for the others.
     flags["control_group"] = pd.Series(pd.NA, index=flags.index, dtype="boolean")
@@ -127,7 +180,8 @@ def flag_candidates(graded: pd.DataFrame, rules: CandidateRules, as_of: date | N
     flags = confirm(flags, previous_met or {}, rules)
     out = flags.reset_index(drop=True)[list(FLAG_COLUMNS)]
     return out.astype({"previous_tier": "string", "severity": "string", "churn_reason": "string",
-                       "priority": "float64", "value_before": "float64", "control_group": "boolean"})
+                       "priority": "float64", "value_before": "float64", "control_group": "boolean",
+                       "exemption": "string"})
 
 
 def periods_met_before(conn: Connection, as_of: date) -> dict[str, pd.Series]:
@@ -182,7 +236,7 @@ def flag(warehouse: Engine, as_of: date, tier_rules: TierRules, rules: Candidate
                                    "WHERE as_of_date = :as_of", {"as_of": as_of})
         graded = with_history(features, current, year_ago, assign_tiers(year_ago, tier_rules),
                               peak_tier_rank_recent(conn, as_of), rules.protected_ids)
-        flags = flag_candidates(graded, rules, as_of, periods_met_before(conn, as_of))
+        flags = flag_candidates(graded, rules, as_of, periods_met_before(conn, as_of), tier_rules.tiers[0])
         flags.insert(0, "as_of_date", as_of)
         conn.execute(sa.text("DELETE FROM staging.customer_flags WHERE as_of_date = :as_of"), {"as_of": as_of})
         bulk_insert(conn, "staging.customer_flags", flags)

@@ -20,9 +20,17 @@ SCHEMA = "marts"
 
 
 def load_catalogue() -> dict[str, dict]:
-    """The relations of include/sql/marts.yml, read by the project's one YAML loader (a key twice is an error)."""
+    """The relations of include/sql/marts.yml, read by the project's one YAML loader (a key twice is an error).
+
+    A view that shows every column of a table says ``columns: {same_as: <table>}`` and gets
+    that table's descriptions.
+    """
     path = include_dir() / "sql" / "marts.yml"
-    return yamlfile.load(path, path.read_bytes())["relations"]
+    relations = yamlfile.load(path, path.read_bytes())["relations"]
+    for spec in relations.values():
+        if set(spec["columns"]) == {"same_as"}:
+            spec["columns"] = relations[spec["columns"]["same_as"]]["columns"]
+    return relations
 
 
 def published_columns(conn: Connection) -> dict[str, list[tuple[str, str]]]:

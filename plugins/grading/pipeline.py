@@ -26,7 +26,7 @@ from grading.frames import bulk_insert
 from grading.review.quarters import Quarter
 from grading.review.tables import build_review
 from grading.rules.model import RuleFile
-from grading.rules.pins import in_effect, load_rules, run_rules
+from grading.rules.pins import in_effect, load_rules, load_service, run_rules, run_service_levels
 from grading.settings import (
     SOURCE_CONN_ID,
     WAREHOUSE_CONN_ID,
@@ -218,9 +218,11 @@ def flags_stage(conns: Connections, as_of: date, run_id: str) -> dict:
 def publish_stage(conns: Connections, as_of: date, run_id: str) -> dict:
     """Publish the period; the summary names the published periods that are stale now."""
     with open_engine(conns.warehouse_url) as warehouse, audited(warehouse, run_id, as_of, "publish") as audit:
+        tier_rules, candidate_rules = run_rules(warehouse, run_id)
+        standards = publish.Standards(run_service_levels(warehouse, run_id), tier_rules.tiers, candidate_rules.review)
         with warehouse.connect() as conn:
             token = ledger.settled(conn)
-        published = publish.publish(warehouse, as_of, run_id, token)
+        published = publish.publish(warehouse, as_of, run_id, token, standards)
         audit["rows_out"] = sum(published.rows.values())
         if published.stale:
             audit["message"] = "stale published periods (regrade them in date order): " + "; ".join(
@@ -260,7 +262,8 @@ def review_stage(conns: Connections, quarter: Quarter, run_id: str, output_dir: 
 def run_grading(conns: Connections, as_of: date, run_id: str | None = None) -> dict:
     """Every stage for ``as_of`` in order, in this process; returns each stage's summary."""
     run_id = run_id or new_run_id(as_of)
-    in_effect(load_rules(), as_of)  # a broken or not yet effective rule file stops it before the warehouse is touched
+    rules = load_rules()  # a broken or not yet effective rule file stops it before the warehouse is touched
+    in_effect(rules, as_of, load_service(rules))
     summary = {"run_id": run_id, "as_of": as_of.isoformat()}
     summary["extract"] = extract_stage(conns, as_of, run_id)
     summary["validate"] = validate_stage(conns, as_of, run_id, summary["extract"]["batch"])

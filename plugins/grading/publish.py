@@ -21,10 +21,12 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from grading import ledger, periods
+from grading import decisions, ledger, periods
 from grading.catalog import load_catalogue
 from grading.frames import bulk_insert, read_query_file
 from grading.periods import PERIOD_STATE_LOCK, PeriodState
+from grading.rules.model import ReviewPolicy
+from grading.rules.service import ServiceLevels, entitlements_frame, treatments_frame
 from grading.settings import include_dir
 from grading.warehouse import analyze, exclusive, run_sql_file
 
@@ -36,7 +38,7 @@ CUT_POINT_DRIFT = 0.25
 # the publish files' per-period tables, counted by published_counts (the others span every period)
 PUBLISHED_TABLES = (
     "customer_features_snapshot", "customer_tier_snapshot", "elimination_candidates", "winback_candidates",
-    "core_customers",
+    "core_customers", "candidate_exemptions",
 )
 
 # Relations of include/sql/marts.yml that no include/sql/publish/<relation>.sql loads.
@@ -46,8 +48,12 @@ LOADED_ELSEWHERE = frozenset({
     # by other stages and commands
     "run_audit", "validation_results", "model_runs", "run_rule_files", "published_periods",
     "elimination_decisions",
+    # by this module, from the run's rule files (store_standards, grading.decisions.restate)
+    "service_entitlements", "action_treatments", "elimination_status",
     # views (migrations)
-    "current_customer_tier", "tier_summary", "elimination_status",
+    "current_customer_tier", "tier_summary", "current_customer_features", "current_elimination_candidates",
+    "current_nurture_candidates", "current_winback_candidates", "current_core_customers",
+    "current_customer_service",
     # the quarterly review
     "review_tier_distribution", "review_pareto", "review_tier_migration", "review_retention",
     "review_satisfaction", "review_winback", "review_elimination", "review_stability", "review_fairness",
@@ -65,8 +71,18 @@ class Published:
     stale: list[PeriodState]  # published periods that no longer follow from the ones before them
 
 
+@dataclass(frozen=True)
+class Standards:
+    """What publish stores beside the period's grades: the run's service levels for its tiers,
+    and the review policy the elimination statuses are restated under."""
+
+    levels: ServiceLevels
+    tiers: tuple[str, ...]
+    review: ReviewPolicy = ReviewPolicy()
+
+
 def publish(warehouse: Engine, as_of: date, run_id: str = "publish",
-            settled: tuple[int, datetime | None] | None = None) -> Published:
+            settled: tuple[int, datetime | None] | None = None, standards: Standards | None = None) -> Published:
     """Replace the published rows of ``as_of``.
 
     Refused when the period's own grading read an earlier period's state that has changed
@@ -77,13 +93,16 @@ def publish(warehouse: Engine, as_of: date, run_id: str = "publish",
     """
     relations = publish_files()
     # tier history and the dimension span all periods; the period state must not move meanwhile
-    with exclusive(warehouse, "grading.publish", PERIOD_STATE_LOCK) as conn:
+    with exclusive(warehouse, "grading.publish", PERIOD_STATE_LOCK, decisions.LOCK) as conn:
         periods.check_in_order(conn, as_of)
         for relation in relations:
             run_sql_file(conn, f"publish/{relation}", {"as_of": as_of})
         analyze(conn, "marts.customer_tier_snapshot")  # the period's new rows, read by the next step
         update_tier_history(conn, as_of)
         store_cut_points(conn, as_of)
+        if standards is not None:
+            store_standards(conn, as_of, standards)
+        decisions.restate(conn, standards.review if standards else ReviewPolicy())
         analyze(conn, *(f"marts.{table}" for table in (*relations, "tier_history")
                         if table != "customer_tier_snapshot"))  # analyzed above, unchanged since
         if settled is not None:
@@ -152,6 +171,15 @@ def store_cut_points(conn: Connection, as_of: date, drift_share: float = CUT_POI
     conn.execute(sa.text("DELETE FROM marts.score_cut_points WHERE as_of_date = :as_of"), {"as_of": as_of})
     bulk_insert(conn, "marts.score_cut_points", cuts)
     return cuts
+
+
+def store_standards(conn: Connection, as_of: date, standards: Standards) -> None:
+    """Keep the period's service entitlements per tier and treatments per action."""
+    for table, frame in (("service_entitlements", entitlements_frame(standards.levels, standards.tiers)),
+                         ("action_treatments", treatments_frame(standards.levels))):
+        conn.execute(sa.text(f"DELETE FROM marts.{table} WHERE as_of_date = :as_of"), {"as_of": as_of})  # noqa: S608 - constant names
+        frame.insert(0, "as_of_date", as_of)
+        bulk_insert(conn, f"marts.{table}", frame)
 
 
 def published_counts(conn: Connection, as_of: date) -> dict[str, int]:

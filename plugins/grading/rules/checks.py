@@ -235,6 +235,11 @@ def candidate_findings(candidates: CandidateRules, tiers: TierRules) -> list[Fin
             if _intersect(_leaf(leaf), ranks) == ():
                 found.append(Finding("error", candidates.source, rule.name, f"{leaf.describe()} can never hold: tier "
                                      f"ranks run from 1 to {len(tiers.tiers)} in {tiers.source.path.name}"))
+    for rule in candidates.elimination.rules:
+        unknown = [t for t in rule.tiers or () if t not in tiers.tiers]
+        if unknown:
+            found.append(Finding("error", candidates.source, rule.name, f"tiers names {', '.join(map(repr, unknown))}, "
+                                 f"not a tier of {tiers.source.path.name} ({', '.join(tiers.tiers)})"))
     return found
 
 

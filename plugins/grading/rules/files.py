@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from grading import yamlfile
+from grading.catalog import load_catalogue
 from grading.conditions import MEMBERSHIP, NULL_TESTS
 from grading.filecheck import FileChecker
 from grading.qualification import REVIEWS, WINDOWS, Qualification
@@ -28,6 +29,7 @@ from grading.rules.model import (
     CandidateList,
     CandidateRules,
     Condition,
+    ReviewPolicy,
     Damping,
     Rule,
     RuleFile,
@@ -41,7 +43,7 @@ class RuleError(ValueError):
     """A rule file is not valid; the message names the file, line, rule and field."""
 
 
-class _Checker(FileChecker):
+class RuleChecker(FileChecker):
     """Builds typed rules from parsed YAML, raising RuleError that points at the mistake."""
 
     error, scope = RuleError, "rule"
@@ -147,8 +149,14 @@ class _Checker(FileChecker):
             if name in seen:
                 self.fail(node, "duplicate rule name", name, "name")
             seen.add(name)
-            self.known_only(node, ("name", "description", "when", "tier", "action", "severity"), name)
+            self.known_only(node, ("name", "description", "when", "tier", "action", "severity",
+                                   *(("tiers",) if section == "elimination.rules" else ())), name)
             values = {k: self.require(node, k, str, name) for k in need}
+            if "tiers" in node:
+                tiers = node["tiers"]
+                if not isinstance(tiers, list) or not tiers or not all(isinstance(t, str) for t in tiers):
+                    self.fail(node, f"must be a non-empty list of tier names, got {tiers!r}", name, "tiers")
+                values["tiers"] = tuple(tiers)
             severity = node.get("severity")
             if severity is not None and severity not in SEVERITIES:
                 self.fail(node, f"must be one of {', '.join(SEVERITIES)}, got {severity!r}", name, "severity")
@@ -166,7 +174,8 @@ def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
 Reader = Callable[[Path], bytes]
 
 
-def _parse(path: Path, read: Reader = Path.read_bytes) -> tuple[Any, bytes]:
+def parse_rule_file(path: Path, read: Reader = Path.read_bytes) -> tuple[Any, bytes]:
+    """The YAML document of a rule file and its bytes; RuleError when it cannot be read or parsed."""
     try:
         raw = read(path)
     except FileNotFoundError:
@@ -181,8 +190,8 @@ def _parse(path: Path, read: Reader = Path.read_bytes) -> tuple[Any, bytes]:
 
 def load_tier_rules(path: Path, features: Iterable[str], read: Reader = Path.read_bytes) -> TierRules:
     """Load and check a tier rule file against the features the pipeline computes."""
-    doc, raw = _parse(path, read)
-    check = _Checker(path, features)
+    doc, raw = parse_rule_file(path, read)
+    check = RuleChecker(path, features)
     source = check.header(doc, raw, "tiers")
     tiers = check.require(doc, "tiers", list)
     if len(tiers) < 2 or len(set(tiers)) != len(tiers) or not all(isinstance(t, str) for t in tiers):
@@ -218,7 +227,7 @@ def load_tier_rules(path: Path, features: Iterable[str], read: Reader = Path.rea
                      seed=int(check.require(cluster, "seed", int, "kmeans")))
 
 
-def _damping(check: _Checker, node: Any) -> Damping:
+def _damping(check: RuleChecker, node: Any) -> Damping:
     if node is None:
         return Damping()
     if not isinstance(node, dict):
@@ -237,7 +246,7 @@ def _whole(value: Any, lowest: int) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= lowest
 
 
-def _qualification(check: _Checker, node: Any) -> Qualification:
+def _qualification(check: RuleChecker, node: Any) -> Qualification:
     if node is None:
         return Qualification()
     if not isinstance(node, dict):
@@ -260,7 +269,7 @@ def _qualification(check: _Checker, node: Any) -> Qualification:
     return Qualification(window=window, days=days, review=review, grace_days=grace)
 
 
-def _weights(check: _Checker, doc: dict) -> tuple[WeightedFeature, ...]:
+def _weights(check: RuleChecker, doc: dict) -> tuple[WeightedFeature, ...]:
     nodes = check.require(doc, "weights", list)
     terms = []
     for node in nodes:
@@ -282,7 +291,7 @@ def _weights(check: _Checker, doc: dict) -> tuple[WeightedFeature, ...]:
     return tuple(terms)
 
 
-def _score_bands(check: _Checker, doc: dict, tiers: list[str]) -> tuple[tuple[str, float], ...]:
+def _score_bands(check: RuleChecker, doc: dict, tiers: list[str]) -> tuple[tuple[str, float], ...]:
     node = check.require(doc, "score_bands", dict)
     bands = []
     for tier, lowest in node.items():
@@ -296,14 +305,15 @@ def _score_bands(check: _Checker, doc: dict, tiers: list[str]) -> tuple[tuple[st
 
 def load_candidate_rules(path: Path, features: Iterable[str], read: Reader = Path.read_bytes) -> CandidateRules:
     """Load and check an elimination / win-back / core rule file (and its protected list)."""
-    doc, raw = _parse(path, read)
-    check = _Checker(path, features)
+    doc, raw = parse_rule_file(path, read)
+    check = RuleChecker(path, features)
     source = check.header(doc, raw, "candidates")
     lists = {}
     for section in CANDIDATE_LISTS:
         node = check.require(doc, section, dict)
         check.known_only(node, ("rules", "exemptions", "churn_reasons", "unknown_reason_action", "confirm_periods",
-                                "control_share", "control_actions"), None, section)
+                                "control_share", "control_actions", *(("review",) if section == "elimination"
+                                                                      else ())), None, section)
         confirm = node.get("confirm_periods", 1)
         if not _whole(confirm, 1):
             check.fail(node, f"must be a whole number of periods, 1 or more, got {confirm!r}", section,
@@ -336,7 +346,40 @@ def load_candidate_rules(path: Path, features: Iterable[str], read: Reader = Pat
     return CandidateRules(source=source, churn_reasons=reasons, protected_ids=protected,
                           protected_list=protected_path,
                           unknown_reason_action=str(win_back.get("unknown_reason_action", "personal_call")),
-                          **lists)
+                          precedence=_precedence(check, doc), review=_review(check, doc["elimination"]), **lists)
+
+
+def _precedence(check: RuleChecker, doc: dict) -> tuple[str, ...]:
+    order = doc.get("precedence", list(CandidateRules.precedence))
+    if not isinstance(order, list) or sorted(order) != sorted(CANDIDATE_LISTS):
+        check.fail(doc, f"must name each list once ({', '.join(CANDIDATE_LISTS)}), first the one that wins; "
+                        f"got {order!r}", None, "precedence")
+    return tuple(order)
+
+
+def _review(check: RuleChecker, elimination: dict) -> ReviewPolicy:
+    node = elimination.get("review")
+    if node is None:
+        return ReviewPolicy()
+    check.keys(node, ("proposal_expiry_days", "material_change"), "elimination.review", "the review policy")
+    expiry = node.get("proposal_expiry_days", ReviewPolicy.proposal_expiry_days)
+    if expiry is not None and not _whole(expiry, 1):
+        check.fail(node, f"must be a whole number of days, 1 or more (or null: never), got {expiry!r}",
+                   "elimination.review", "proposal_expiry_days")
+    changes = node.get("material_change", dict(ReviewPolicy.material_change))
+    if not isinstance(changes, dict):
+        check.fail(node, "must map features to the relative change that is material (0.25 = a quarter)",
+                   "elimination.review", "material_change")
+    snapshot = load_catalogue()["customer_features_snapshot"]["columns"]
+    for feature, share in changes.items():
+        if feature not in snapshot or check.features.get(feature) != "number":
+            check.fail(changes, f"{feature!r} is not a numeric column of marts.customer_features_snapshot",
+                       "elimination.review", "material_change", key=feature)
+        if not isinstance(share, (int, float)) or isinstance(share, bool) or share <= 0:
+            check.fail(changes, f"must be a share above 0, got {share!r}", "elimination.review", feature,
+                       key=feature)
+    return ReviewPolicy(proposal_expiry_days=expiry, material_change=tuple((str(f), float(s))
+                                                                           for f, s in changes.items()))
 
 
 def rules_dir() -> Path:

@@ -75,6 +75,8 @@ class Rule:
     action: str | None = None
     severity: str | None = None
     line: int = 0  # where the rule starts in its file
+    # elimination rules: the tiers whose customers the rule may list; None = the lowest tier only
+    tiers: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -152,6 +154,21 @@ SEVERITIES = ("high", "medium", "low")
 
 
 @dataclass(frozen=True)
+class ReviewPolicy:
+    """How reviewers' decisions on elimination candidates carry forward and proposals lapse.
+
+    A decision (approved / rejected) stands for the customer's later listings until the facts
+    change materially: another rule lists them, or a feature of ``material_change`` moves by
+    more than its relative share of the value decided on. A proposal nobody decides expires
+    ``proposal_expiry_days`` after the customer was first proposed (None: never).
+    """
+
+    proposal_expiry_days: int | None = 180
+    material_change: tuple[tuple[str, float], ...] = (("monetary_365d", 0.25), ("orders_365d", 0.5),
+                                                      ("complaints_365d", 0.5))
+
+
+@dataclass(frozen=True)
 class CandidateRules:
     source: RuleFile
     elimination: CandidateList
@@ -161,9 +178,13 @@ class CandidateRules:
     unknown_reason_action: str = "personal_call"
     protected_ids: frozenset[str] = frozenset()
     protected_list: Path | None = None
+    # a customer a list names is left off the lists after it: one action per customer and period
+    precedence: tuple[str, ...] = ("core", "win_back", "elimination")
+    review: ReviewPolicy = ReviewPolicy()
 
     def lists(self) -> dict[str, CandidateList]:
-        return {name: getattr(self, name) for name in CANDIDATE_LISTS}
+        """Every list, in order of precedence."""
+        return {name: getattr(self, name) for name in self.precedence}
 
 
 def explain(rule: Rule, frame: pd.DataFrame) -> pd.Series:

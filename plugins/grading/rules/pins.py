@@ -23,6 +23,7 @@ from grading.frames import bulk_insert, read_frame
 from grading.rules import checks as rule_checks
 from grading.rules.files import Reader, RuleError, load_candidate_rules, load_tier_rules, rules_dir
 from grading.rules.model import CandidateRules, TierRules
+from grading.rules.service import ServiceLevels, check_coverage, load_service_levels
 from grading.warehouse import exclusive
 
 log = logging.getLogger(__name__)
@@ -52,14 +53,32 @@ def load_rules(tier_file: Path | None = None, candidate_file: Path | None = None
     return tiers, candidates
 
 
-def in_effect(rules: tuple[TierRules, CandidateRules], as_of: date) -> tuple[TierRules, CandidateRules]:
+def candidate_actions(candidates: CandidateRules) -> set[str]:
+    """Every action a candidate rule file can give a listed customer."""
+    actions = {rule.action for rules_list in candidates.lists().values() for rule in rules_list.rules}
+    return {a for a in actions | {r.action for r in candidates.churn_reasons} | {candidates.unknown_reason_action}
+            if a}
+
+
+def load_service(rules: tuple[TierRules, CandidateRules], path: Path | None = None,
+                 read: Reader = Path.read_bytes) -> ServiceLevels:
+    """The service-level file in force (or ``path``), checked against the tier and candidate rules
+    it serves: a tier without a level is a RuleError, an action without a treatment a warning."""
+    levels = load_service_levels(path or rules_dir() / "service_levels.yaml", read)
+    for warning in check_coverage(levels, rules[0].tiers, candidate_actions(rules[1])):
+        log.warning("%s (warning)", warning)
+    return levels
+
+
+def in_effect(rules: tuple[TierRules, CandidateRules], as_of: date,
+              *service: ServiceLevels) -> tuple[TierRules, CandidateRules]:
     """The rules, if every file has taken effect by ``as_of``; RuleError otherwise.
 
     A rule file's effective_date is the first as-of date it may grade: criteria published
     later are not applied to earlier periods without saying so. To grade history with them
     (a first backfill), set effective_date to the first period they should grade.
     """
-    for source in (rules[0].source, rules[1].source):
+    for source in (rules[0].source, rules[1].source, *(rule.source for rule in service)):
         if source.effective_date > as_of:
             raise RuleError(f"{source.path}: version {source.version} takes effect on {source.effective_date}, after "
                             f"the as-of date {as_of}: it cannot grade that period. Grade it with the rules in force "
@@ -105,12 +124,26 @@ def _pin(conn: sa.Connection, run_id: str) -> tuple[TierRules, CandidateRules]:
         return read[str(path)]
 
     tiers, candidates = load_rules(read=capture)
+    service = load_service((tiers, candidates), read=capture)
     now = datetime.now(UTC).replace(tzinfo=None)
     roles = {"tiers": tiers.source.path, "candidates": candidates.source.path,
-             "protected_list": candidates.protected_list}
+             "protected_list": candidates.protected_list, "service_levels": service.source.path}
     pins = pd.DataFrame([{"run_id": run_id, "role": role, "file_path": str(path),
                           "content_sha256": hashlib.sha256(read[str(path)]).hexdigest(),
                           "content": read[str(path)].decode("utf-8"), "pinned_at": now}
                          for role, path in roles.items() if path is not None])
     bulk_insert(conn, "ops.run_rule_pins", pins)
     return tiers, candidates
+
+
+def run_service_levels(warehouse: Engine, run_id: str) -> ServiceLevels:
+    """The service levels run ``run_id`` pinned with its rules (pinning them now if the run has not)."""
+    rules = run_rules(warehouse, run_id)
+    with warehouse.connect() as conn:
+        pinned = read_frame(conn, "SELECT file_path, content FROM ops.run_rule_pins WHERE run_id = :run "
+                                  "AND role = 'service_levels'", {"run": run_id})
+    if pinned.empty:  # a run pinned before service levels were pinned: the file in force
+        log.warning("run %s pinned no service-level file; using the one in force", run_id)
+        return load_service(rules)
+    content = pinned["content"].iloc[0].encode("utf-8")
+    return load_service(rules, Path(pinned["file_path"].iloc[0]), lambda _path: content)

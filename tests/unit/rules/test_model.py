@@ -61,5 +61,5 @@ def test_tiers_rank_from_the_lowest_and_candidate_lists_are_named() -> None:
     assert [tiers.rank(t) for t in ("normal", "gold", "platinum")] == [1, 2, 3]
     with pytest.raises(ValueError, match="not in tuple"):
         tiers.rank("diamond")
-    assert list(candidates.lists()) == ["elimination", "win_back", "core"]
+    assert list(candidates.lists()) == ["core", "win_back", "elimination"]  # the file's precedence
     assert candidates.lists()["elimination"] is candidates.elimination

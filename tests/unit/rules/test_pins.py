@@ -73,12 +73,13 @@ def test_a_run_keeps_the_rules_it_pinned_when_the_files_change(include: Path, tm
     assert retried[0].rules[1].when.children[0].value == 10000
     assert later[0].rules[1].when.children[0].value == 20000
     pinned = pins(url, "run-1")
-    assert pinned["role"].tolist() == ["candidates", "protected_list", "tiers"]
+    assert pinned["role"].tolist() == ["candidates", "protected_list", "service_levels", "tiers"]
     assert pinned["file_path"].tolist() == [str(include / "rules" / name) for name in
-                                            ("candidates.yaml", "protected_customers.txt", "tiers.yaml")]
+                                            ("candidates.yaml", "protected_customers.txt", "service_levels.yaml",
+                                             "tiers.yaml")]
     original = (ROOT / "include" / "rules" / "tiers.yaml").read_bytes()
-    assert pinned["content"].iloc[2] == original.decode("utf-8")
-    assert pinned["content_sha256"].iloc[2] == hashlib.sha256(original).hexdigest()
+    assert pinned["content"].iloc[3] == original.decode("utf-8")
+    assert pinned["content_sha256"].iloc[3] == hashlib.sha256(original).hexdigest()
 
 
 def test_a_broken_rule_file_stops_the_run_before_anything_is_pinned(include: Path, tmp_path: Path) -> None:
