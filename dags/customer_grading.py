@@ -1,6 +1,6 @@
 """customer_grading: grade every customer as of the end of each data interval.
 
-extract -> validate -> features -> churn -> tiers -> flags -> publish. Each task calls one stage
+extract -> validate -> features -> churn -> tiers -> flags -> publish -> crm_export. Each task calls one stage
 of grading.pipeline; data moves through the warehouse, only small summaries through XCom.
 The as-of date is the data interval's end (or the ``as_of`` param of a manual run), so a
 rerun or backfill of a period replaces exactly that period.
@@ -14,8 +14,10 @@ warehouse; one slot serialises the writers an embedded DuckDB file needs seriali
 let PostgreSQL take parallel loads). A scheduler leaves tasks of a missing pool unscheduled, so
 create it (``airflow pools set grading_warehouse 1 ...``); ``dag.test()`` / ``airflow dags test``
 ignore pools. extract and publish, the tasks that talk to other systems or load a whole period,
-retry with exponential backoff; a task that finally fails sends an alert through grading.alerts
-(log, webhook or e-mail, chosen by the ``grading_alerts`` connection).
+retry with exponential backoff, and so does crm_export (the hand-off to the CRM: files, and a
+webhook where the ``grading_crm`` connection exists); a task that finally fails sends an alert
+through grading.alerts (log, webhook or e-mail, chosen by the ``grading_alerts`` connection). A
+failed crm_export leaves the period published (and the quarterly review's asset event sent).
 """
 
 from __future__ import annotations
@@ -89,8 +91,14 @@ def customer_grading():
         outlet_events[PUBLISHED].extra = {"as_of": as_of.isoformat()}  # quarterly_review reads it
         return publish_stage(connections(), as_of, run_id)
 
+    @task(**LOAD_RETRIES)
+    def crm_export(data_interval_end=None, run_id=None, params=None) -> dict:
+        from grading.pipeline import export_stage
+
+        return export_stage(connections(), _as_of(data_interval_end, params), run_id)
+
     checked = validate(extract())
-    checked >> features() >> churn() >> tiers() >> flags() >> publish()
+    checked >> features() >> churn() >> tiers() >> flags() >> publish() >> crm_export()
 
 
 customer_grading()

@@ -1,4 +1,5 @@
-"""Access for BI tools: a PostgreSQL role that can read the published schema and nothing else."""
+"""Roles on a PostgreSQL warehouse: BI tools read the published schema and nothing else; CRM
+operators also read the crm schema, where the published lists meet the source's customer ids."""
 
 from __future__ import annotations
 
@@ -26,6 +27,16 @@ def create_bi_role(warehouse: Engine, role: str, password: str | None = None) ->
     Returns the server's other databases the role can still connect to (PostgreSQL's PUBLIC
     default): closing those is the server administrator's call, not this warehouse's.
     """
+    return _create_role(warehouse, role, password, "roles/grant_bi_reader")
+
+
+def create_crm_role(warehouse: Engine, role: str, password: str | None = None) -> list[str]:
+    """Like :func:`create_bi_role`, plus SELECT on the crm schema's re-identifying views
+    (crm.current_customers, crm.current_actions) - for the operators who act on the lists."""
+    return _create_role(warehouse, role, password, "roles/grant_crm_operator")
+
+
+def _create_role(warehouse: Engine, role: str, password: str | None, grants: str) -> list[str]:
     if warehouse.dialect.name != "postgresql":
         raise ValueError(
             "read-only roles need a PostgreSQL warehouse; give BI tools the embedded DuckDB file "
@@ -41,7 +52,7 @@ def create_bi_role(warehouse: Engine, role: str, password: str | None = None) ->
         secret = f" PASSWORD {sa.String().literal_processor(conn.dialect)(password)}" if password else ""
         conn.execute(sa.text(f"{verb} ROLE {quote(role)} LOGIN{secret}"))
         database = conn.execute(sa.text("SELECT current_database()")).scalar_one()
-        template = sql_text("roles/grant_bi_reader", conn.dialect.name)
+        template = sql_text(grants, conn.dialect.name)
         for statement in split_statements(template):
             conn.execute(sa.text(statement.format(role=quote(role), database=quote(database))))
         return list(conn.execute(sa.text(

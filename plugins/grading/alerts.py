@@ -137,7 +137,7 @@ def alert_from_context(context: Mapping[str, Any]) -> Alert:
     )
 
 
-def _connection(conn_id: str) -> Any | None:
+def airflow_connection(conn_id: str) -> Any | None:
     """The Airflow connection ``conn_id`` (environment, secrets backend or metadata DB), or None."""
     try:
         from airflow.sdk import Connection
@@ -220,7 +220,7 @@ def send_alert(alert: Alert, conn_id: str = ALERT_CONN_ID) -> str:
     """
     log.error("%s", alert.text)
     try:
-        conn = _connection(conn_id)
+        conn = airflow_connection(conn_id)
         channel = channel_of(conn)
         if channel == "webhook":
             status = send_webhook(alert, conn)

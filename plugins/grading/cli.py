@@ -202,6 +202,61 @@ def cmd_bi_role(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_crm_role(args: argparse.Namespace) -> int:
+    from grading.access import check_role_name, create_crm_role
+    from grading.warehouse import open_engine
+
+    _checked(check_role_name, args.name)
+    password = os.environ.get(args.password_env) if args.password_env else None
+    if args.password_env and not password:
+        raise ValueError(f"environment variable {args.password_env} is empty or unset")
+    with open_engine(connection_url(WAREHOUSE_CONN_ID)) as warehouse:
+        create_crm_role(warehouse, args.name, password)
+    print(f"role {args.name} can now read schemas marts and crm (the lists with source customer ids)")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    import sqlalchemy as sa
+
+    from grading.export.run import configured_targets, export
+    from grading.warehouse import open_engine
+
+    targets = [t for t in configured_targets() if not args.target or t.name == args.target]
+    if args.output_dir:
+        targets = [replace(t, folder=args.output_dir) if t.name == "files" else t for t in targets]
+    if args.target and not targets:
+        raise UsageError(f"target {args.target} is not configured (GRADING_EXPORT_TARGETS; the webhook needs the "
+                         "grading_crm connection)")
+    with open_engine(connection_url(WAREHOUSE_CONN_ID)) as warehouse:
+        as_of = args.as_of
+        if as_of is None:
+            with warehouse.connect() as conn:
+                as_of = conn.execute(sa.text("SELECT MAX(as_of_date) FROM marts.published_periods")).scalar()
+            if as_of is None:
+                raise LookupError("nothing is published yet: grade a period first (python -m grading run)")
+        results = export(warehouse, as_of, f"cli__export__{as_of}", targets)
+    for result in results:
+        since = f"since {result.baseline}" if result.baseline else "first export, in full"
+        print(f"{result.target}: {result.rows:,} change(s) for {as_of} ({since}) -> {result.location}")
+        for change, count in result.counts.items():
+            print(f"    {change:<24} {count:>8,}")
+    if not results:
+        print("no export target configured (GRADING_EXPORT_TARGETS)")
+    return 0
+
+
+def cmd_lookup(args: argparse.Namespace) -> int:
+    from grading.lookup import describe, lookup
+    from grading.warehouse import open_engine
+
+    with open_engine(connection_url(WAREHOUSE_CONN_ID)) as warehouse:
+        print("\n".join(describe(lookup(warehouse, args.customer_id))))
+    return 0
+
+
 def cmd_criteria(args: argparse.Namespace) -> int:
     from grading import criteria
     from grading.rules.pins import load_rules
@@ -231,11 +286,14 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 def cmd_eliminations(args: argparse.Namespace) -> int:
     from grading import decisions
+    from grading.rules.pins import load_rules
     from grading.warehouse import open_engine
 
     with open_engine(connection_url(WAREHOUSE_CONN_ID)) as warehouse:
         if args.eliminations_command == "decide":
-            decisions.decide(warehouse, args.customer_key, args.as_of, args.decision, args.reviewer, args.note)
+            policy = load_rules()[1].review  # the review policy of the candidate rules in force
+            decisions.decide(warehouse, args.customer_key, args.as_of, args.decision, args.reviewer, args.note,
+                             policy)
             print(f"{args.decision}: {args.customer_key} as of {args.as_of} by {args.reviewer}")
             return 0
         listed = decisions.candidates_by_status(warehouse, args.status, args.as_of)
@@ -320,6 +378,23 @@ def build_parser() -> argparse.ArgumentParser:
     role.add_argument("--password-env", help="environment variable holding the role's password")
     role.set_defaults(func=cmd_bi_role)
 
+    crm = sub.add_parser("crm-role", help="create a PostgreSQL login for CRM operators: marts plus the crm views "
+                                          "with source customer ids")
+    crm.add_argument("--name", default="crm_operator", help="role name (default crm_operator)")
+    crm.add_argument("--password-env", help="environment variable holding the role's password")
+    crm.set_defaults(func=cmd_crm_role)
+
+    exp = sub.add_parser("export", help="hand a published period's changes to the CRM (files, webhook); "
+                                        "recorded in ops.exports")
+    exp.add_argument("--as-of", type=_date, help="the published period (default: the latest)")
+    exp.add_argument("--target", choices=["files", "webhook"], help="only this target (default: every one configured)")
+    exp.add_argument("--output-dir", type=Path, help="folder of the file target (default: $GRADING_EXPORT_DIR)")
+    exp.set_defaults(func=cmd_export)
+
+    look = sub.add_parser("lookup", help="one customer by source id: tier, reasons, entitlements, open flags")
+    look.add_argument("customer_id", help="the customer's id in the source")
+    look.set_defaults(func=cmd_lookup)
+
     crit = sub.add_parser("criteria", help="publish the criteria in plain language (Markdown and HTML)")
     crit.add_argument("--output-dir", type=Path, help="folder to write to (default: $GRADING_HOME/criteria)")
     crit.add_argument("--tiers", type=Path, help="a tier rule file (default: the one in force)")
@@ -329,7 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
     elim = sub.add_parser("eliminations", help="list elimination candidates by review status, or record a decision")
     elim_sub = elim.add_subparsers(dest="eliminations_command", required=True)
     listing = elim_sub.add_parser("list", help="candidates with their review status")
-    listing.add_argument("--status", choices=["proposed", "approved", "rejected", "expired"])
+    listing.add_argument("--status", choices=["proposed", "approved", "rejected", "superseded", "expired"])
     listing.add_argument("--as-of", type=_date)
     listing.set_defaults(func=cmd_eliminations)
     decide = elim_sub.add_parser("decide", help="approve or reject a proposed candidate (kept with your name)")
@@ -371,13 +446,14 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     import sqlalchemy as sa
 
+    from grading.export.run import ExportFailed
     from grading.ledger import BatchError, BatchInFlight
     from grading.periods import PeriodOrderError
     from grading.validation import ValidationFailed
 
     # rule, mapping, suite and source-data errors are ValueErrors
-    data_errors = (ValidationFailed, BatchError, BatchInFlight, PeriodOrderError, ValueError, LookupError, OSError,
-                   sa.exc.SQLAlchemyError)
+    data_errors = (ValidationFailed, BatchError, BatchInFlight, PeriodOrderError, ExportFailed, ValueError,
+                   LookupError, OSError, sa.exc.SQLAlchemyError)
     try:
         return args.func(args)
     except UsageError as exc:

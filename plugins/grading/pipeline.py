@@ -231,6 +231,20 @@ def publish_stage(conns: Connections, as_of: date, run_id: str) -> dict:
     return {**published.rows, "stale_periods": [state.as_of.isoformat() for state in published.stale]}
 
 
+def export_stage(conns: Connections, as_of: date, run_id: str) -> dict:
+    """Hand the period's changes to the CRM targets (grading.export); a failed target raises
+    ExportFailed after the others ran and every attempt is recorded in ops.exports."""
+    from grading.export.run import export
+
+    with open_engine(conns.warehouse_url) as warehouse, audited(warehouse, run_id, as_of, "export") as audit:
+        results = export(warehouse, as_of, run_id)
+        audit["rows_out"] = sum(r.rows for r in results)
+        audit["message"] = "; ".join(f"{r.target}: {r.rows} change(s) since {r.baseline or 'the start'} to "
+                                     f"{r.location}" for r in results) or "no export target configured"
+    return {"targets": [{"target": r.target, "rows": r.rows, "baseline": r.baseline.isoformat() if r.baseline
+                         else None, "location": r.location, "changes": r.counts} for r in results]}
+
+
 def review_stage(conns: Connections, quarter: Quarter, run_id: str, output_dir: Path | None = None,
                  proposed_tiers: Path | None = None) -> dict:
     """Build the quarter's evaluation tables and write its report (HTML + CSV) to ``output_dir``.
@@ -272,4 +286,5 @@ def run_grading(conns: Connections, as_of: date, run_id: str | None = None) -> d
     summary["tiers"] = tiers_stage(conns, as_of, run_id)
     summary["flags"] = flags_stage(conns, as_of, run_id)
     summary["publish"] = publish_stage(conns, as_of, run_id)
+    summary["export"] = export_stage(conns, as_of, run_id)
     return summary

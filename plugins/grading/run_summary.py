@@ -44,6 +44,11 @@ def print_run_summary(warehouse_url: str, as_of: date) -> None:
                                 "GROUP BY status ORDER BY status")
         stale = read_frame(conn, "SELECT as_of_date, stale_reason FROM marts.published_periods WHERE stale "
                                  "ORDER BY as_of_date")
+        queue = read_frame(conn, "SELECT review_status, COUNT(*) AS n FROM marts.elimination_status "
+                                 "WHERE as_of_date = :as_of GROUP BY review_status ORDER BY review_status",
+                           {"as_of": as_of})
+        exports = read_frame(conn, "SELECT target, status, rows_exported, baseline_as_of, location, message "
+                                   "FROM ops.exports WHERE as_of_date = :as_of ORDER BY finished_at", {"as_of": as_of})
         review = read_frame(conn, "SELECT quarter, tier, customers, customer_share, revenue, revenue_share "
                                   "FROM marts.review_tier_distribution WHERE quarter = "
                                   "(SELECT MAX(quarter) FROM marts.review_tier_distribution) ORDER BY tier_rank DESC")
@@ -54,6 +59,14 @@ def print_run_summary(warehouse_url: str, as_of: date) -> None:
         print(f"    {row.tier:<10} {row.customers:>8,}   365-day revenue {row.monetary_365d:>16,.2f}")
     print(f"  elimination candidates: {rows['elimination_candidates']:,}   "
           f"win-back candidates: {rows['winback_candidates']:,}   core customers: {rows['core_customers']:,}")
+    if not queue.empty:
+        print("  elimination review (marts.elimination_status): " + ", ".join(
+            f"{n:,} {status}" for status, n in queue.itertuples(index=False)))
+    for row in exports.drop_duplicates("target", keep="last").itertuples():
+        since = f"since {row.baseline_as_of:%Y-%m-%d}" if pd.notna(row.baseline_as_of) else "first export, in full"
+        outcome = f"{row.rows_exported:,} change(s) {since} -> {row.location}" if row.status == "success" \
+            else f"FAILED ({row.message})"
+        print(f"  CRM export ({row.target}): {outcome}")
     if not lost.empty:
         print("  lost-customer register: " + ", ".join(f"{n:,} {s}" for s, n in lost.itertuples(index=False)))
     failed = checks[~checks["success"].astype(bool)]

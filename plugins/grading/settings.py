@@ -43,6 +43,31 @@ def grading_home() -> Path:
     return home
 
 
+CRM_CONN_ID = "grading_crm"  # the CRM export's webhook (an http/https connection); no connection, no webhook
+EXPORT_TARGETS = ("files", "webhook")
+
+
+def export_dir() -> Path:
+    """Where the CRM export's file target writes a folder per period (GRADING_EXPORT_DIR)."""
+    return Path(os.environ.get("GRADING_EXPORT_DIR") or grading_home() / "exports")
+
+
+def export_targets() -> tuple[str, ...]:
+    """The CRM export's targets (GRADING_EXPORT_TARGETS, comma-separated; ``off`` for none).
+
+    Default ``files,webhook``: the webhook target takes part only where the grading_crm
+    connection is defined.
+    """
+    value = os.environ.get("GRADING_EXPORT_TARGETS", ",".join(EXPORT_TARGETS)).strip().lower()
+    if value in ("off", "none", ""):
+        return ()
+    names = tuple(dict.fromkeys(part.strip() for part in value.split(",") if part.strip()))
+    unknown = [name for name in names if name not in EXPORT_TARGETS]
+    if unknown:
+        raise ValueError(f"GRADING_EXPORT_TARGETS names {', '.join(unknown)}; use {', '.join(EXPORT_TARGETS)} or off")
+    return names
+
+
 def default_url(conn_id: str) -> str:
     """The embedded default: a SQLite source file and a DuckDB warehouse file."""
     if conn_id == SOURCE_CONN_ID:

@@ -85,7 +85,7 @@ def test_a_channel_that_cannot_deliver_is_logged_not_raised(monkeypatch: pytest.
     assert any("alert not delivered through connection grading_alerts" in r.getMessage() for r in caplog.records)
     monkeypatch.setenv("AIRFLOW_CONN_GRADING_ALERTS", "postgres://db:5432/x")
     with pytest.raises(ValueError, match="use http/https for a webhook or smtp for e-mail"):
-        alerts.channel_of(alerts._connection("grading_alerts"))
+        alerts.channel_of(alerts.airflow_connection("grading_alerts"))
 
 
 def test_the_webhook_channel_posts_the_alert_as_json_with_basic_auth_and_extra_headers(

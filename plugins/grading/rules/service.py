@@ -155,7 +155,7 @@ def check_coverage(levels: ServiceLevels, tiers: Iterable[str], actions: Iterabl
 
 
 def entitlements_frame(levels: ServiceLevels, tiers: tuple[str, ...]) -> pd.DataFrame:
-    """One row per tier of ``tiers`` (lowest first) with its level's standard, as marts.service_entitlements holds it."""
+    """One row per tier of ``tiers`` (lowest first) with its level's standard (marts.service_entitlements)."""
     rows = []
     for rank, tier in enumerate(tiers, start=1):
         level = levels.for_tier(tier)
