@@ -178,6 +178,53 @@ def webhook() -> Iterator[tuple[str, Received]]:
         yield f"http://127.0.0.1:{server.server_address[1]}", received
 
 
+@dataclass
+class CrmReceiver:
+    """What the CRM test server saw: every attempt, and the batches it applied (once per key)."""
+
+    url: str
+    attempts: list = field(default_factory=list)  # (idempotency key, HTTP status answered)
+    applied: dict = field(default_factory=dict)  # idempotency key -> JSON body applied
+    fail_first: int = 2  # answer fail_status to the first attempts of every key
+    fail_always: bool = False
+    fail_status: int = 503
+
+    def rows(self) -> list[dict]:
+        return [row for body in self.applied.values() for row in body["rows"]]
+
+
+@pytest.fixture
+def crm_server() -> Iterator[CrmReceiver]:
+    """A CRM-like HTTP receiver on 127.0.0.1: it answers 503 to the first ``fail_first`` attempts of
+    each batch (after applying the second one, as a server that fails to answer does), and applies
+    a batch at most once per Idempotency-Key, as receivers that honour the key do."""
+    receiver = CrmReceiver(url="")
+    lock = threading.Lock()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # http.server's naming
+            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+            key = self.headers.get("Idempotency-Key")
+            with lock:
+                tries = sum(1 for k, _ in receiver.attempts if k == key) + 1
+                if tries == receiver.fail_first and not receiver.fail_always:
+                    receiver.applied.setdefault(key, body)  # applied, but the answer is lost
+                status = receiver.fail_status if receiver.fail_always or tries <= receiver.fail_first else 200
+                if status == 200:
+                    receiver.applied.setdefault(key, body)
+                receiver.attempts.append((key, status))
+            self.send_response(status)
+            self.end_headers()
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    receiver.url = f"http://127.0.0.1:{server.server_address[1]}/crm/batches"
+    with _serving(server):
+        yield receiver
+
+
 @pytest.fixture
 def smtp_server() -> Iterator[tuple[int, Received]]:
     """A minimal SMTP server on 127.0.0.1 that accepts every message (no TLS, no auth)."""

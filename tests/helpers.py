@@ -266,3 +266,48 @@ class WarehouseCopies(AbstractContextManager):
                 for database in self.databases:
                     conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
             self.admin.dispose()
+
+
+# Two published periods by hand, for the CRM export and the operators' lookup: c1 moves from normal
+# to gold, c2 stays normal and is an approved elimination in July, c3 is a win-back candidate in
+# April only, c4 a core customer in both periods.
+APRIL, JULY = datetime(2024, 4, 1).date(), datetime(2024, 7, 1).date()
+
+
+def publish_by_hand(engine: Engine) -> None:
+    from grading.decisions import restate
+    from grading.rules.model import ReviewPolicy
+    from grading.rules.pins import load_rules, load_service
+    from grading.rules.service import entitlements_frame, treatments_frame
+
+    levels = load_service(load_rules())
+    tiers = {APRIL: {"c1": "normal", "c2": "normal", "c3": "gold", "c4": "platinum"},
+             JULY: {"c1": "gold", "c2": "normal", "c3": "gold", "c4": "platinum"}}
+    ranks = {"normal": 1, "gold": 2, "platinum": 3}
+    with engine.begin() as conn:
+        bulk_insert(conn, "ops.customer_keys", pd.DataFrame({"customer_id": ["C1", "C2", "C3", "C4"],
+                                                             "customer_key": ["c1", "c2", "c3", "c4"]}))
+        for as_of, by_key in tiers.items():
+            bulk_insert(conn, "marts.customer_tier_snapshot", pd.DataFrame([{
+                "as_of_date": as_of, "customer_key": key, "tier": tier, "tier_rank": ranks[tier], "tier_rule": "r",
+                "tier_reason": f"{tier}_band: monetary_window={ranks[tier] * 10000}", "rule_version": "1",
+                "tier_since": APRIL, "spend_to_next_tier": 5000.0 if tier != "platinum" else None}
+                for key, tier in by_key.items()]))
+            for table, frame in (("service_entitlements", entitlements_frame(levels, ("normal", "gold", "platinum"))),
+                                 ("action_treatments", treatments_frame(levels))):
+                frame.insert(0, "as_of_date", as_of)
+                bulk_insert(conn, f"marts.{table}", frame)
+            bulk_insert(conn, "marts.core_customers", pd.DataFrame([{
+                "as_of_date": as_of, "customer_key": "c4", "rule_name": "long_steady_satisfied", "reason": "steady",
+                "action": "dedicated_account_manager", "rule_version": "1"}]))
+        bulk_insert(conn, "marts.winback_candidates", pd.DataFrame([{
+            "as_of_date": APRIL, "customer_key": "c3", "rule_name": "lapsed_valuable", "reason": "lapsed",
+            "action": "contact_and_offer", "rule_version": "1", "control_group": False}]))
+        bulk_insert(conn, "marts.elimination_candidates", pd.DataFrame([{
+            "as_of_date": JULY, "customer_key": "c2", "rule_name": "few_orders_many_complaints",
+            "reason": "complaints", "action": "reduce_service_level", "rule_version": "1", "periods_met": 2,
+            "control_group": pd.NA}]).astype({"control_group": "boolean"}))
+        bulk_insert(conn, "marts.elimination_decisions", pd.DataFrame([{
+            "customer_key": "c2", "as_of_date": JULY, "decision": "approved", "reviewer": "alice", "note": None,
+            "decided_at": datetime(2024, 7, 3)}]).astype({"note": "string"}))
+        restate(conn, ReviewPolicy())

@@ -107,9 +107,11 @@ def cmd_rules_check(args: argparse.Namespace) -> int:
     from grading.features import RULE_FEATURES
     from grading.rules import checks as rule_checks
     from grading.rules.files import RuleError, load_candidate_rules, load_tier_rules, rules_dir
-    from grading.rules.pins import load_rules
+    from grading.rules.pins import load_rules, load_service
+    from grading.rules.service import check_coverage, load_service_levels
 
-    loaders = {"tiers": load_tier_rules, "candidates": load_candidate_rules}
+    loaders = {"tiers": load_tier_rules, "candidates": load_candidate_rules,
+               "service_levels": lambda path, _features: load_service_levels(path)}
     loaded, failed = {}, False
     for path in args.files or []:
         try:
@@ -123,8 +125,15 @@ def cmd_rules_check(args: argparse.Namespace) -> int:
                   f"{exc.strerror or exc}", file=sys.stderr)
             failed = True
     if not args.files:
-        tiers, candidates = load_rules()  # the files in force; their errors raise RuleError (exit 1)
-        loaded = {"tiers": [tiers], "candidates": [candidates]}
+        rules = load_rules()  # the files in force; their errors raise RuleError (exit 1)
+        loaded = {"tiers": [rules[0]], "candidates": [rules[1]], "service_levels": [load_service(rules)]}
+    for levels in loaded.get("service_levels", []):  # every tier of the tier files given, or the one in force
+        for tier_file in loaded.get("tiers") or [load_tier_rules(rules_dir() / "tiers.yaml", RULE_FEATURES)]:
+            try:
+                check_coverage(levels, tier_file.tiers)
+            except RuleError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                failed = True
     findings = [f for tier_file in loaded.get("tiers", []) for f in rule_checks.tier_findings(tier_file)]
     if loaded.get("candidates"):  # tier names are checked against the tier files given, or the one in force
         tier_files = loaded.get("tiers") or [load_tier_rules(rules_dir() / "tiers.yaml", RULE_FEATURES)]

@@ -139,3 +139,40 @@ def test_elimination_waits_for_a_second_period() -> None:
     frame = graded(x={"orders_365d": 1, "complaints_365d": 4})
     first = flag_candidates(frame, rules)  # nothing met last period
     assert first.loc[first["customer_id"] == "x", "flag"].tolist()[0] == "elimination_pending"
+
+
+def test_one_list_per_customer_in_the_order_of_precedence_and_the_exemption_recorded() -> None:
+    """A lapsed gold customer who complained is won back (apologise and fix), not also eliminated."""
+    frame = graded(lapsed_complainer={"tier_year_ago": "gold", "recency_days": 200, "orders_365d": 0,
+                                      "complaints_365d": 3, "monetary_365d": 0.0})
+    _, rules = load_rules()
+    flags = flag_candidates(frame, rules, previous_met=met_before(frame), lowest_tier="normal")
+    assert flags[["flag", "rule_name", "action", "exemption"]].astype(object).where(flags[[
+        "flag", "rule_name", "action", "exemption"]].notna(), None).values.tolist() == [
+        ["win_back", "lapsed_valuable", "apologise_and_fix_service_issue", None],
+        ["elimination_exempt", "few_orders_many_complaints", "reduce_service_level", "listed_on_win_back"],
+    ]
+    assert flags["reason"].iloc[1].startswith("listed on win_back this period, which takes precedence; met "
+                                              "few_orders_many_complaints: orders_365d=0 (< 5)")
+
+
+def test_elimination_lists_the_lowest_tier_unless_a_rule_names_another() -> None:
+    from dataclasses import replace
+
+    frame = graded(gold_complainer={"tier": "gold", "tier_rank": 2, "orders_365d": 4, "complaints_365d": 3},
+                   normal_complainer={"orders_365d": 4, "complaints_365d": 3},
+                   new_complainer={"orders_365d": 4, "complaints_365d": 3, "tenure_days": 10})
+    _, rules = load_rules()
+    flags = flag_candidates(frame, rules, previous_met=met_before(frame), lowest_tier="normal").set_index(
+        "customer_id")
+    assert flags["flag"].to_dict() == {"normal_complainer": "elimination", "gold_complainer": "elimination_exempt",
+                                       "new_complainer": "elimination_exempt"}
+    assert flags.loc["gold_complainer", "exemption"] == "higher_tier"
+    assert flags.loc["gold_complainer", "reason"].startswith("tier gold: no rule met lists that tier")
+    assert flags.loc["new_complainer", "exemption"] == "new_customer"
+    assert flags.loc["new_complainer", "reason"].startswith("new_customer: tenure_days=10 (< 90); met few_orders")
+    # a rule that names gold lists gold customers
+    first = replace(rules.elimination.rules[0], tiers=("normal", "gold"))
+    explicit = replace(rules, elimination=replace(rules.elimination, rules=(first, *rules.elimination.rules[1:])))
+    flags = flag_candidates(frame, explicit, previous_met=met_before(frame), lowest_tier="normal")
+    assert set(flags.loc[flags["flag"] == "elimination", "customer_id"]) == {"normal_complainer", "gold_complainer"}

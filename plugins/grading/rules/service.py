@@ -69,6 +69,8 @@ class ServiceLevels:
 
 
 class _Checker(RuleChecker):
+    scope = "level"  # messages name the level, then the action, being checked
+
     def __init__(self, path: Path):
         super().__init__(path, ())
 
@@ -139,6 +141,7 @@ def load_service_levels(path: Path, read: Reader = Path.read_bytes) -> ServiceLe
     actions_node = doc.get("actions") or {}
     if not isinstance(actions_node, dict):
         check.fail(doc, "must be a mapping of action name to its treatment", None, "actions")
+    check.scope = "action"
     actions = {str(name): check.action(name, node, actions_node) for name, node in actions_node.items()}
     return ServiceLevels(source=source, levels=tuple(levels), actions=actions)
 

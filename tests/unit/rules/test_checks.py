@@ -91,6 +91,17 @@ def test_candidate_rules_naming_a_tier_the_tier_file_lacks_are_refused(tmp_path:
         load_rules(candidate_file=path)
 
 
+def test_an_elimination_rule_listing_a_tier_the_tier_file_lacks_is_refused(tmp_path: Path) -> None:
+    shipped = (ROOT / "include" / "rules" / "candidates.yaml").read_text()
+    path = tmp_path / "candidates.yaml"
+    path.write_text(shipped.replace("      action: end_relationship\n",
+                                    "      action: end_relationship\n      tiers: [normal, vip]\n"))
+    (tmp_path / "protected_customers.txt").write_text("")
+    with pytest.raises(RuleError, match=r"candidates\.yaml: rule 'dormant_low_value': tiers names 'vip', not a tier "
+                                        r"of tiers\.yaml \(normal, gold, platinum\)"):
+        load_rules(candidate_file=path)
+
+
 def test_a_candidate_rule_on_a_tier_rank_the_tiers_cannot_reach_is_an_error_listed_first(tmp_path: Path) -> None:
     shipped = (ROOT / "include" / "rules" / "candidates.yaml").read_text()
     assert '{feature: peak_tier_rank_recent, op: ">=", value: 2}' in shipped

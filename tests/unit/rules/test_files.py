@@ -197,3 +197,36 @@ def test_paths_in_rule_files_stay_in_their_folder(tmp_path: Path) -> None:
     with pytest.raises(RuleError, match=r"field 'protected_list': '../../../../etc/passwd' is outside the folder of "
                                         r"the rule file"):
         load_candidate_rules(path, RULE_FEATURES)
+
+
+@pytest.mark.parametrize(("old", "new", "expected"), [
+    ("precedence: [core, win_back, elimination]", "precedence: [core, win_back]",
+     r"field 'precedence': must name each list once \(elimination, win_back, core\)"),
+    ("    proposal_expiry_days: 180", "    proposal_expiry_days: 0",
+     r"rule 'elimination.review': field 'proposal_expiry_days': must be a whole number of days"),
+    ("material_change: {monetary_365d: 0.25,", "material_change: {tier_year_ago: 0.25,",
+     r"'tier_year_ago' is not a numeric column of marts.customer_features_snapshot"),
+    ("material_change: {monetary_365d: 0.25,", "material_change: {monetary_365d: -1,",
+     r"rule 'elimination.review': field 'monetary_365d': must be a share above 0"),
+    ("      action: end_relationship\n", "      action: end_relationship\n      tiers: gold\n",
+     r"rule 'dormant_low_value': field 'tiers': must be a non-empty list of tier names"),
+    ("      action: contact_and_offer\n", "      action: contact_and_offer\n      tiers: [gold]\n",
+     r"rule 'lapsed_valuable': unknown keys \['tiers'\]"),
+])
+def test_precedence_review_policy_and_elimination_tiers_are_checked(tmp_path: Path, old: str, new: str,
+                                                                     expected: str) -> None:
+    shipped = (ROOT / "include" / "rules" / "candidates.yaml").read_text()
+    assert old in shipped
+    path = tmp_path / "candidates.yaml"
+    path.write_text(shipped.replace(old, new, 1))
+    (tmp_path / "protected_customers.txt").write_text("")
+    with pytest.raises(RuleError, match=expected):
+        load_candidate_rules(path, RULE_FEATURES)
+
+
+def test_the_shipped_candidate_rules_carry_their_precedence_and_review_policy() -> None:
+    rules = load_candidate_rules(ROOT / "include" / "rules" / "candidates.yaml", RULE_FEATURES)
+    assert rules.precedence == ("core", "win_back", "elimination")
+    assert rules.review.proposal_expiry_days == 180
+    assert dict(rules.review.material_change) == {"monetary_365d": 0.25, "orders_365d": 0.5, "complaints_365d": 0.5}
+    assert all(rule.tiers is None for rule in rules.elimination.rules)  # the lowest tier only
