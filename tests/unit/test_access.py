@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from grading.access import check_role_name, create_bi_role
+from grading.access import check_role_name, create_bi_role, create_crm_role
 from grading.warehouse import migrate, open_engine
 
 
@@ -99,3 +99,33 @@ def test_an_unmigrated_warehouse_gets_no_role_but_the_step_to_take(pg_url: str, 
             create_bi_role(engine, roles[0])
         with engine.connect() as conn:
             assert conn.execute(sa.text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": roles[0]}).first() is None
+
+
+@pytest.mark.postgres
+def test_crm_operators_see_source_ids_through_the_crm_views_and_bi_tools_do_not(
+        pg_url: str, roles: list[str]) -> None:
+    from grading.lookup import lookup
+    from tests.helpers import publish_by_hand
+
+    reader, operator = roles
+    with open_engine(pg_url) as engine:
+        migrate(engine)
+        publish_by_hand(engine)
+        create_bi_role(engine, reader)
+        create_crm_role(engine, operator)
+    with open_engine(_as(pg_url, operator)) as engine:
+        assert lookup(engine, "C2").customer["tier"] == "normal"
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT COUNT(*) FROM crm.current_actions")).scalar() == 2
+            assert conn.execute(sa.text("SELECT COUNT(*) FROM marts.current_customer_tier")).scalar() == 4
+            for forbidden in ("SELECT * FROM ops.customer_keys", "SELECT * FROM ops.exports",
+                              "UPDATE marts.customer_tier_snapshot SET tier = 'gold'"):
+                with pytest.raises(sa.exc.ProgrammingError, match="permission denied"):
+                    conn.execute(sa.text(forbidden))
+                conn.rollback()
+    with open_engine(_as(pg_url, reader)) as engine, engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT COUNT(*) FROM marts.current_customer_service")).scalar() == 4
+        for forbidden in ("SELECT * FROM crm.current_customers", "SELECT * FROM crm.current_actions"):
+            with pytest.raises(sa.exc.ProgrammingError, match="permission denied for schema crm"):
+                conn.execute(sa.text(forbidden))
+            conn.rollback()

@@ -1,5 +1,5 @@
--- What changed for the CRM between the period exported last (:baseline; NULL for a first
--- export) and this one (:as_of): tier changes (with what the new tier is entitled to), and
+-- What changed for the CRM between the period exported last (:baseline, as the CRM got it at
+-- :baseline_exported_at; NULL for a first export) and this one (:as_of): tier changes (with what the new tier is entitled to), and
 -- customers newly on or off an action list (with the action, its owner, deadline and offer).
 -- Lists hand over what people act on: win-back and core candidates, and elimination
 -- candidates a reviewer approved (marts.elimination_status); control groups are left alone,
@@ -10,6 +10,8 @@ WITH lists AS (
     FROM marts.elimination_candidates AS e
     JOIN marts.elimination_status AS s ON s.as_of_date = e.as_of_date AND s.customer_key = e.customer_key
     WHERE e.as_of_date IN (:as_of, :baseline) AND s.review_status = 'approved' AND e.control_group IS NOT TRUE
+        -- the baseline as handed over: approvals decided after its export are news now
+        AND (e.as_of_date = :as_of OR s.decided_at <= :baseline_exported_at)
     UNION ALL
     SELECT as_of_date, customer_key, 'win_back', rule_name, reason, action
     FROM marts.winback_candidates

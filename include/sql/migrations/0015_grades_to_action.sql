@@ -74,6 +74,7 @@ CREATE TABLE ops.exports (
     target VARCHAR NOT NULL,
     as_of_date DATE NOT NULL,
     baseline_as_of DATE,
+    baseline_exported_at TIMESTAMP,
     rows_exported BIGINT NOT NULL,
     checksum VARCHAR NOT NULL,
     status VARCHAR NOT NULL,

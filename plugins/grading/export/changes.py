@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-from datetime import date
+from datetime import date, datetime
 
 import pandas as pd
 from sqlalchemy.engine import Connection
@@ -22,9 +22,16 @@ COLUMNS = ("change", "customer_id", "customer_key", "list", "tier", "previous_ti
            "dedicated_account_manager", "support_channels", "visit_frequency", "discount_policy")
 
 
-def changes(conn: Connection, as_of: date, baseline: date | None) -> pd.DataFrame:
-    """The change rows of ``as_of`` against ``baseline`` (None: everything, a first export), in canonical order."""
-    rows = read_query_file(conn, "export/crm_changes", {"as_of": as_of, "baseline": baseline})
+def changes(conn: Connection, as_of: date, baseline: date | None,
+            baseline_exported_at: datetime | None = None) -> pd.DataFrame:
+    """The change rows of ``as_of`` against ``baseline`` as exported at ``baseline_exported_at`` (None:
+    everything, a first export), in canonical order.
+
+    The baseline's elimination approvals count as the CRM got them: a reviewer's approval after
+    the baseline was exported is handed over now, as a listing.
+    """
+    rows = read_query_file(conn, "export/crm_changes", {"as_of": as_of, "baseline": baseline,
+                                                         "baseline_exported_at": baseline_exported_at})
     rows = rows.astype({column: "string" for column in COLUMNS if column not in (
         "contact_within_days", "response_time_hours", "dedicated_account_manager")})
     rows["contact_within_days"] = rows["contact_within_days"].astype("Int64")

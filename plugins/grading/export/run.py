@@ -1,8 +1,9 @@
 """The CRM export of a published period, to every configured target, recorded in ops.exports.
 
 Per target, the period's changes are taken against the last period successfully exported
-to that target before it (none: a first, full export), and exporting a period again reuses
-the baseline its first successful export used, so it sends the same content. Every attempt
+to that target before it, as the target last got it (none: a first, full export), and
+exporting a period again reuses the baseline its first successful export used, so it sends
+the same content. Every attempt
 is recorded in ops.exports (target, period, baseline, rows, checksum, status, where). A
 target that fails does not stop the others; the export then raises ExportFailed naming
 each failure - the publish it follows is already committed and stays published.
@@ -62,21 +63,28 @@ def configured_targets() -> list[Target]:
     return targets
 
 
-def baseline_for(conn: Connection, target: str, as_of: date) -> date | None:
-    """The period ``as_of``'s changes are taken against, for ``target`` (see the module docstring)."""
+def baseline_for(conn: Connection, target: str, as_of: date) -> tuple[date | None, datetime | None]:
+    """The period ``as_of``'s changes are taken against for ``target``, and when the CRM last got
+    that period (see the module docstring); (None, None) for a first export."""
     again = conn.execute(sa.text(
-        "SELECT baseline_as_of FROM ops.exports WHERE target = :target AND as_of_date = :as_of "
-        "AND status = 'success' ORDER BY finished_at LIMIT 1"), {"target": target, "as_of": as_of}).first()
+        "SELECT baseline_as_of, baseline_exported_at FROM ops.exports WHERE target = :target "
+        "AND as_of_date = :as_of AND status = 'success' ORDER BY finished_at LIMIT 1"),
+        {"target": target, "as_of": as_of}).first()
     if again is not None:
-        return _day(again[0])
+        return _day(again[0]), _instant(again[1])
     before = conn.execute(sa.text(
-        "SELECT MAX(as_of_date) FROM ops.exports WHERE target = :target AND status = 'success' "
-        "AND as_of_date < :as_of"), {"target": target, "as_of": as_of}).scalar()
-    return _day(before)
+        "SELECT as_of_date, MAX(finished_at) FROM ops.exports WHERE target = :target AND status = 'success' "
+        "AND as_of_date = (SELECT MAX(as_of_date) FROM ops.exports WHERE target = :target AND status = 'success' "
+        "AND as_of_date < :as_of) GROUP BY as_of_date"), {"target": target, "as_of": as_of}).first()
+    return (_day(before[0]), _instant(before[1])) if before is not None else (None, None)
 
 
 def _day(value) -> date | None:
     return None if value is None else pd.Timestamp(value).date()
+
+
+def _instant(value) -> datetime | None:
+    return None if value is None else pd.Timestamp(value).to_pydatetime()
 
 
 def export(warehouse: Engine, as_of: date, run_id: str, targets: list[Target] | None = None) -> list[Exported]:
@@ -99,8 +107,8 @@ def export(warehouse: Engine, as_of: date, run_id: str, targets: list[Target] | 
 def _export_one(warehouse: Engine, as_of: date, run_id: str, target: Target) -> Exported:
     started = datetime.now(UTC).replace(tzinfo=None)
     with warehouse.connect() as conn:
-        baseline = baseline_for(conn, target.name, as_of)
-        rows = crm_changes.changes(conn, as_of, baseline)
+        baseline, baseline_exported_at = baseline_for(conn, target.name, as_of)
+        rows = crm_changes.changes(conn, as_of, baseline, baseline_exported_at)
     csv = crm_changes.to_csv(rows)
     digest = crm_changes.checksum(csv)
     status, message, location = "success", None, None
@@ -115,9 +123,9 @@ def _export_one(warehouse: Engine, as_of: date, run_id: str, target: Target) -> 
         logging.getLogger(__name__).error("export of %s to %s failed: %s", as_of, target.name, message)
     record = pd.DataFrame([{
         "export_id": uuid.uuid4().hex, "target": target.name, "as_of_date": as_of, "baseline_as_of": baseline,
-        "rows_exported": len(rows), "checksum": digest, "status": status, "location": location, "message": message,
+        "baseline_exported_at": baseline_exported_at, "rows_exported": len(rows), "checksum": digest, "status": status, "location": location, "message": message,
         "run_id": run_id, "started_at": started, "finished_at": datetime.now(UTC).replace(tzinfo=None)}])
     with warehouse.begin() as conn:
-        bulk_insert(conn, "ops.exports", record.astype({"baseline_as_of": "datetime64[us]", "location": "string",
+        bulk_insert(conn, "ops.exports", record.astype({"baseline_as_of": "datetime64[us]", "baseline_exported_at": "datetime64[us]", "location": "string",
                                                         "message": "string"}))
     return Exported(target.name, status, len(rows), baseline, location, crm_changes.counts(rows), message)

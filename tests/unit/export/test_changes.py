@@ -49,3 +49,30 @@ def test_an_unapproved_elimination_is_not_handed_over(migrated_warehouse: Engine
         conn.execute(sa.text("DELETE FROM marts.elimination_decisions"))
         restate(conn, ReviewPolicy())
         assert "elimination" not in changes(conn, JULY, APRIL)["list"].dropna().tolist()
+
+
+def test_an_approval_made_after_the_baseline_was_exported_is_handed_over_now(migrated_warehouse: Engine) -> None:
+    """c2 was proposed in April too; the reviewer approved the April row after April went to the CRM."""
+    from datetime import datetime
+
+    import pandas as pd
+    import sqlalchemy as sa
+
+    from grading.decisions import restate
+    from grading.frames import bulk_insert
+    from grading.rules.model import ReviewPolicy
+
+    publish_by_hand(migrated_warehouse)
+    with migrated_warehouse.begin() as conn:
+        conn.execute(sa.text("DELETE FROM marts.elimination_decisions"))
+        bulk_insert(conn, "marts.elimination_candidates", pd.DataFrame([{
+            "as_of_date": APRIL, "customer_key": "c2", "rule_name": "few_orders_many_complaints",
+            "reason": "complaints", "action": "reduce_service_level", "rule_version": "1", "periods_met": 2}]))
+        bulk_insert(conn, "marts.elimination_decisions", pd.DataFrame([{
+            "customer_key": "c2", "as_of_date": APRIL, "decision": "approved", "reviewer": "alice", "note": None,
+            "decided_at": datetime(2024, 4, 20)}]).astype({"note": "string"}))
+        restate(conn, ReviewPolicy())  # the July row carries April's approval
+        late = changes(conn, JULY, APRIL, datetime(2024, 4, 2))  # April went out before the approval
+        known = changes(conn, JULY, APRIL, datetime(2024, 4, 21))  # ... or after it
+    assert "elimination" in late["list"].dropna().tolist()
+    assert "elimination" not in known["list"].dropna().tolist()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -34,8 +35,9 @@ def test_each_period_is_exported_against_the_last_one_exported_and_again_with_th
     assert log["status"].tolist() == ["success"] * 3
     assert log["checksum"].iloc[1] == log["checksum"].iloc[2]  # the rerun sent the same content
     with migrated_warehouse.connect() as conn:
-        assert baseline_for(conn, "files", JULY) == APRIL
-        assert baseline_for(conn, "webhook", JULY) is None  # another target keeps its own history
+        baseline, exported_at = baseline_for(conn, "files", JULY)
+        assert (baseline, exported_at.date()) == (APRIL, date.today())
+        assert baseline_for(conn, "webhook", JULY) == (None, None)  # another target keeps its own history
 
 
 def test_a_failing_target_is_recorded_does_not_stop_the_others_and_is_retried_from_the_same_baseline(
@@ -53,7 +55,7 @@ def test_a_failing_target_is_recorded_does_not_stop_the_others_and_is_retried_fr
     export(migrated_warehouse, APRIL, "r2", [webhook])
     assert len(crm_server.rows()) == 6
     with migrated_warehouse.connect() as conn:
-        assert baseline_for(conn, "webhook", JULY) == APRIL  # the failed attempt is no baseline, the retry is
+        assert baseline_for(conn, "webhook", JULY)[0] == APRIL  # the failed attempt is no baseline, the retry is
 
 
 def test_a_period_nothing_published_cannot_be_exported(migrated_warehouse: Engine, tmp_path: Path) -> None:
