@@ -123,9 +123,11 @@ def _export_one(warehouse: Engine, as_of: date, run_id: str, target: Target) -> 
         logging.getLogger(__name__).error("export of %s to %s failed: %s", as_of, target.name, message)
     record = pd.DataFrame([{
         "export_id": uuid.uuid4().hex, "target": target.name, "as_of_date": as_of, "baseline_as_of": baseline,
-        "baseline_exported_at": baseline_exported_at, "rows_exported": len(rows), "checksum": digest, "status": status, "location": location, "message": message,
-        "run_id": run_id, "started_at": started, "finished_at": datetime.now(UTC).replace(tzinfo=None)}])
+        "baseline_exported_at": baseline_exported_at, "rows_exported": len(rows), "checksum": digest,
+        "status": status, "location": location, "message": message, "run_id": run_id, "started_at": started,
+        "finished_at": datetime.now(UTC).replace(tzinfo=None)}])
+    record = record.astype({"baseline_as_of": "datetime64[us]", "baseline_exported_at": "datetime64[us]",
+                            "location": "string", "message": "string"})
     with warehouse.begin() as conn:
-        bulk_insert(conn, "ops.exports", record.astype({"baseline_as_of": "datetime64[us]", "baseline_exported_at": "datetime64[us]", "location": "string",
-                                                        "message": "string"}))
+        bulk_insert(conn, "ops.exports", record)
     return Exported(target.name, status, len(rows), baseline, location, crm_changes.counts(rows), message)
