@@ -25,7 +25,7 @@ from grading.frames import read_frame
 from grading.pipeline import Connections, run_grading
 from grading.warehouse import open_engine
 from tests.conftest import CrmReceiver
-from tests.helpers import scalar
+from tests.helpers import ROOT, scalar
 
 PERIODS = [date(2024, 7, 1), date(2024, 10, 1), date(2025, 1, 1)]
 
@@ -135,3 +135,27 @@ def test_grades_reach_the_crm_with_entitlements_one_action_each_and_a_review_tha
     assert shown.startswith(f"customer {customer_id} (key ")
     assert "service:" in shown
     assert main(["lookup", "C9999999"]) == 1
+
+    # every example of docs/bi.md runs on this warehouse; the questions of the articles have answers
+    answers = bi_examples(url)
+    assert len(answers) == 7
+    for start in ("How many customers per tier", "Who moved between tiers", "Whom to call this week",
+                  "What each tier is entitled to", "The elimination review queue"):
+        (title,) = [t for t in answers if t.startswith(start)]
+        assert not answers[title].empty, title
+    shares = answers["How many customers per tier, and what share of revenue they bring"]
+    assert abs(shares["customer_share"].astype(float).sum() - 1) < 1e-9
+    assert abs(shares["revenue_share"].astype(float).sum() - 1) < 1e-9
+
+
+def bi_examples(url: str) -> dict[str, pd.DataFrame]:
+    """Each SQL block of docs/bi.md, by the title of its section, run on ``url``."""
+    import re
+
+    text = (ROOT / "docs" / "bi.md").read_text(encoding="utf-8")
+    answers = {}
+    for section in text.split("\n## ")[1:]:
+        title = section.split("\n", 1)[0]
+        for query in re.findall(r"```sql\n(.*?)```", section, flags=re.S):
+            answers[title] = frame(url, query.strip().rstrip(";"))
+    return answers
