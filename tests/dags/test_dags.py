@@ -45,7 +45,7 @@ def test_dag_files_import_without_errors_or_cycles_and_do_no_work_at_parse_time(
     assert parsed["errors"] == {}  # a cycle is an import error too
     assert set(parsed["dags"]) == {"customer_grading", "quarterly_review"}
     assert parsed["dags"]["customer_grading"] == ["extract", "validate", "features", "churn", "tiers", "flags",
-                                                       "publish"]
+                                                       "publish", "crm_export"]
     assert parsed["heavy_modules"] == []
     assert not (tmp_path / "must-not-exist").exists()
 

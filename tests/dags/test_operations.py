@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from grading.cli import main
-from tests.conftest import Received
+from tests.conftest import CrmReceiver, Received
 from tests.helpers import load_dag, scalar
 
 AS_OF = date(2025, 1, 1)
@@ -94,6 +94,47 @@ def test_a_failing_extract_retries_with_backoff_then_alerts_the_webhook_once(
     assert [g / pd.Timedelta(seconds=1) for g in gaps][0] >= 2
     assert [g / pd.Timedelta(seconds=1) for g in gaps][1] >= 4
     assert scalar(warehouse_url, "SELECT COUNT(*) FROM marts.run_audit WHERE stage <> 'extract'") == 0
+
+
+@pytest.mark.airflow
+def test_a_failed_crm_export_alerts_and_leaves_the_period_published(
+    airflow_db: str, grading_home: Path, webhook: tuple[str, Received], crm_server: CrmReceiver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The CRM's webhook keeps answering 503: crm_export fails and alerts once; the period stays
+    published, the file target got its export, and ops.exports records both."""
+    import json
+
+    from grading import demo
+
+    base, received = webhook
+    crm_server.fail_always = True
+    grading_home.mkdir(parents=True)
+    source_url, warehouse_url = f"sqlite:///{grading_home / 'source.sqlite'}", \
+        f"duckdb:///{grading_home / 'warehouse.duckdb'}"
+    demo.write_source(demo.generate(customers=150, seed=3), source_url)
+    monkeypatch.setenv("AIRFLOW_CONN_GRADING_SOURCE", source_url)
+    monkeypatch.setenv("AIRFLOW_CONN_GRADING_WAREHOUSE", warehouse_url)
+    monkeypatch.setenv("AIRFLOW_CONN_GRADING_ALERTS", f"{base}/hooks/grading")
+    monkeypatch.setenv("AIRFLOW_CONN_GRADING_CRM", json.dumps({"conn_type": "http", "extra": {
+        "url": crm_server.url, "attempts": 2, "backoff_seconds": 0.01}}))
+
+    dag = _grading_dag()
+    dag.task_dict["crm_export"].retries = 0  # the DAG's is 3, a minute apart and growing
+    run = dag.test(logical_date=datetime.combine(AS_OF, datetime.min.time(), tzinfo=UTC))
+    states = {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
+    assert states.pop("crm_export") == "failed"
+    assert set(states.values()) == {"success"}, states  # publish and every stage before it
+
+    assert received.arrived.wait(30), "no alert reached the webhook"
+    (post,) = received.items
+    assert (post["body"]["task_id"], post["body"]["as_of"]) == ("crm_export", "2025-01-01")
+    assert "webhook did not take batch 1/1 of 2025-01-01 after 2 attempts: HTTP 503" in post["body"]["error"]
+    assert scalar(warehouse_url, "SELECT COUNT(*) FROM marts.published_periods WHERE as_of_date = :d", d=AS_OF) == 1
+    assert scalar(warehouse_url, "SELECT COUNT(*) FROM ops.exports WHERE status = 'failed' "
+                                 "AND target = 'webhook'") == 1
+    assert scalar(warehouse_url, "SELECT COUNT(*) FROM ops.exports WHERE status = 'success' AND target = 'files'") == 1
+    assert (grading_home / "exports" / "2025-01-01" / "changes.csv").exists()
 
 
 def _audit(url: str) -> pd.DataFrame:
