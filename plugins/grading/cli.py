@@ -268,13 +268,14 @@ def cmd_lookup(args: argparse.Namespace) -> int:
 
 def cmd_criteria(args: argparse.Namespace) -> int:
     from grading import criteria
-    from grading.rules.pins import load_rules
+    from grading.rules.pins import load_rules, load_service
     from grading.settings import grading_home
 
     tier_rules, candidate_rules = load_rules(tier_file=args.tiers, candidate_file=args.candidates,
                                              proposal=bool(args.tiers or args.candidates))
     folder = args.output_dir or grading_home() / "criteria"
-    for path in criteria.write(tier_rules, candidate_rules, folder):
+    levels = load_service((tier_rules, candidate_rules))
+    for path in criteria.write(tier_rules, candidate_rules, folder, levels):
         print(f"wrote {path}")
     return 0
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from grading.catalog import load_catalogue
 from grading.rules.model import CandidateList, CandidateRules, Condition, Rule, TierRules
+from grading.rules.service import ServiceLevels
 
 WORDS = {"<": "less than", "<=": "at most", ">": "more than", ">=": "at least", "==": "exactly", "!=": "not",
          "in": "one of", "not_in": "none of", "is_null": "unknown", "not_null": "known"}
@@ -135,7 +136,27 @@ def _glossary(names: set[str]) -> Section:
     return section
 
 
-def build(tier_rules: TierRules, candidate_rules: CandidateRules) -> list[Section]:
+def _service_sections(levels: ServiceLevels, tier_rules: TierRules) -> list[Section]:
+    tiers = Section("Service standards per tier", "What each tier is entitled to.",
+                    header=("tier", "service", "first response", "service hours", "account manager", "channels",
+                            "visits", "reviews", "discount", "credit", "benefits"))
+    for tier in reversed(tier_rules.tiers):
+        level = levels.for_tier(tier)
+        if level is None:
+            continue
+        tiers.rows.append((tier, level.label, f"within {_number(level.response_time_hours)} h", level.service_hours,
+                           "dedicated" if level.dedicated_account_manager else "no",
+                           ", ".join(level.support_channels), level.visit_frequency, level.review_frequency,
+                           level.discount_policy, level.credit_policy, "; ".join(level.benefits)))
+    actions = Section("What a listed customer gets", "Per action of the lists above: the team that acts, how "
+                      "soon after the listing, and what the customer is offered or told.",
+                      header=("action", "team", "within", "offer"))
+    actions.rows = [(t.action, t.owner, f"{t.contact_within_days} days", t.offer) for t in levels.actions.values()]
+    return [tiers, actions]
+
+
+def build(tier_rules: TierRules, candidate_rules: CandidateRules,
+          levels: ServiceLevels | None = None) -> list[Section]:
     sections = [
         _tier_section(tier_rules),
         _list_section("Elimination candidates (淘汰)", "Customers who meet a criterion are reviewed for the "
@@ -149,20 +170,27 @@ def build(tier_rules: TierRules, candidate_rules: CandidateRules) -> list[Sectio
     if candidate_rules.protected_ids:
         sections[1].notes.append(f"{len(candidate_rules.protected_ids)} customer(s) on the protected list are "
                                  "never elimination candidates.")
+    order = ", ".join(candidate_rules.precedence)
+    sections[1].notes.append(f"A customer is on one list per period, taken in this order: {order}. Elimination "
+                             f"lists {tier_rules.tiers[0]} customers only, unless a criterion names another tier.")
+    if levels is not None:
+        sections += _service_sections(levels, tier_rules)
     sections.append(_glossary(features_named(tier_rules, candidate_rules)))
     return sections
 
 
-def _title(tier_rules: TierRules, candidate_rules: CandidateRules) -> tuple[str, list[str]]:
+def _title(tier_rules: TierRules, candidate_rules: CandidateRules,
+           levels: ServiceLevels | None = None) -> tuple[str, list[str]]:
+    files = (tier_rules.source, candidate_rules.source, *((levels.source,) if levels else ()))
     facts = [f"{r.path.name}: version {r.version}, effective {r.effective_date}, owner {r.owner}, "
-             f"sha256 {r.content_hash[:12]}" for r in (tier_rules.source, candidate_rules.source)]
+             f"sha256 {r.content_hash[:12]}" for r in files]
     return "Customer grading criteria", facts
 
 
-def to_markdown(tier_rules: TierRules, candidate_rules: CandidateRules) -> str:
-    title, facts = _title(tier_rules, candidate_rules)
+def to_markdown(tier_rules: TierRules, candidate_rules: CandidateRules, levels: ServiceLevels | None = None) -> str:
+    title, facts = _title(tier_rules, candidate_rules, levels)
     lines = [f"# {title}", "", *[f"- {f}" for f in facts], ""]
-    for section in build(tier_rules, candidate_rules):
+    for section in build(tier_rules, candidate_rules, levels):
         lines += [f"## {section.title}", "", section.intro, ""]
         if section.rows:
             lines += ["| " + " | ".join(section.header) + " |", "|" + "---|" * len(section.header)]
@@ -174,11 +202,11 @@ def to_markdown(tier_rules: TierRules, candidate_rules: CandidateRules) -> str:
     return "\n".join(lines)
 
 
-def to_html(tier_rules: TierRules, candidate_rules: CandidateRules) -> str:
+def to_html(tier_rules: TierRules, candidate_rules: CandidateRules, levels: ServiceLevels | None = None) -> str:
     esc = html.escape
-    title, facts = _title(tier_rules, candidate_rules)
+    title, facts = _title(tier_rules, candidate_rules, levels)
     body = [f"<h1>{esc(title)}</h1>", "<ul class='facts'>" + "".join(f"<li>{esc(f)}</li>" for f in facts) + "</ul>"]
-    for section in build(tier_rules, candidate_rules):
+    for section in build(tier_rules, candidate_rules, levels):
         body += [f"<section><h2>{esc(section.title)}</h2>", f"<p>{esc(section.intro)}</p>"]
         if section.rows:
             body.append("<table><thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in section.header) + "</tr></thead>"
@@ -194,10 +222,12 @@ def to_html(tier_rules: TierRules, candidate_rules: CandidateRules) -> str:
             f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n")
 
 
-def write(tier_rules: TierRules, candidate_rules: CandidateRules, folder: Path) -> list[Path]:
-    """Write criteria.md and criteria.html into ``folder``; returns their paths."""
+def write(tier_rules: TierRules, candidate_rules: CandidateRules, folder: Path,
+          levels: ServiceLevels | None = None) -> list[Path]:
+    """Write criteria.md and criteria.html into ``folder`` (with the service standards, given
+    ``levels``); returns their paths."""
     folder.mkdir(parents=True, exist_ok=True)
     paths = [folder / "criteria.md", folder / "criteria.html"]
-    paths[0].write_text(to_markdown(tier_rules, candidate_rules), encoding="utf-8")
-    paths[1].write_text(to_html(tier_rules, candidate_rules), encoding="utf-8")
+    paths[0].write_text(to_markdown(tier_rules, candidate_rules, levels), encoding="utf-8")
+    paths[1].write_text(to_html(tier_rules, candidate_rules, levels), encoding="utf-8")
     return paths

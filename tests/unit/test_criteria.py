@@ -82,3 +82,15 @@ def test_other_strategies_are_described(tmp_path: Path) -> None:
         tier_rules, candidate_rules = load_rules(tier_file=include_dir() / "rules" / "examples" / example,
                                                  proposal=True)
         assert phrase in criteria.to_markdown(tier_rules, candidate_rules)
+
+
+def test_the_service_standards_and_the_treatments_are_shown() -> None:
+    from grading.rules.pins import load_service
+
+    rules = load_rules()
+    markdown = criteria.to_markdown(*rules, load_service(rules))
+    assert "## Service standards per tier" in markdown
+    assert "| platinum | 白金 / VIP - dedicated team, 24-hour service | within 2 h | 24/7 | dedicated |" in markdown
+    assert "| contact_and_offer | sales | 14 days |" in markdown
+    assert "service_levels.yaml: version 1.0.0" in markdown
+    assert "taken in this order: core, win_back, elimination. Elimination lists normal customers only" in markdown
