@@ -195,16 +195,17 @@ RUN_STAMPS = ("run_id", "validated_at", "trained_at", "published_at", "decided_a
 def fingerprint(url: str, tables: tuple[str, ...] | None = None) -> dict[str, str]:
     """Published tables as sorted CSV text: equal fingerprints mean the same published rows.
 
-    By default every table and view of marts but the run audit, without the columns that only
+    By default every table and view of marts and audit but the run audit, without the columns that only
     say which run wrote a row and when (RUN_STAMPS): what two runs that published the same
     grading share."""
     out = {}
     with open_engine(url) as engine, engine.connect() as conn:
-        names = tables or tuple(sorted(set(conn.execute(sa.text(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'marts'")).scalars())
-            - {"run_audit"}))
+        schema_of = dict(conn.execute(sa.text(
+            "SELECT table_name, table_schema FROM information_schema.tables WHERE table_schema IN ('marts', 'audit')"
+        )).all())
+        names = tables or tuple(sorted(set(schema_of) - {"run_audit"}))
         for table in names:
-            frame = read_frame(conn, f"SELECT * FROM marts.{table}")  # noqa: S608 - test constants
+            frame = read_frame(conn, f"SELECT * FROM {schema_of.get(table, 'marts')}.{table}")  # noqa: S608 - test constants
             if tables is None:
                 frame = frame.drop(columns=[c for c in RUN_STAMPS if c in frame.columns])
             frame = frame.sort_values(list(frame.columns), key=lambda s: s.astype(str)).reset_index(drop=True)

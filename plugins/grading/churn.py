@@ -294,11 +294,11 @@ def score_churn(warehouse: Engine, as_of: date, run_id: str, *, max_age_days: in
                 "churn_propensity": np.round(model.predict_proba(matrix(current, model.grading_features))[:, 1], 4),
             })
             bulk_insert(conn, "staging.churn_scores", scores)
-        conn.execute(sa.text("DELETE FROM marts.model_runs WHERE as_of_date = :as_of AND model = :model"),
+        conn.execute(sa.text("DELETE FROM audit.model_runs WHERE as_of_date = :as_of AND model = :model"),
                      {"as_of": as_of, "model": MODEL_NAME})
         outcome = ChurnOutcome(report, model_as_of, stored is None)
         record = pd.DataFrame([{**asdict(report), "note": outcome.note, "run_id": run_id, "as_of_date": as_of,
                                 "trained_at": trained_at}])
-        bulk_insert(conn, "marts.model_runs", record.astype({"beats_baseline": "boolean"}))
+        bulk_insert(conn, "audit.model_runs", record.astype({"beats_baseline": "boolean"}))
         analyze(conn, "staging.churn_scores")
     return outcome

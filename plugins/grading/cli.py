@@ -203,7 +203,7 @@ def cmd_bi_role(args: argparse.Namespace) -> int:
         raise ValueError(f"environment variable {args.password_env} is empty or unset")
     with open_engine(connection_url(WAREHOUSE_CONN_ID)) as warehouse:
         others = create_bi_role(warehouse, args.name, password)
-    print(f"role {args.name} can now read schema marts (and nothing else in this database)")
+    print(f"role {args.name} can now read schemas marts and audit (and nothing else in this database)")
     if others:
         print(f"note: {args.name} can still connect to {', '.join(others)} on this server, as PostgreSQL lets every "
               "role connect to a database by default; where it should not: REVOKE CONNECT ON DATABASE <name> FROM "
@@ -221,7 +221,7 @@ def cmd_crm_role(args: argparse.Namespace) -> int:
         raise ValueError(f"environment variable {args.password_env} is empty or unset")
     with open_engine(connection_url(WAREHOUSE_CONN_ID)) as warehouse:
         create_crm_role(warehouse, args.name, password)
-    print(f"role {args.name} can now read schemas marts and crm (the lists with source customer ids)")
+    print(f"role {args.name} can now read schemas marts, audit and crm (the lists with source customer ids)")
     return 0
 
 
@@ -285,11 +285,11 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
     report = recent_runs(connection_url(WAREHOUSE_CONN_ID), args.as_of, failed_only=args.failed, limit=args.limit)
     if report.empty:
-        print("no runs recorded in marts.run_audit" + (f" for as-of {args.as_of}" if args.as_of else "")
+        print("no runs recorded in audit.run_audit" + (f" for as-of {args.as_of}" if args.as_of else "")
               + (" that failed" if args.failed else ""))
         return 0
     report["started_utc"] = report["started_utc"].dt.strftime("%Y-%m-%d %H:%M:%S")
-    print(f"Recent runs in marts.run_audit, newest first ({len(report)} shown):")
+    print(f"Recent runs in audit.run_audit, newest first ({len(report)} shown):")
     print(report.to_string(index=False))
     return 0
 
@@ -358,7 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
     summ.add_argument("--as-of", type=_date, required=True)
     summ.set_defaults(func=cmd_summary)
 
-    runs = sub.add_parser("runs", help="report the recent runs recorded in marts.run_audit (status, time, errors)")
+    runs = sub.add_parser("runs", help="report the recent runs recorded in audit.run_audit (status, time, errors)")
     runs.add_argument("--limit", type=int, default=10, help="how many runs to show (default 10)")
     runs.add_argument("--as-of", type=_date, help="only runs of this as-of date")
     runs.add_argument("--failed", action="store_true", help="only runs that failed")

@@ -3,7 +3,7 @@
 Each converter takes one column of a source chunk and returns it typed, or raises
 SourceDataError naming the source table, the column, how many rows are wrong and up to five
 of them (key and value), and what to do. A customer's id is never shown - the message is
-kept in marts.run_audit, which BI tools read - the offending value identifies the row instead.
+kept in audit.run_audit, which BI tools read - the offending value identifies the row instead.
 """
 
 from __future__ import annotations

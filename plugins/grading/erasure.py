@@ -37,7 +37,7 @@ def erase(warehouse: Engine, customer_id: str, key: bytes, docs: Path | None = N
         columns = conn.execute(sa.text(
             "SELECT c.table_schema, c.table_name, c.column_name FROM information_schema.columns AS c "
             "JOIN information_schema.tables AS t ON t.table_schema = c.table_schema AND t.table_name = c.table_name "
-            "WHERE t.table_type = 'BASE TABLE' AND c.table_schema IN ('raw', 'staging', 'ops', 'marts') "
+            "WHERE t.table_type = 'BASE TABLE' AND c.table_schema IN ('raw', 'staging', 'ops', 'marts', 'audit') "
             "AND c.column_name IN ('customer_id', 'customer_key', 'row_json') AND t.table_name <> 'erasures' "
             "ORDER BY 1, 2, 3")).all()
         quote = conn.dialect.identifier_preparer.quote

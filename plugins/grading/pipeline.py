@@ -1,6 +1,6 @@
 """The order of stages for one as-of date, shared by the DAG tasks and the CLI.
 
-Each stage opens the warehouse, does one job, records a row in marts.run_audit and
+Each stage opens the warehouse, does one job, records a row in audit.run_audit and
 returns a small JSON-able summary (what an Airflow task may pass on through XCom); the
 data itself moves through the warehouse. ``run_grading`` runs every stage in one process.
 """
@@ -68,7 +68,7 @@ def as_of_instant(as_of: date) -> datetime:
 @contextmanager
 def audited(warehouse: Engine, run_id: str, as_of: date, stage: str,
             rule_version: str | None = None) -> Iterator[dict]:
-    """Record the stage's outcome, duration and output rows in marts.run_audit, even on failure."""
+    """Record the stage's outcome, duration and output rows in audit.run_audit, even on failure."""
     started = datetime.now(UTC).replace(tzinfo=None)
     clock = time.perf_counter()
     outcome = {"rows_out": None, "message": None}
@@ -87,7 +87,7 @@ def audited(warehouse: Engine, run_id: str, as_of: date, stage: str,
                 "rows_out": outcome["rows_out"], "started_at": started, "finished_at": finished,
                 "rule_version": rule_version, "message": message,
             }]).astype({"rows_out": "Int64", "rule_version": "string", "message": "string"})
-            bulk_insert(conn, "marts.run_audit", row)
+            bulk_insert(conn, "audit.run_audit", row)
         log.info("stage %s for %s: %s in %.2fs", stage, as_of, status, (finished - started).total_seconds())
 
 
@@ -184,13 +184,13 @@ def churn_stage(conns: Connections, as_of: date, run_id: str) -> dict:
 
 
 def record_rule_file(warehouse: Engine, run_id: str, as_of: date, source: RuleFile) -> None:
-    """Note in marts.run_rule_files which rule file (version and content hash) the run applied."""
+    """Note in audit.run_rule_files which rule file (version and content hash) the run applied."""
     row = pd.DataFrame([{"run_id": run_id, "as_of_date": as_of, "kind": source.kind, "file_name": source.path.name,
                          "version": source.version, "rules_sha256": source.content_hash}])
     with warehouse.begin() as conn:
-        conn.execute(sa.text("DELETE FROM marts.run_rule_files WHERE run_id = :run_id AND kind = :kind"),
+        conn.execute(sa.text("DELETE FROM audit.run_rule_files WHERE run_id = :run_id AND kind = :kind"),
                      {"run_id": run_id, "kind": source.kind})
-        bulk_insert(conn, "marts.run_rule_files", row)
+        bulk_insert(conn, "audit.run_rule_files", row)
 
 
 def tiers_stage(conns: Connections, as_of: date, run_id: str) -> dict:

@@ -26,18 +26,18 @@ class NothingPublished(LookupError):
 def print_run_summary(warehouse_url: str, as_of: date) -> None:
     """Print customers per tier, candidates, validation, tables written and the latest review."""
     with open_engine(warehouse_url) as warehouse, warehouse.connect() as conn:
-        if not conn.execute(sa.text("SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = 'marts' "
+        if not conn.execute(sa.text("SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = 'audit' "
                                     "AND table_name = 'run_audit'")).scalar():
             raise NothingPublished(f"{mask_urls(warehouse_url)} holds no graded period yet: grade one with "
                                    "python -m grading run --as-of DATE")
-        runs = read_frame(conn, "SELECT run_id FROM marts.run_audit WHERE as_of_date = :as_of AND stage = 'publish' "
+        runs = read_frame(conn, "SELECT run_id FROM audit.run_audit WHERE as_of_date = :as_of AND stage = 'publish' "
                                 "AND status = 'success' ORDER BY finished_at DESC", {"as_of": as_of})
         if runs.empty:
             raise NothingPublished(f"no successful run has published as-of {as_of} in {mask_urls(warehouse_url)}")
         run_id = runs["run_id"].iloc[0]
         tiers = read_frame(conn, "SELECT tier, customers, monetary_365d FROM marts.tier_summary "
                                  "WHERE as_of_date = :as_of ORDER BY tier_rank DESC", {"as_of": as_of})
-        checks = read_frame(conn, "SELECT success, severity, unexpected_count FROM marts.validation_results "
+        checks = read_frame(conn, "SELECT success, severity, unexpected_count FROM audit.validation_results "
                                   "WHERE run_id = :run_id", {"run_id": run_id})
         rows = published_counts(conn, as_of)
         lost = read_frame(conn, "SELECT status, COUNT(*) AS n FROM marts.lost_customers "
@@ -73,7 +73,7 @@ def print_run_summary(warehouse_url: str, as_of: date) -> None:
     docs = data_docs_dir()
     print(f"  validation: {len(checks)} checks (Great Expectations and SQL), {len(failed)} failed, "
           f"{int(failed.loc[failed['severity'] == 'row', 'unexpected_count'].fillna(0).sum()):,} row(s) "
-          "quarantined (ops.quarantine); results in marts.validation_results")
+          "quarantined (ops.quarantine); results in audit.validation_results")
     if docs is not None and (docs / "index.html").exists():
         print(f"  Data Docs: {docs / 'index.html'}")
     for row in stale.itertuples():
@@ -82,9 +82,9 @@ def print_run_summary(warehouse_url: str, as_of: date) -> None:
     print(f"  warehouse: {make_url(warehouse_url).render_as_string(hide_password=True)}")
     for table, count in rows.items():
         print(f"    marts.{table:<28} {count:>8,} rows for {as_of}")
-    print("    marts.tier_history, marts.lost_customers, marts.dim_customer, marts.model_runs, "
+    print("    marts.tier_history, marts.lost_customers, marts.dim_customer, audit.model_runs, "
           "marts.published_periods; views "
-          "marts.current_customer_tier, marts.tier_summary; run log marts.run_audit")
+          "marts.current_customer_tier, marts.tier_summary; run log audit.run_audit")
     if not review.empty:
         print(f"  quarterly review {review['quarter'].iloc[0]} (marts.review_tier_distribution):")
         for row in review.itertuples():
@@ -94,13 +94,13 @@ def print_run_summary(warehouse_url: str, as_of: date) -> None:
 
 def recent_runs(warehouse_url: str, as_of: date | None = None, failed_only: bool = False,
                 limit: int | None = None) -> pd.DataFrame:
-    """The runs recorded in marts.run_audit (of one as-of date, if given), newest first."""
+    """The runs recorded in audit.run_audit (of one as-of date, if given), newest first."""
     with open_engine(warehouse_url) as warehouse, warehouse.connect() as conn:
-        if not sa.inspect(conn).has_table("run_audit", schema="marts"):
-            raise LookupError("the warehouse has no marts.run_audit yet: nothing has run against it "
+        if not sa.inspect(conn).has_table("run_audit", schema="audit"):
+            raise LookupError("the warehouse has no audit.run_audit yet: nothing has run against it "
                               "(python -m grading migrate creates it)")
         audit = read_frame(conn, "SELECT run_id, as_of_date, stage, status, rows_out, started_at, finished_at, "
-                                 "rule_version, message FROM marts.run_audit "
+                                 "rule_version, message FROM audit.run_audit "
                                  "WHERE CAST(:as_of AS DATE) IS NULL OR as_of_date = CAST(:as_of AS DATE)",
                            {"as_of": as_of})
     for column in ("started_at", "finished_at"):
@@ -112,7 +112,7 @@ def recent_runs(warehouse_url: str, as_of: date | None = None, failed_only: bool
 
 
 def run_table(audit: pd.DataFrame) -> pd.DataFrame:
-    """One row per run from marts.run_audit rows: when, how long, how it ended, and why not.
+    """One row per run from audit.run_audit rows: when, how long, how it ended, and why not.
 
     A stage's outcome is its latest row (a retried stage leaves a failed row, then a good one);
     a run failed if any stage's latest attempt failed, succeeded if its publish (or review) did.

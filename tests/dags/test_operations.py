@@ -93,7 +93,7 @@ def test_a_failing_extract_retries_with_backoff_then_alerts_the_webhook_once(
     gaps = (attempts["started_at"].iloc[1:].to_numpy() - attempts["finished_at"].iloc[:-1].to_numpy())
     assert [g / pd.Timedelta(seconds=1) for g in gaps][0] >= 2
     assert [g / pd.Timedelta(seconds=1) for g in gaps][1] >= 4
-    assert scalar(warehouse_url, "SELECT COUNT(*) FROM marts.run_audit WHERE stage <> 'extract'") == 0
+    assert scalar(warehouse_url, "SELECT COUNT(*) FROM audit.run_audit WHERE stage <> 'extract'") == 0
 
 
 @pytest.mark.airflow
@@ -142,7 +142,7 @@ def _audit(url: str) -> pd.DataFrame:
     from grading.warehouse import open_engine
 
     with open_engine(url) as engine, engine.connect() as conn:
-        frame = read_frame(conn, "SELECT * FROM marts.run_audit")
+        frame = read_frame(conn, "SELECT * FROM audit.run_audit")
     for column in ("started_at", "finished_at"):
         frame[column] = pd.to_datetime(frame[column])
     return frame
@@ -161,7 +161,7 @@ def test_runs_reports_recent_runs_newest_first_with_status_and_problem(
     grading_home.mkdir(parents=True)
     monkeypatch.setenv("AIRFLOW_CONN_GRADING_WAREHOUSE", url)
     assert main(["runs"]) == 1  # a data error: nothing recorded yet
-    assert "no marts.run_audit" in capsys.readouterr().err
+    assert "no audit.run_audit" in capsys.readouterr().err
 
     with open_engine(url) as engine:
         migrate(engine)
@@ -178,7 +178,7 @@ def test_runs_reports_recent_runs_newest_first_with_status_and_problem(
 
     assert main(["runs"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0] == "Recent runs in marts.run_audit, newest first (3 shown):"
+    assert out[0] == "Recent runs in audit.run_audit, newest first (3 shown):"
     rows = out[2:]
     assert [r.split()[0] for r in rows] == ["retried_run", "bad_run", "good_run"]
     assert rows[0].split()[5:8] == ["incomplete", "extract", "1"]
@@ -191,4 +191,4 @@ def test_runs_reports_recent_runs_newest_first_with_status_and_problem(
     assert main(["runs", "--as-of", "2024-12-01", "--limit", "5"]) == 0
     assert [r.split()[0] for r in capsys.readouterr().out.splitlines()[2:]] == ["good_run"]
     assert main(["runs", "--as-of", "2023-01-01"]) == 0
-    assert capsys.readouterr().out.strip() == "no runs recorded in marts.run_audit for as-of 2023-01-01"
+    assert capsys.readouterr().out.strip() == "no runs recorded in audit.run_audit for as-of 2023-01-01"

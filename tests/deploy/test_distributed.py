@@ -380,7 +380,7 @@ def _failed_tasks(stack: Stack) -> str:
     engine = sa.create_engine(stack.warehouse_url, poolclass=NullPool)
     try:
         with engine.connect() as conn:
-            audit = conn.execute(sa.text("SELECT run_id, stage, message FROM marts.run_audit "
+            audit = conn.execute(sa.text("SELECT run_id, stage, message FROM audit.run_audit "
                                          "WHERE status = 'failed'")).all()
     except sa.exc.SQLAlchemyError as exc:
         audit = [f"(no audit: {type(exc).__name__})"]

@@ -58,7 +58,7 @@ def test_a_young_model_is_reused_and_judged_as_trained(tmp_path: Path, warehouse
     assert second["note"].startswith(f"model trained for {FIRST}: holdout AUC")
     with open_engine(warehouse_url) as engine, engine.connect() as conn:
         runs = read_frame(conn, "SELECT as_of_date, train_as_of, auc, precision_top_decile, beats_baseline "
-                                "FROM marts.model_runs ORDER BY as_of_date")
+                                "FROM audit.model_runs ORDER BY as_of_date")
     assert len(runs) == 2
     assert runs["train_as_of"].nunique() == 1
     assert runs["auc"].nunique() == 1  # the audit shows the model used

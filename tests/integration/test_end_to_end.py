@@ -123,7 +123,7 @@ def test_customer_grading_and_quarterly_review_end_to_end(
     # Published rows carry pseudonymous keys, never the source ids.
     keys = set(first["customer_tier_snapshot"]["customer_key"])
     assert not keys & set(data.customers["customer_id"])
-    assert scalar(warehouse_url, "SELECT COUNT(*) FROM marts.run_audit WHERE status = 'success'") == 16
+    assert scalar(warehouse_url, "SELECT COUNT(*) FROM audit.run_audit WHERE status = 'success'") == 16
     # each run handed its period to the CRM (the file target, in the grading home)
     assert scalar(warehouse_url, "SELECT COUNT(*) FROM ops.exports WHERE status = 'success'") == 2
     assert (grading_home / "exports" / str(AS_OF) / "manifest.json").exists()

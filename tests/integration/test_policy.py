@@ -111,7 +111,7 @@ def test_published_rows_carry_the_rule_hash_and_the_audit_lists_the_files(graded
     assert scalar(url, "SELECT MAX(rules_sha256) FROM marts.customer_tier_snapshot") == tier_rules.source.content_hash
     assert scalar(url, "SELECT MAX(rules_sha256) FROM marts.winback_candidates") == candidate_rules.source.content_hash
     with open_engine(url) as engine, engine.connect() as conn:
-        files = read_frame(conn, "SELECT kind, file_name, version, rules_sha256 FROM marts.run_rule_files "
+        files = read_frame(conn, "SELECT kind, file_name, version, rules_sha256 FROM audit.run_rule_files "
                                  "WHERE run_id = 'run-2025-01-01' ORDER BY kind")
     assert files.to_dict("records") == [
         {"kind": "candidates", "file_name": "candidates.yaml", "version": candidate_rules.source.version,
@@ -178,7 +178,7 @@ def test_erasure_leaves_no_trace_of_the_customer(graded_periods) -> None:
         with engine.connect() as conn:
             tables = conn.execute(sa.text(
                 "SELECT table_schema, table_name FROM information_schema.tables WHERE table_type = 'BASE TABLE' "
-                "AND table_schema IN ('raw', 'staging', 'ops', 'marts') AND table_name <> 'erasures'")).all()
+                "AND table_schema IN ('raw', 'staging', 'ops', 'marts', 'audit') AND table_name <> 'erasures'")).all()
             for schema, table in tables:
                 frame = read_frame(conn, f'SELECT * FROM "{schema}"."{table}"')  # noqa: S608
                 text = [str(v) for v in frame.to_numpy().ravel()]

@@ -59,12 +59,12 @@ def _identities(data) -> list[str]:
 
 
 def _everything_published(url: str) -> str:
-    """Every row of every marts table and view, as text."""
+    """Every row of every marts and audit table and view, as text."""
     with open_engine(url) as engine, engine.connect() as conn:
-        names = conn.execute(sa.text("SELECT table_name FROM information_schema.tables "
-                                     "WHERE table_schema = 'marts'")).scalars().all()
-        return "\n".join(read_frame(conn, f"SELECT * FROM marts.{name}").to_csv(index=False)  # noqa: S608
-                         for name in names)
+        names = conn.execute(sa.text("SELECT table_schema, table_name FROM information_schema.tables "
+                                     "WHERE table_schema IN ('marts', 'audit')")).all()
+        return "\n".join(read_frame(conn, f"SELECT * FROM {schema}.{name}").to_csv(index=False)  # noqa: S608
+                         for schema, name in names)
 
 
 def _docs_text(folder: Path) -> str:
@@ -101,7 +101,7 @@ def test_no_source_identity_in_marts_validation_results_or_data_docs_after_failu
     source.sql("INSERT INTO surveys (survey_id, customer_id, responded_at, csat, nps) "
                "VALUES ('S_ORPHAN', 'C9999999', '2024-11-22 10:00:00', 4, 8)")
     pipeline.run_grading(conns, P2, run_id="graded")
-    assert scalar(url, "SELECT COUNT(*) FROM marts.run_audit WHERE status = 'failed'") == 2
+    assert scalar(url, "SELECT COUNT(*) FROM audit.run_audit WHERE status = 'failed'") == 2
 
     published, stored = _everything_published(url), _docs_text(docs)
     assert "expect_column_values_to_be_unique" in stored
@@ -197,6 +197,6 @@ def test_erasure_leaves_nothing_behind_and_keeps_the_customer_out(graded: Graded
     assert scalar(url, "SELECT COUNT(*) FROM raw.customers WHERE customer_id = :c", c=odd) == 0
     assert scalar(url, "SELECT COUNT(*) FROM marts.customer_tier_snapshot WHERE as_of_date = '2025-01-01' "
                        "AND customer_key = :k", k=key) == 0
-    assert scalar(url, "SELECT message FROM marts.run_audit WHERE run_id = 'after-erasure' AND stage = 'extract'") \
+    assert scalar(url, "SELECT message FROM audit.run_audit WHERE run_id = 'after-erasure' AND stage = 'extract'") \
         .startswith("skipped the rows of erased customers (ops.erasures): orders ")
     assert isinstance(pd.Timestamp(scalar(url, "SELECT MAX(erased_at) FROM ops.erasures")), pd.Timestamp)

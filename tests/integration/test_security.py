@@ -47,7 +47,7 @@ pytestmark = pytest.mark.postgres
 AS_OF = date(2025, 1, 1)
 CUSTOMERS = 300
 KEY = "security-test-key-1"  # a test value, not a secret
-HOSTILE = "1; DROP TABLE marts.run_audit; --"
+HOSTILE = "1; DROP TABLE audit.run_audit; --"
 QUOTES = "O'Brien \"ops\" \\ `x` ); DELETE FROM marts.dim_customer; --"
 HOSTILE_VERSION = "9.9'; DROP TABLE marts.customer_tier_snapshot; --"
 # Column names that would hold personal data, wherever they appear.
@@ -112,14 +112,14 @@ def _columns(url: str) -> pd.DataFrame:
     with open_engine(url) as engine, engine.connect() as conn:
         return read_frame(conn, "SELECT table_schema, table_name, column_name, data_type "
                                 "FROM information_schema.columns "
-                                "WHERE table_schema IN ('raw', 'staging', 'ops', 'marts')")
+                                "WHERE table_schema IN ('raw', 'staging', 'ops', 'marts', 'audit', 'crm')")
 
 
 def _inventory(url: str) -> dict[str, int]:
     """Every relation of the warehouse's schemas with its row count."""
     with open_engine(url) as engine, engine.connect() as conn:
         names = read_frame(conn, "SELECT table_schema, table_name FROM information_schema.tables "
-                                 "WHERE table_schema IN ('raw', 'staging', 'ops', 'marts')")
+                                 "WHERE table_schema IN ('raw', 'staging', 'ops', 'marts', 'audit', 'crm')")
         quote = conn.dialect.identifier_preparer.quote
         return {f"{s}.{t}": conn.execute(sa.text(f"SELECT COUNT(*) FROM {quote(s)}.{quote(t)}")).scalar_one()  # noqa: S608 - catalog names, quoted
                 for s, t in names.itertuples(index=False)}
@@ -214,7 +214,7 @@ def _hostile_include(tmp_path: Path) -> Path:
         "kind": "tiers", "version": HOSTILE_VERSION, "effective_date": date(2025, 1, 1), "owner": QUOTES,
         "description": HOSTILE, "tiers": ["normal", "gold", "platinum"],
         "rules": [
-            {"name": "nobody'; DROP TABLE marts.run_audit; --", "tier": "platinum", "description": QUOTES,
+            {"name": "nobody'; DROP TABLE audit.run_audit; --", "tier": "platinum", "description": QUOTES,
              "when": {"any": [{"feature": "region", "op": "==", "value": HOSTILE},
                               {"feature": "channel", "op": "in", "value": [QUOTES, "x'--", HOSTILE]}]}},
             {"name": "platinum'); DROP TABLE marts.tier_history; --", "tier": "platinum",
@@ -267,11 +267,11 @@ def test_hostile_rule_files_are_data_stored_verbatim_and_grade_like_the_plain_ru
         after = _inventory(url)
         assert set(after) == set(before)  # every relation survived
         assert after["ops.customer_keys"] == before["ops.customer_keys"] == CUSTOMERS
-        assert after["marts.run_audit"] == before["marts.run_audit"] + 3
+        assert after["audit.run_audit"] == before["audit.run_audit"] + 3
         with open_engine(url) as engine, engine.connect() as conn:
             graded_now = read_frame(conn, "SELECT customer_key, tier, tier_rule, rule_version "
                                           "FROM marts.customer_tier_snapshot WHERE as_of_date = :d", {"d": AS_OF})
-            audit_versions = set(read_frame(conn, "SELECT rule_version FROM marts.run_audit "
+            audit_versions = set(read_frame(conn, "SELECT rule_version FROM audit.run_audit "
                                                   "WHERE run_id = 'hostile_rules'")["rule_version"].dropna())
         # The same customers in the same tiers as under the plain rules, decided by the hostile names.
         merged = plain.merge(graded_now, on="customer_key", suffixes=("_plain", "_hostile"))
@@ -310,7 +310,7 @@ def test_a_text_value_on_a_numeric_feature_fails_cleanly_before_anything_is_writ
         assert not isinstance(failure.value, sa.exc.SQLAlchemyError), failure.value
         after = _inventory(url)
         assert set(after) == set(before)
-        run_records = ("marts.run_audit", "ops.run_rule_pins")  # the attempt and the rule files it pinned
+        run_records = ("audit.run_audit", "ops.run_rule_pins")  # the attempt and the rule files it pinned
         assert {k: v for k, v in after.items() if k not in run_records} == \
             {k: v for k, v in before.items() if k not in run_records}
     finally:
@@ -322,7 +322,7 @@ def test_a_text_value_on_a_numeric_feature_fails_cleanly_before_anything_is_writ
 @pytest.mark.parametrize("argv", [
     ["run", "--as-of", f"2025-01-01'; {HOSTILE}"],
     ["summary", "--as-of", "2025-01-01 OR 1=1"],
-    ["runs", "--as-of", "'); DROP TABLE marts.run_audit; --"],
+    ["runs", "--as-of", "'); DROP TABLE audit.run_audit; --"],
     ["rules", "dry-run", "--as-of", f"2025-01-01\"; {HOSTILE}"],
     ["runs", "--limit", f"5; {HOSTILE}"],
     ["generate", "--customers", "10; DROP TABLE raw.customers"],

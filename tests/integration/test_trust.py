@@ -113,7 +113,7 @@ def test_a_later_table_that_fails_to_convert_leaves_the_batch_to_be_validated_in
     assert str(stopped.value).startswith(f"source table surveys, column csat: 1 row(s) hold a value that is not a "
                                          f"whole number (e.g. survey_id {survey['survey_id']} = 4.5).")
     # the run's error is stored, and nothing of the period was published
-    assert scalar(url, "SELECT message FROM marts.run_audit WHERE run_id = 'broken' AND stage = 'extract'") \
+    assert scalar(url, "SELECT message FROM audit.run_audit WHERE run_id = 'broken' AND stage = 'extract'") \
         == f"SourceDataError: {stopped.value}"
     assert _published_p2(url) == 0
     source.sql("UPDATE surveys SET csat = :v WHERE survey_id = :k", v=int(survey["csat"]), k=survey["survey_id"])
@@ -244,7 +244,7 @@ def test_regrading_an_earlier_period_marks_every_later_one_stale_until_they_are_
     assert periods["stale"].tolist() == [False, True]
     assert periods["stale_reason"].iloc[1] == ("its tiers carried on from 2024-11-01, which has been graded again "
                                                "since, differently")
-    assert scalar(url, "SELECT message FROM marts.run_audit WHERE run_id = 'p1-backfill' AND stage = 'publish'") \
+    assert scalar(url, "SELECT message FROM audit.run_audit WHERE run_id = 'p1-backfill' AND stage = 'publish'") \
         .startswith("stale published periods (regrade them in date order): 2024-12-01: its tiers carried on")
     pipeline.run_grading(conns, P2, run_id="p2-again")
     assert scalar(url, "SELECT COUNT(*) FROM marts.published_periods WHERE stale") == 0

@@ -414,7 +414,7 @@ def _(src: Source):
 @case("NUL character in a text")
 def _(src: Source):
     src.sql("UPDATE customers SET region = 'No' || char(0) || 'rth' WHERE customer_id = :k", k=src.key("customers", 4))
-    # a customer's id never goes into a message (it is kept in marts.run_audit): the value is shown
+    # a customer's id never goes into a message (it is kept in audit.run_audit): the value is shown
     return _conversion("customers", "region", 1, "'No\\x00rth'", "NUL character")
 
 
@@ -710,7 +710,7 @@ def test_bad_input(base: Base, name: str, monkeypatch: pytest.MonkeyPatch) -> No
         # run re-reads the removed rows from the source.
         assert pd.Timestamp(scalar(url, "SELECT MAX(extracted_through) FROM ops.extract_watermarks")) \
             <= pd.Timestamp(EARLIER)
-        assert scalar(url, "SELECT COUNT(*) FROM marts.validation_results WHERE run_id LIKE 'case-%' "
+        assert scalar(url, "SELECT COUNT(*) FROM audit.validation_results WHERE run_id LIKE 'case-%' "
                            "AND NOT success AND severity = 'critical'") == len(expected.failed)
     else:
         assert error is None, f"{type(error).__name__}: {error}"

@@ -47,11 +47,12 @@ def test_comments_reach_every_published_table_column_and_view(warehouse: Engine)
         statements = catalog.apply_comments(conn)
     with warehouse.connect() as conn:
         tables = dict(conn.execute(sa.text(
-            "SELECT table_name, comment FROM duckdb_tables() WHERE schema_name = 'marts'")).all())
+            "SELECT table_name, comment FROM duckdb_tables() WHERE schema_name IN ('marts', 'audit')")).all())
         view_comments = dict(conn.execute(sa.text(
-            "SELECT view_name, comment FROM duckdb_views() WHERE schema_name = 'marts'")).all())
+            "SELECT view_name, comment FROM duckdb_views() WHERE schema_name IN ('marts', 'audit')")).all())
         columns = {(t, c): text for t, c, text in conn.execute(sa.text(
-            "SELECT table_name, column_name, comment FROM duckdb_columns() WHERE schema_name = 'marts'")).all()}
+            "SELECT table_name, column_name, comment FROM duckdb_columns() "
+            "WHERE schema_name IN ('marts', 'audit')")).all()}
         views = catalog.views(conn)
     assert views == set(view_comments)
     assert views  # the catalogue has views (their columns keep no comment in DuckDB)
@@ -67,7 +68,7 @@ def test_comments_reach_every_published_table_column_and_view(warehouse: Engine)
 def test_relations_and_columns_documented_ahead_of_their_migration_are_skipped(
         warehouse: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _catalogue_file(tmp_path / "include", monkeypatch, {
-        "run_audit": {"grain": "one row per stage run", "description": "Runs, it's audited.",
+        "run_audit": {"grain": "one row per stage run", "description": "Runs, it's audited.", "schema": "audit",
                       "columns": {"run_id": "The run.", "coming_next": "A column of the next migration."}},
         "not_yet_published": {"grain": "?", "description": "Later.", "columns": {"a": "A."}},
     })
@@ -86,16 +87,17 @@ def test_the_dictionary_lists_what_is_published_and_marks_what_is_undocumented(
         "tier_summary": {**tier_summary, "columns": {**tier_summary["columns"], "tier": "Gold | Silver | Bronze."}},
     })
     with warehouse.connect() as conn:
-        published, views = catalog.published_columns(conn), catalog.views(conn)
+        published, views, schemas = catalog.published_columns(conn), catalog.views(conn), catalog.schemas_of(conn)
         path = catalog.write_dictionary(conn, tmp_path / "docs" / "nested" / "data-dictionary.md")
     text = path.read_text(encoding="utf-8")
     # every published relation has a section, in name order, documented or not
     sections = [line for line in text.splitlines() if line.startswith("## ")]
-    assert sections == [f"## `marts.{r}` ({'view' if r in views else 'table'})" for r in sorted(published)]
+    assert sections == [f"## `{schemas[r]}.{r}` ({'view' if r in views else 'table'})" for r in sorted(published)]
+    assert {schemas[r] for r in ("run_audit", "validation_results", "model_runs", "run_rule_files")} == {"audit"}
     assert "## `marts.tier_summary` (view)" in sections
     assert "| `tier` | VARCHAR | Gold \\| Silver \\| Bronze. |" in text
     assert f"Grain: {tier_summary['grain']}." in text
-    run_audit = text.split("## `marts.run_audit` (table)", 1)[1].split("## ", 1)[0]
+    run_audit = text.split("## `audit.run_audit` (table)", 1)[1].split("## ", 1)[0]
     assert "(undocumented)" in run_audit
     assert "Grain: ?." in run_audit
     assert "| `run_id` | VARCHAR | (undocumented) |" in run_audit

@@ -50,7 +50,7 @@ def test_the_model_beats_recency_alone_on_the_demo_data(scored) -> None:
     assert report["beats_baseline"] is True, report["note"]
     assert report["auc"] > report["baseline_auc"] > 0.5
     with open_engine(url) as engine, engine.connect() as conn:
-        record = read_frame(conn, "SELECT * FROM marts.model_runs")
+        record = read_frame(conn, "SELECT * FROM audit.model_runs")
     assert len(record) == 1  # the rerun replaced the first record
     row = record.iloc[0]
     assert (pd.Timestamp(row["train_as_of"]).date(), pd.Timestamp(row["holdout_as_of"]).date()) == (
@@ -81,4 +81,4 @@ def test_scores_reach_the_published_snapshot(tmp_path: Path, warehouse_url: str)
     run_grading(Connections(source_url=source_url, warehouse_url=warehouse_url), date(2025, 1, 1))
     assert scalar(warehouse_url, "SELECT COUNT(*) FROM marts.customer_features_snapshot "
                                  "WHERE churn_propensity IS NULL") == 0
-    assert scalar(warehouse_url, "SELECT COUNT(*) FROM marts.model_runs") == 1
+    assert scalar(warehouse_url, "SELECT COUNT(*) FROM audit.model_runs") == 1

@@ -107,7 +107,7 @@ def test_rules_check_exit_codes_and_findings(tmp_path: Path) -> None:
 
     out = grading(tmp_path, "rules", "check")
     assert out.returncode == 0, out.stderr
-    assert out.stdout.count("ok  ") == 2, out.stdout
+    assert out.stdout.count("ok  ") == 3, out.stdout  # tiers, candidates, service levels
     out = grading(tmp_path, "rules", "check", str(swapped))
     assert out.returncode == 1
     assert "error: " in out.stderr

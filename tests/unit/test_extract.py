@@ -190,6 +190,6 @@ def test_extract_stage_reads_a_file_drop_without_a_source_database(tmp_path: Pat
     assert summary["rows"]["orders"] == 2
     assert summary["rows"]["customer_keys_added"] == 2
     assert summary["rejected"] == {"customers": {"missing customer_id": 1}, "orders": {"missing customer_id": 1}}
-    message = scalar(url, "SELECT message FROM marts.run_audit WHERE stage = 'extract'")
+    message = scalar(url, "SELECT message FROM audit.run_audit WHERE stage = 'extract'")
     assert message == ("rejected by the source mapping: customers 1 (missing customer_id); "
                        "orders 1 (missing customer_id)")

@@ -19,7 +19,7 @@ from grading.warehouse import migrate, open_engine
 from tests.helpers import Source, fingerprint
 
 AS_OF = date(2025, 1, 1)
-STAGES = ["extract", "validate", "features", "churn", "tiers", "flags", "publish"]
+STAGES = ["extract", "validate", "features", "churn", "tiers", "flags", "publish", "export"]
 
 
 @pytest.fixture
@@ -48,7 +48,7 @@ def test_a_grading_run_reports_every_stage_and_a_rerun_publishes_the_same_tables
     assert first["publish"]["winback_candidates"] == first["flags"]["win_back"]
     assert first["publish"]["stale_periods"] == []
     with open_engine(conns.warehouse_url) as engine, engine.connect() as conn:
-        audit = read_frame(conn, "SELECT stage, status FROM marts.run_audit WHERE run_id = 'first' "
+        audit = read_frame(conn, "SELECT stage, status FROM audit.run_audit WHERE run_id = 'first' "
                                  "ORDER BY started_at")
     assert audit["stage"].tolist() == STAGES
     assert set(audit["status"]) == {"success"}
@@ -84,6 +84,6 @@ def test_a_failed_stage_is_audited_with_its_error_and_raised(tmp_path: Path) -> 
             stage()
         with engine.connect() as conn:
             row = conn.execute(sa.text("SELECT stage, status, rows_out, rule_version, message, "
-                                       "finished_at >= started_at FROM marts.run_audit")).one()
+                                       "finished_at >= started_at FROM audit.run_audit")).one()
     assert row == ("extract", "failed", 5, "1.2.0",
                    "ConnectionError: postgresql://grader:***@db/source refused; ask <e-mail>", True)

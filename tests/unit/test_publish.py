@@ -56,7 +56,7 @@ def test_a_failed_publish_leaves_nothing_of_the_period_and_earlier_periods_untou
     assert all(after[t].equals(before[t]) for t in before)
     assert scalar(warehouse_url, "SELECT COUNT(*) FROM marts.customer_features_snapshot "
                                  "WHERE as_of_date = '2025-01-01'") == 0
-    assert scalar(warehouse_url, "SELECT status FROM marts.run_audit WHERE run_id = 'r2' AND stage = 'publish'") \
+    assert scalar(warehouse_url, "SELECT status FROM audit.run_audit WHERE run_id = 'r2' AND stage = 'publish'") \
         == "failed"
 
 

@@ -20,7 +20,7 @@ T0 = datetime(2025, 1, 2, 1, 0)
 
 def audit_rows(run_id: str, as_of: date, start: datetime, stages: list[tuple[str, str, int | None, str | None]]
                ) -> list[dict]:
-    """marts.run_audit rows of one run: (stage, status, rows_out, message), a minute each."""
+    """audit.run_audit rows of one run: (stage, status, rows_out, message), a minute each."""
     return [{"run_id": run_id, "as_of_date": as_of, "stage": stage, "status": status, "rows_out": rows,
              "started_at": start + timedelta(minutes=i), "finished_at": start + timedelta(minutes=i + 1),
              "rule_version": "1.2.0" if stage == "tiers" else None, "message": message}
@@ -59,12 +59,12 @@ def test_recent_runs_filter_by_date_and_failure(tmp_path: Path) -> None:
     url = f"duckdb:///{tmp_path / 'w.duckdb'}"
     with open_engine(url) as engine:
         engine.connect().close()  # the file exists, the audit table does not
-    with pytest.raises(LookupError, match="no marts.run_audit yet"):
+    with pytest.raises(LookupError, match="no audit.run_audit yet"):
         recent_runs(url)
     with open_engine(url) as engine:
         migrate(engine)
         with engine.begin() as conn:
-            bulk_insert(conn, "marts.run_audit", audit_frame(RUNS))
+            bulk_insert(conn, "audit.run_audit", audit_frame(RUNS))
     assert recent_runs(url)["run_id"].tolist() == ["going", "broken", "retried"]
     assert recent_runs(url, as_of=AS_OF)["run_id"].tolist() == ["broken", "retried"]
     assert recent_runs(url, failed_only=True)["run_id"].tolist() == ["broken"]
@@ -81,12 +81,12 @@ def test_the_period_summary_shows_the_latest_published_run_and_its_checks(
     with open_engine(url) as engine:
         migrate(engine)
         with engine.begin() as conn:
-            bulk_insert(conn, "marts.run_audit", audit_frame([r for r in RUNS if r["run_id"] != "retried"]))
+            bulk_insert(conn, "audit.run_audit", audit_frame([r for r in RUNS if r["run_id"] != "retried"]))
     with pytest.raises(NothingPublished, match="no successful run has published as-of 2025-01-01"):
         print_run_summary(url, AS_OF)
 
     with open_engine(url) as engine, engine.begin() as conn:
-        bulk_insert(conn, "marts.run_audit", audit_frame([r for r in RUNS if r["run_id"] == "retried"]))
+        bulk_insert(conn, "audit.run_audit", audit_frame([r for r in RUNS if r["run_id"] == "retried"]))
         keys, spend = ["k1", "k2", "k3"], [20_000.0, 15_000.0, 100.0]
         bulk_insert(conn, "marts.customer_tier_snapshot", pd.DataFrame({
             "as_of_date": AS_OF, "customer_key": keys, "tier": ["gold", "gold", "normal"], "tier_rank": [2, 2, 1],
@@ -96,7 +96,7 @@ def test_the_period_summary_shows_the_latest_published_run_and_its_checks(
                                "f_score", "m_score"), 0)
         bulk_insert(conn, "marts.customer_features_snapshot", pd.DataFrame({
             "as_of_date": AS_OF, "customer_key": keys, "monetary_365d": spend, **zeros}))
-        bulk_insert(conn, "marts.validation_results", pd.DataFrame({
+        bulk_insert(conn, "audit.validation_results", pd.DataFrame({
             "run_id": "retried", "as_of_date": AS_OF, "suite": "orders", "expectation": ["positive", "unique"],
             "severity": ["row", "batch"], "success": [False, True], "unexpected_count": [3, 0],
             "validated_at": T0}))

@@ -125,11 +125,11 @@ def test_bi_role_reads_every_published_relation_and_nothing_else(tmp_path: Path,
     as_role = sa.make_url(pg_url).set(username=role).render_as_string(hide_password=False)
     try:
         with open_engine(as_role) as engine, engine.connect() as conn:
-            for relation in load_catalogue():
-                conn.execute(sa.text(f"SELECT * FROM marts.{relation} LIMIT 1"))  # noqa: S608
+            for relation, spec in load_catalogue().items():
+                conn.execute(sa.text(f"SELECT * FROM {spec['schema']}.{relation} LIMIT 1"))  # noqa: S608
             for forbidden in ("SELECT * FROM raw.orders", "SELECT * FROM ops.customer_keys",
                               "SELECT * FROM staging.customer_features",
-                              "INSERT INTO marts.run_audit (run_id) VALUES ('x')",
+                              "INSERT INTO audit.run_audit (run_id) VALUES ('x')",
                               "DELETE FROM marts.customer_tier_snapshot", "CREATE TABLE marts.mine (a int)",
                               "CREATE TEMPORARY TABLE scratch (a int)"):
                 with pytest.raises(sa.exc.ProgrammingError, match="permission denied"):
@@ -145,7 +145,7 @@ def test_bi_role_names_are_checked(pg_url: str) -> None:
     from grading.access import create_bi_role
 
     with open_engine(pg_url) as engine, pytest.raises(ValueError, match="role name must match"):
-        create_bi_role(engine, 'x"; DROP TABLE marts.run_audit; --')
+        create_bi_role(engine, 'x"; DROP TABLE audit.run_audit; --')
 
 
 def test_postgresql_sessions_get_the_work_mem_setting_unless_the_url_sets_it(

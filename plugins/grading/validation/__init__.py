@@ -14,7 +14,7 @@ run continues on the good rows (``quarantine``, with the SQL of ``predicates``).
 The modules, each importing only those listed before it:
 
 - ``suites``: loading and checking the suites against the canonical schema
-- ``results``: a check's result; storing results in marts.validation_results and summarising them
+- ``results``: a check's result; storing results in audit.validation_results and summarising them
 - ``predicates``: SQL selecting the rows a row-wise check rejects
 - ``gx``: the Great Expectations context, the runner over a batch, Data Docs
 - ``checks``: the SQL checks across tables and periods

@@ -1,4 +1,4 @@
-"""Results: what a check found on a batch, stored in marts.validation_results and summarised.
+"""Results: what a check found on a batch, stored in audit.validation_results and summarised.
 
 GX and SQL checks alike end as a CheckResult: a line of the stored results, with a few
 offending keys (customers' as pseudonyms) and a message saying what to do.
@@ -102,7 +102,7 @@ def log_summary(report: ValidationReport, batch: datetime) -> None:
     moved = sum(report.quarantined.values())
     per_table = ", ".join(f"{t} {n}" for t, n in report.quarantined.items() if n)
     log.info("validation of batch %s: %d checks, %d failed, %d row(s) quarantined%s in %.1fs; "
-             "results in marts.validation_results, rows in ops.quarantine; Data Docs: %s",
+             "results in audit.validation_results, rows in ops.quarantine; Data Docs: %s",
              batch, len(report.results), len(report.failed), moved, f" ({per_table})" if per_table else "",
              report.seconds, report.data_docs or "not written")
     for result in report.failed:
@@ -110,7 +110,7 @@ def log_summary(report: ValidationReport, batch: datetime) -> None:
 
 
 def store_results(conn: Connection, as_of: date, run_id: str, results: list[CheckResult]) -> None:
-    """Replace the run's rows of marts.validation_results (a retried task writes them once)."""
+    """Replace the run's rows of audit.validation_results (a retried task writes them once)."""
     now = datetime.now(UTC).replace(tzinfo=None)
 
     def shown(text: str | None) -> str | None:  # marts are BI-readable: no identifying value
@@ -127,14 +127,14 @@ def store_results(conn: Connection, as_of: date, run_id: str, results: list[Chec
         "sample_keys": pd.Series([", ".join(r.sample_keys) or None for r in results], dtype="string"),
         "message": pd.Series([None if r.success else shown(r.message()[:4000]) for r in results], dtype="string"),
     })
-    conn.execute(sa.text("DELETE FROM marts.validation_results WHERE run_id = :run_id"), {"run_id": run_id})
-    bulk_insert(conn, "marts.validation_results", frame)
+    conn.execute(sa.text("DELETE FROM audit.validation_results WHERE run_id = :run_id"), {"run_id": run_id})
+    bulk_insert(conn, "audit.validation_results", frame)
 
 
 def stored_results(warehouse: Engine, run_id: str) -> list[CheckResult]:
-    """A run's results read back from marts.validation_results."""
+    """A run's results read back from audit.validation_results."""
     with warehouse.connect() as conn:
-        frame = read_frame(conn, "SELECT * FROM marts.validation_results WHERE run_id = :run_id", {"run_id": run_id})
+        frame = read_frame(conn, "SELECT * FROM audit.validation_results WHERE run_id = :run_id", {"run_id": run_id})
     return [CheckResult(
         suite=row.suite, table="raw." + row.suite.removeprefix("raw_"), expectation=row.expectation,
         column=None if pd.isna(row.column_name) else row.column_name, severity=row.severity,

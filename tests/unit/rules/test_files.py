@@ -148,8 +148,8 @@ def test_weighted_score_mistakes(tmp_path: Path) -> None:
     ('"fifty"', r"field 'value': monetary_365d is a number, so the value must be one, not 'fifty'$"),
     ('"50000"', r"field 'value': monetary_365d is a number, so the value must be one, not '50000' \(a quoted number "
                 r"is text: drop the quotes\)"),
-    ('"1; DROP TABLE marts.run_audit"', r"field 'value': monetary_365d is a number, so the value must be one, not "
-                                        r"'1; DROP TABLE marts.run_audit'"),
+    ('"1; DROP TABLE audit.run_audit"', r"field 'value': monetary_365d is a number, so the value must be one, not "
+                                        r"'1; DROP TABLE audit.run_audit'"),
     ("1.0e+400", r"field 'value': the value must be a finite number, not inf"),
     (".nan", r"field 'value': the value must be a finite number, not nan"),
     ("true", r"field 'value': monetary_365d is a number, so the value must be one, not True"),

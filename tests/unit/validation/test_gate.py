@@ -68,11 +68,11 @@ def test_a_rejected_batch_is_re_read_once_fixed_and_bad_rows_are_quarantined_ide
            "quarantine reason: completed order with a negative amount or one above 10,000,000." in message
     assert "- raw.orders.status: expect_column_values_to_be_in_set failed in 1 row(s) (e.g. ODD1); " in message
     assert all(published(warehouse_url)[t].equals(before[t]) for t in before)
-    assert scalar(warehouse_url, "SELECT COUNT(*) FROM marts.validation_results "
+    assert scalar(warehouse_url, "SELECT COUNT(*) FROM audit.validation_results "
                                  "WHERE run_id = 'bad-run' AND NOT success") == 3
-    assert scalar(warehouse_url, "SELECT sample_keys FROM marts.validation_results WHERE run_id = 'bad-run' AND "
+    assert scalar(warehouse_url, "SELECT sample_keys FROM audit.validation_results WHERE run_id = 'bad-run' AND "
                                  "expectation = 'expect_column_values_to_be_unique' AND NOT success") == "DUP1, DUP1"
-    assert scalar(warehouse_url, "SELECT status FROM marts.run_audit WHERE run_id = 'bad-run' "
+    assert scalar(warehouse_url, "SELECT status FROM audit.run_audit WHERE run_id = 'bad-run' "
                                  "AND stage = 'validate'") == "failed"
     assert scalar(warehouse_url, "SELECT COUNT(*) FROM raw.orders WHERE order_id IN ('BAD1', 'DUP1', 'ODD1')") == 0
     assert scalar(warehouse_url, "SELECT COUNT(*) FROM ops.quarantine") == 0
@@ -143,7 +143,7 @@ def test_data_docs_default_to_the_grading_home_and_can_be_turned_off(
     # A retried task after the batch passed keeps that outcome: no second validation, no second results.
     again = validate_stage(conns, date(2025, 1, 1), "no-docs", extracted["batch"])
     assert (again["checks"], again["failed"]) == (first["checks"], 0)
-    assert scalar(conns.warehouse_url, "SELECT COUNT(*) FROM marts.validation_results WHERE run_id = 'no-docs'") \
+    assert scalar(conns.warehouse_url, "SELECT COUNT(*) FROM audit.validation_results WHERE run_id = 'no-docs'") \
         == first["checks"]
     assert scalar(conns.warehouse_url, "SELECT COUNT(*) FROM ops.validation_batches WHERE run_id = 'no-docs'") \
         == len(SOURCE_TABLES)
@@ -178,7 +178,7 @@ def test_validation_stays_in_the_database_on_postgresql(tmp_path: Path, pg_url: 
         event.remove(sa.engine.Engine, "after_cursor_execute", count_rows)
     assert big == []
     assert summary["failed"] == 0
-    assert scalar(pg_url, "SELECT COUNT(*) FROM marts.validation_results WHERE run_id = 'pg'") \
+    assert scalar(pg_url, "SELECT COUNT(*) FROM audit.validation_results WHERE run_id = 'pg'") \
         == summary["checks"] > 40
     # GX's engines are disposed and its batch views dropped; the indexes the gate needs exist.
     assert scalar(pg_url, "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database()") == 1

@@ -100,7 +100,7 @@ def test_a_batch_checked_in_parts_gives_the_same_results_as_in_one(
             extract_validated(conns, date(2025, 1, 1), "parts")
         with open_engine(conns.warehouse_url) as engine, engine.connect() as conn:
             rows = read_frame(conn, "SELECT suite, column_name, expectation, success, unexpected_count, sample_keys "
-                                    "FROM marts.validation_results WHERE run_id = 'parts'")
+                                    "FROM audit.validation_results WHERE run_id = 'parts'")
         return {tuple(r[:3]): tuple(r[3:]) for r in rows.itertuples(index=False)}
 
     with caplog.at_level("INFO", logger="grading.validate"):

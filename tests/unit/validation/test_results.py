@@ -1,5 +1,5 @@
 """Check results (grading.validation.results): one line a data engineer can act on, customers' keys
-only as pseudonyms, and marts.validation_results replaced per run and read back as it was stored."""
+only as pseudonyms, and audit.validation_results replaced per run and read back as it was stored."""
 
 from __future__ import annotations
 
@@ -63,7 +63,7 @@ def test_results_are_stored_once_per_run_redacted_and_read_back(tmp_path: Path) 
         back = stored_results(warehouse, "run-1")
         with warehouse.connect() as conn:
             stored = conn.execute(sa.text("SELECT expectation, message, observed_value "
-                                          "FROM marts.validation_results ORDER BY expectation")).all()
+                                          "FROM audit.validation_results ORDER BY expectation")).all()
         assert stored_results(warehouse, "other-run") == []
     assert sorted(back, key=lambda r: r.expectation) == [
         CheckResult("raw_orders", "raw.orders", "expect_column_values_to_be_in_set", "status", "row", False, 3,
