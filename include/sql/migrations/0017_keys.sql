@@ -1,0 +1,6 @@
+-- Keys for PostgreSQL only: its variant, 0017_keys.postgresql.sql, declares a primary key on
+-- every published table and foreign keys from the lists to the tier snapshot. DuckDB would keep
+-- each key as an ART index that every insert checks in memory - at a million customers a period,
+-- more than a worker's memory limit over a few periods - so the embedded warehouse declares its
+-- keys in include/sql/marts.yml (primary_key:) and the test suite checks they hold. Nothing to
+-- do on this dialect.
