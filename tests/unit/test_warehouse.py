@@ -100,7 +100,7 @@ def test_postgresql_declares_the_primary_keys_of_the_catalogue_and_the_lists_ref
     run_grading(conns, date(2025, 1, 1))
     with open_engine(pg_url) as engine, engine.connect() as conn:
         keys = {}
-        for table, column, position in conn.execute(sa.text(
+        for table, column, _position in conn.execute(sa.text(
                 "SELECT tc.table_name, k.column_name, k.ordinal_position FROM information_schema.table_constraints "
                 "AS tc JOIN information_schema.key_column_usage AS k ON k.constraint_name = tc.constraint_name "
                 "AND k.table_schema = tc.table_schema WHERE tc.table_schema = 'marts' "
