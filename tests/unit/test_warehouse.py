@@ -111,11 +111,20 @@ def test_postgresql_declares_the_primary_keys_of_the_catalogue_and_the_lists_ref
         references = set(conn.execute(sa.text(
             "SELECT table_name FROM information_schema.table_constraints WHERE table_schema = 'marts' "
             "AND constraint_type = 'FOREIGN KEY'")).scalars())
+        exact = set(conn.execute(sa.text(
+            "SELECT table_name || '.' || column_name FROM information_schema.columns WHERE table_schema = 'marts' "
+            "AND data_type = 'numeric' AND numeric_precision = 18 AND numeric_scale = 2")).scalars())
+        published = conn.execute(sa.text("SELECT SUM(monetary_365d) FROM marts.current_customer_features")).scalar()
     declared = {name: spec["primary_key"] for name, spec in load_catalogue().items() if "primary_key" in spec}
     assert set(declared) == tables  # every table of marts, and no view
     assert keys == declared
     assert references == {"elimination_candidates", "winback_candidates", "core_customers", "candidate_exemptions",
                           "elimination_status"}
+    # money is exact on PostgreSQL, in the tables and the views over them
+    assert {"customer_features_snapshot.monetary_365d", "customer_tier_snapshot.spend_to_next_tier",
+            "current_customer_tier.qualifying_spend", "winback_candidates.value_before",
+            "lost_customers.revenue_since_won_back", "review_uplift.treated_revenue"} <= exact
+    assert str(published) == f"{published:.2f}"  # a Decimal to the cent
 
 
 def test_the_declared_keys_hold_on_a_graded_embedded_warehouse(reviewed_warehouse) -> None:

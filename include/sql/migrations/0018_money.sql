@@ -1,0 +1,4 @@
+-- Money as exact decimals for PostgreSQL only: its variant, 0018_money.postgresql.sql, makes the
+-- amounts NUMERIC(18,2). The embedded DuckDB warehouse keeps DOUBLE: its reads go to pandas as
+-- float64 either way, and a decimal column there costs every aggregate a cast. Nothing to do on
+-- this dialect.
