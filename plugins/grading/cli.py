@@ -314,12 +314,12 @@ def cmd_eliminations(args: argparse.Namespace) -> int:
 
 def cmd_erase(args: argparse.Namespace) -> int:
     from grading.erasure import compact, erase
-    from grading.settings import pseudonym_key
+    from grading.settings import export_dir, pseudonym_key
     from grading.validation import data_docs_dir
     from grading.warehouse import open_engine
 
     with open_engine(connection_url(WAREHOUSE_CONN_ID)) as warehouse:
-        deleted = erase(warehouse, args.customer_id, pseudonym_key(), data_docs_dir())
+        deleted = erase(warehouse, args.customer_id, pseudonym_key(), data_docs_dir(), export_dir())
         if args.compact:
             before, after = compact(warehouse)
         embedded = warehouse.dialect.name == "duckdb"

@@ -6,8 +6,10 @@ table added later is covered without changing this code. All deletes run in one
 transaction under the publish lock; the erasure itself is recorded by pseudonymous key
 only, in ops.erasures, which is also the suppression list: a later source row of an erased
 customer is skipped and counted by the extraction (grading.extract), never graded. The
-Data Docs folder is scrubbed of the customer's id and key. On DuckDB, deleted values stay
-in the file's free blocks until the file is rewritten (``compact``).
+Data Docs folder is scrubbed of the customer's id and key, and the local copies of the CRM
+export (grading.export.files) lose the customer's rows - the CRM itself must be told apart.
+On DuckDB, deleted values stay in the file's free blocks until the file is rewritten
+(``compact``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from grading.export.changes import to_csv
+from grading.export.files import write_period
 from grading.frames import bulk_insert
 from grading.keys import pseudonym
 from grading.warehouse import exclusive
@@ -28,9 +32,11 @@ from grading.warehouse import exclusive
 ERASED = "[erased]"
 
 
-def erase(warehouse: Engine, customer_id: str, key: bytes, docs: Path | None = None) -> dict[str, int]:
-    """Delete every row of ``customer_id`` and scrub ``docs``; returns rows (and Data Docs files)
-    changed per table (raises LookupError if the warehouse holds nothing of the customer)."""
+def erase(warehouse: Engine, customer_id: str, key: bytes, docs: Path | None = None,
+          exports: Path | None = None) -> dict[str, int]:
+    """Delete every row of ``customer_id`` and scrub ``docs`` and ``exports``; returns rows (and
+    Data Docs files, export periods) changed per table (raises LookupError if the warehouse holds
+    nothing of the customer)."""
     with exclusive(warehouse, "grading.publish") as conn:
         customer_key = conn.execute(sa.text("SELECT customer_key FROM ops.customer_keys WHERE customer_id = :id"),
                                     {"id": customer_id}).scalar() or pseudonym(customer_id, key)
@@ -64,7 +70,31 @@ def erase(warehouse: Engine, customer_id: str, key: bytes, docs: Path | None = N
     scrubbed = scrub_docs(docs, (customer_id, customer_key)) if docs is not None else 0
     if scrubbed:
         deleted["data docs (files)"] = scrubbed
+    rewritten = scrub_exports(exports, customer_id) if exports is not None else 0
+    if rewritten:
+        deleted["crm exports (periods)"] = rewritten
     return deleted
+
+
+def scrub_exports(folder: Path, customer_id: str) -> int:
+    """Rewrite every period of the CRM export's file target that holds ``customer_id`` without
+    their rows (atomically, with a new manifest); returns the periods rewritten."""
+    if not folder.is_dir():
+        return 0
+    changed = 0
+    for period in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        parquet, manifest = period / "changes.parquet", period / "manifest.json"
+        if not parquet.exists() or not manifest.exists():
+            continue
+        rows = pd.read_parquet(parquet)
+        kept = rows[rows["customer_id"] != customer_id].reset_index(drop=True)
+        if len(kept) == len(rows):
+            continue
+        baseline = json.loads(manifest.read_text(encoding="utf-8")).get("baseline")
+        write_period(folder, datetime.fromisoformat(period.name).date(),
+                     datetime.fromisoformat(baseline).date() if baseline else None, kept, to_csv(kept))
+        changed += 1
+    return changed
 
 
 def _escape(text: str) -> str:

@@ -5,6 +5,7 @@ the erasure recorded by key only; Data Docs scrubbed; the file rewritten without
 from __future__ import annotations
 
 import json
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -91,3 +92,28 @@ def test_compacting_rewrites_the_file_without_the_erased_values(warehouse: Engin
         assert conn.execute(sa.text("SELECT customer_id FROM raw.customers")).scalars().all() == [KEPT]
     with pytest.raises(ValueError, match="compact rewrites an embedded DuckDB file"):
         compact(sa.create_engine("sqlite://"))
+
+
+def test_erasing_a_customer_rewrites_the_local_crm_exports_without_them(warehouse: Engine, tmp_path: Path) -> None:
+    import pandas as pd
+
+    from grading.export.changes import to_csv
+    from grading.export.files import write_period
+
+    exports = tmp_path / "exports"
+    rows = pd.DataFrame({"change": ["tier_changed", "tier_changed"], "customer_id": [GONE, KEPT],
+                         "list": pd.Series([None, None], dtype="string"), "tier": ["gold", "normal"]})
+    write_period(exports, date(2024, 10, 1), None, rows, to_csv(rows))
+    untouched = rows.tail(1).reset_index(drop=True)
+    write_period(exports, date(2025, 1, 1), date(2024, 10, 1), untouched, to_csv(untouched))
+    before = (exports / "2025-01-01" / "changes.parquet").read_bytes()
+
+    deleted = erase(warehouse, GONE, KEY, exports=exports)
+
+    assert deleted["crm exports (periods)"] == 1
+    kept = pd.read_parquet(exports / "2024-10-01" / "changes.parquet")
+    assert kept["customer_id"].tolist() == [KEPT]
+    assert GONE not in (exports / "2024-10-01" / "changes.csv").read_text()
+    manifest = json.loads((exports / "2024-10-01" / "manifest.json").read_text())
+    assert manifest["rows"] == 1
+    assert (exports / "2025-01-01" / "changes.parquet").read_bytes() == before  # nothing of theirs there
