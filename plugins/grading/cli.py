@@ -192,36 +192,25 @@ def cmd_docs(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_bi_role(args: argparse.Namespace) -> int:
-    from grading.access import check_role_name, create_bi_role
-
-    _checked(check_role_name, args.name)
+def cmd_role(args: argparse.Namespace) -> int:
+    """bi-role and crm-role: create (or update) the login, then say what it reads."""
+    from grading import access
     from grading.warehouse import open_engine
 
+    _checked(access.check_role_name, args.name)
     password = os.environ.get(args.password_env) if args.password_env else None
     if args.password_env and not password:
         raise ValueError(f"environment variable {args.password_env} is empty or unset")
+    create, reads = {"bi-role": (access.create_bi_role, "schemas marts and audit (and nothing else in this database)"),
+                     "crm-role": (access.create_crm_role, "schemas marts, audit and crm (the lists with source "
+                                                          "customer ids)")}[args.command]
     with open_engine(connection_url(WAREHOUSE_CONN_ID)) as warehouse:
-        others = create_bi_role(warehouse, args.name, password)
-    print(f"role {args.name} can now read schemas marts and audit (and nothing else in this database)")
+        others = create(warehouse, args.name, password)
+    print(f"role {args.name} can now read {reads}")
     if others:
         print(f"note: {args.name} can still connect to {', '.join(others)} on this server, as PostgreSQL lets every "
               "role connect to a database by default; where it should not: REVOKE CONNECT ON DATABASE <name> FROM "
               "PUBLIC (and grant it to the roles that need it)")
-    return 0
-
-
-def cmd_crm_role(args: argparse.Namespace) -> int:
-    from grading.access import check_role_name, create_crm_role
-    from grading.warehouse import open_engine
-
-    _checked(check_role_name, args.name)
-    password = os.environ.get(args.password_env) if args.password_env else None
-    if args.password_env and not password:
-        raise ValueError(f"environment variable {args.password_env} is empty or unset")
-    with open_engine(connection_url(WAREHOUSE_CONN_ID)) as warehouse:
-        create_crm_role(warehouse, args.name, password)
-    print(f"role {args.name} can now read schemas marts, audit and crm (the lists with source customer ids)")
     return 0
 
 
@@ -386,13 +375,13 @@ def build_parser() -> argparse.ArgumentParser:
     role = sub.add_parser("bi-role", help="create a PostgreSQL login that can only read the published schema")
     role.add_argument("--name", default="grading_bi_reader", help="role name (default grading_bi_reader)")
     role.add_argument("--password-env", help="environment variable holding the role's password")
-    role.set_defaults(func=cmd_bi_role)
+    role.set_defaults(func=cmd_role)
 
     crm = sub.add_parser("crm-role", help="create a PostgreSQL login for CRM operators: marts plus the crm views "
                                           "with source customer ids")
     crm.add_argument("--name", default="crm_operator", help="role name (default crm_operator)")
     crm.add_argument("--password-env", help="environment variable holding the role's password")
-    crm.set_defaults(func=cmd_crm_role)
+    crm.set_defaults(func=cmd_role)
 
     exp = sub.add_parser("export", help="hand a published period's changes to the CRM (files, webhook); "
                                         "recorded in ops.exports")
