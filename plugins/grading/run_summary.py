@@ -84,7 +84,7 @@ def print_run_summary(warehouse_url: str, as_of: date) -> None:
         print(f"    marts.{table:<28} {count:>8,} rows for {as_of}")
     print("    marts.tier_history, marts.lost_customers, marts.dim_customer, audit.model_runs, "
           "marts.published_periods; views "
-          "marts.current_customer_tier, marts.tier_summary; run log audit.run_audit")
+          "marts.current_* (tiers, features, service, each list), marts.tier_summary; run log audit.run_audit")
     if not review.empty:
         print(f"  quarterly review {review['quarter'].iloc[0]} (marts.review_tier_distribution):")
         for row in review.itertuples():
