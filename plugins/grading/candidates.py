@@ -15,6 +15,7 @@ brought the year before times their likelihood of returning (1 - churn propensit
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
@@ -41,14 +42,21 @@ RECENT_PERIODS = 4
 DEFAULT_RETURN_LIKELIHOOD = 0.5
 
 
-def _exemption_masks(frame: pd.DataFrame, rules: CandidateList,
-                     listed_before: dict[str, pd.Series]) -> list[tuple[str, pd.Series, pd.Series]]:
-    """(name, applies, reason) per exemption, in the order they are reported: a list of higher
-    precedence first (one action per customer and period), then the list's own exemptions."""
-    masks = [(f"listed_on_{name}", listed,
-              pd.Series(f"listed on {name} this period, which takes precedence", index=frame.index, dtype="string"))
-             for name, listed in listed_before.items()]
-    return masks + [(e.name, e.when.evaluate(frame), explain(e, frame)) for e in rules.exemptions]
+def _exemption_masks(frame: pd.DataFrame, rules: CandidateList, listed_before: dict[str, pd.Series]
+                     ) -> list[tuple[str, pd.Series, Callable[[pd.DataFrame], pd.Series]]]:
+    """(name, applies, reason of the rows given) per exemption, in the order they are reported: a
+    list of higher precedence first (one action per customer and period), then the list's own.
+    Reasons are written for the exempted rows only: explaining every customer costs string work
+    on the whole frame."""
+    def listed_on(name: str) -> Callable[[pd.DataFrame], pd.Series]:
+        return lambda rows: pd.Series(f"listed on {name} this period, which takes precedence", index=rows.index,
+                                      dtype="string")
+
+    def exempted_by(exemption) -> Callable[[pd.DataFrame], pd.Series]:
+        return lambda rows: explain(exemption, rows)
+
+    masks = [(f"listed_on_{name}", listed, listed_on(name)) for name, listed in listed_before.items()]
+    return masks + [(e.name, e.when.evaluate(frame), exempted_by(e)) for e in rules.exemptions]
 
 
 def _flag_list(frame: pd.DataFrame, rules: CandidateList, flag: str, version: str,
@@ -76,7 +84,8 @@ def _flag_list(frame: pd.DataFrame, rules: CandidateList, flag: str, version: st
     exemption_reason = pd.Series(pd.NA, index=frame.index, dtype="string")
     for name, applies, why in _exemption_masks(frame, rules, listed_before):
         fresh = taken & applies & exemption.isna()
-        exemption[fresh], exemption_reason[fresh] = name, why[fresh]
+        if fresh.any():
+            exemption[fresh], exemption_reason[fresh] = name, why(frame.loc[fresh])
     if lowest_tier:
         kept_off = ~taken & met_first.notna()
         exemption[kept_off] = "higher_tier"
