@@ -118,64 +118,88 @@ def _frames(conn: Connection, policy: ReviewPolicy) -> tuple[pd.DataFrame, dict,
     return candidates, decisions, [pd.Timestamp(d).date() for d in graded["as_of_date"]]
 
 
+@dataclass
+class _Customer:
+    """Where the walk through one customer's rows stands."""
+
+    key: str | None = None
+    anchor: _Anchor | None = None
+    since: date | None = None  # first as-of date of the open proposal
+    previous: date | None = None  # the customer's previous candidate row
+
+
+@dataclass(frozen=True)
+class _Context:
+    decisions: dict
+    following: dict  # graded period -> the next graded period (None for the last)
+    listed: set  # (customer_key, as_of_date) of every candidate row
+    features: list[str]
+    policy: ReviewPolicy
+
+
 def statuses(candidates: pd.DataFrame, decisions: dict, periods: list[date], policy: ReviewPolicy) -> pd.DataFrame:
-    """The review status of every candidate row (see the module docstring); pure, for tests."""
-    following = dict(zip(periods, [*periods[1:], None], strict=True))
-    features = [feature for feature, _ in policy.material_change]
-    out = []
-    for key, rows in candidates.groupby("customer_key", sort=True):
-        listed = {pd.Timestamp(d).date() for d in rows["as_of_date"]}
-        anchor: _Anchor | None = None
-        since: date | None = None
-        previous: date | None = None
-        for row in rows.itertuples(index=False):
-            as_of = pd.Timestamp(row.as_of_date).date()
-            facts = {f: float(getattr(row, f)) if pd.notna(getattr(row, f)) else math.nan for f in features}
-            if previous is None or following.get(previous) != as_of:
-                since = as_of  # a new stretch of consecutive listings
-            previous = as_of
-            record = {"as_of_date": as_of, "customer_key": key, "rule_name": row.rule_name, "action": row.action,
-                      "severity": row.severity, "control_group": row.control_group, "reviewer": None,
-                      "decided_at": None, "decided_as_of": None, "proposed_since": None, "expires_on": None}
-            explicit = decisions.get((key, as_of))
-            changed = None
-            if anchor is not None and not explicit:
-                changed = ("listed by " + row.rule_name if row.rule_name != anchor.rule_name
-                           else material(anchor.facts, facts, policy))
-            if explicit:
-                anchor = _Anchor(explicit[0], as_of, row.rule_name, facts, explicit[1], explicit[2])
-                record.update(review_status=explicit[0], reviewer=explicit[1], decided_at=explicit[2],
-                              decided_as_of=as_of, status_reason=f"{explicit[0]} by {explicit[1]}")
-            elif anchor is not None and changed is None:
-                record.update(review_status=anchor.status, reviewer=anchor.reviewer, decided_at=anchor.decided_at,
-                              decided_as_of=anchor.as_of,
-                              status_reason=f"{anchor.status} on {anchor.as_of} carried: the same rule lists the "
-                                            "customer and no figure changed materially")
-            else:
-                if changed is not None:
-                    since, anchor = as_of, None  # the facts changed: a new proposal
-                expires = since + timedelta(days=policy.proposal_expiry_days) if policy.proposal_expiry_days else None
-                nxt = following.get(as_of)
-                record.update(proposed_since=since, expires_on=expires)
-                if nxt is not None and nxt not in listed:
-                    record.update(review_status="expired", status_reason=f"undecided and no longer listed on {nxt}")
-                elif expires is not None and as_of >= expires:
-                    anchor = _Anchor("expired", as_of, row.rule_name, facts)
-                    record.update(review_status="expired", decided_as_of=as_of,
-                                  status_reason=f"undecided since {since}: expired after "
-                                                f"{policy.proposal_expiry_days} days")
-                elif nxt is not None:
-                    record.update(review_status="superseded", status_reason=f"proposed again on {nxt}")
-                else:
-                    record.update(review_status="proposed",
-                                  status_reason="awaiting a decision" + (f" ({changed})" if changed else ""))
-            out.append(record)
+    """The review status of every candidate row (see the module docstring); pure, for tests.
+
+    One pass over the rows in customer and date order (a groupby per customer cost seconds at
+    ten thousand customers).
+    """
+    candidates = candidates.assign(as_of_date=pd.to_datetime(candidates["as_of_date"]).dt.date).sort_values(
+        ["customer_key", "as_of_date"], kind="stable")
+    context = _Context(decisions, dict(zip(periods, [*periods[1:], None], strict=True)),
+                       set(zip(candidates["customer_key"], candidates["as_of_date"], strict=True)),
+                       [feature for feature, _ in policy.material_change], policy)
+    out, customer = [], _Customer()
+    for row in candidates.itertuples(index=False):
+        if row.customer_key != customer.key:
+            customer = _Customer(row.customer_key)
+        out.append(_status(row, customer, context))
     columns = ["as_of_date", "customer_key", "rule_name", "action", "severity", "control_group", "review_status",
                "reviewer", "decided_at", "decided_as_of", "proposed_since", "expires_on", "status_reason"]
     frame = pd.DataFrame(out, columns=columns)
     return frame.astype({"severity": "string", "control_group": "boolean", "reviewer": "string",
                          "decided_at": "datetime64[us]", "decided_as_of": "datetime64[us]",
                          "proposed_since": "datetime64[us]", "expires_on": "datetime64[us]"})
+
+
+def _status(row, customer: _Customer, context: _Context) -> dict:
+    """The status of one candidate row, moving ``customer`` on."""
+    key, as_of, policy = customer.key, row.as_of_date, context.policy
+    facts = {f: float(getattr(row, f)) if pd.notna(getattr(row, f)) else math.nan for f in context.features}
+    if customer.previous is None or context.following.get(customer.previous) != as_of:
+        customer.since = as_of  # a new stretch of consecutive listings
+    customer.previous = as_of
+    record = {"as_of_date": as_of, "customer_key": key, "rule_name": row.rule_name, "action": row.action,
+              "severity": row.severity, "control_group": row.control_group, "reviewer": None, "decided_at": None,
+              "decided_as_of": None, "proposed_since": None, "expires_on": None}
+    explicit = context.decisions.get((key, as_of))
+    anchor = customer.anchor
+    if explicit:
+        customer.anchor = _Anchor(explicit[0], as_of, row.rule_name, facts, explicit[1], explicit[2])
+        return {**record, "review_status": explicit[0], "reviewer": explicit[1], "decided_at": explicit[2],
+                "decided_as_of": as_of, "status_reason": f"{explicit[0]} by {explicit[1]}"}
+    changed = None if anchor is None else (
+        "listed by " + row.rule_name if row.rule_name != anchor.rule_name else material(anchor.facts, facts, policy))
+    if anchor is not None and changed is None:
+        return {**record, "review_status": anchor.status, "reviewer": anchor.reviewer,
+                "decided_at": anchor.decided_at, "decided_as_of": anchor.as_of,
+                "status_reason": f"{anchor.status} on {anchor.as_of} carried: the same rule lists the customer and "
+                                 "no figure changed materially"}
+    if changed is not None:
+        customer.since, customer.anchor = as_of, None  # the facts changed: a new proposal
+    since = customer.since
+    expires = since + timedelta(days=policy.proposal_expiry_days) if policy.proposal_expiry_days else None
+    record.update(proposed_since=since, expires_on=expires)
+    nxt = context.following.get(as_of)
+    if nxt is not None and (key, nxt) not in context.listed:
+        return {**record, "review_status": "expired", "status_reason": f"undecided and no longer listed on {nxt}"}
+    if expires is not None and as_of >= expires:
+        customer.anchor = _Anchor("expired", as_of, row.rule_name, facts)
+        return {**record, "review_status": "expired", "decided_as_of": as_of,
+                "status_reason": f"undecided since {since}: expired after {policy.proposal_expiry_days} days"}
+    if nxt is not None:
+        return {**record, "review_status": "superseded", "status_reason": f"proposed again on {nxt}"}
+    return {**record, "review_status": "proposed",
+            "status_reason": "awaiting a decision" + (f" ({changed})" if changed else "")}
 
 
 def restate(conn: Connection, policy: ReviewPolicy) -> pd.DataFrame:
