@@ -109,11 +109,14 @@ def test_grades_reach_the_crm_with_entitlements_one_action_each_and_a_review_tha
     january_files = pd.read_csv(folder / str(PERIODS[2]) / "changes.csv", dtype=str)
     manifest = json.loads((folder / str(PERIODS[2]) / "manifest.json").read_text())
     assert manifest["rows"] == len(january_files) == int(log["rows_exported"].iloc[-1])
-    handed = january_files[(january_files["change"] == "listed") & (january_files["list"] == "elimination")]
+    handed = january_files[(january_files["change"] == "listed")
+                           & january_files["list"].isin(["elimination", "nurture"])]
     # October was exported before anyone decided: January hands over exactly its approved eliminations
-    to_act = frame(url, "SELECT customer_key FROM marts.elimination_status WHERE as_of_date = :d "
+    to_act = frame(url, "SELECT customer_key, control_group FROM marts.elimination_status WHERE as_of_date = :d "
                         "AND review_status = 'approved' AND control_group IS NOT TRUE", d=PERIODS[2])
     assert set(handed["customer_key"]) == set(to_act["customer_key"])
+    nurtured = set(to_act.loc[to_act["control_group"].notna(), "customer_key"])  # drawn for control: nurture
+    assert set(handed.loc[handed["list"] == "nurture", "customer_key"]) == nurtured
     assert set(carried["customer_key"]) - set(to_act["customer_key"]) == set()  # no control group among them
     assert january_files["customer_id"].str.fullmatch(r"C\d{7}").all()  # source ids leave here, on purpose
 

@@ -1,12 +1,16 @@
 -- What changed for the CRM between the period exported last (:baseline, as the CRM got it at
 -- :baseline_exported_at; NULL for a first export) and this one (:as_of): tier changes (with what the new tier is entitled to), and
 -- customers newly on or off an action list (with the action, its owner, deadline and offer).
--- Lists hand over what people act on: win-back and core candidates, and elimination
--- candidates a reviewer approved (marts.elimination_status); control groups are left alone,
--- so they are never handed over. Customers leave by their source id, on purpose.
+-- Lists hand over what people act on: win-back and core candidates, and elimination (and
+-- nurture) candidates a reviewer approved (marts.elimination_status); control groups are left
+-- alone, so they are never handed over. Customers leave by their source id, on purpose.
 
 WITH lists AS (
-    SELECT e.as_of_date, e.customer_key, 'elimination' AS list, e.rule_name, e.reason, e.action
+    -- nurture: the eliminations whose action the rules name as one to nurture (control_actions,
+    -- the rows eligible for the control draw), as in marts.current_nurture_candidates
+    SELECT e.as_of_date, e.customer_key,
+           CASE WHEN e.control_group IS NOT NULL THEN 'nurture' ELSE 'elimination' END AS list,
+           e.rule_name, e.reason, e.action
     FROM marts.elimination_candidates AS e
     JOIN marts.elimination_status AS s ON s.as_of_date = e.as_of_date AND s.customer_key = e.customer_key
     WHERE e.as_of_date IN (:as_of, :baseline) AND s.review_status = 'approved' AND e.control_group IS NOT TRUE

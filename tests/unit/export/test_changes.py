@@ -76,3 +76,22 @@ def test_an_approval_made_after_the_baseline_was_exported_is_handed_over_now(mig
         known = changes(conn, JULY, APRIL, datetime(2024, 4, 21))  # ... or after it
     assert "elimination" in late["list"].dropna().tolist()
     assert "elimination" not in known["list"].dropna().tolist()
+
+
+def test_an_approved_elimination_to_nurture_is_handed_over_as_nurture(migrated_warehouse: Engine) -> None:
+    """Eligible for the control draw (control_group not empty) means its action is one the rules nurture."""
+    import sqlalchemy as sa
+
+    from grading.decisions import restate
+    from grading.rules.model import ReviewPolicy
+
+    publish_by_hand(migrated_warehouse)
+    with migrated_warehouse.begin() as conn:
+        conn.execute(sa.text("UPDATE marts.elimination_candidates SET control_group = FALSE"))
+        restate(conn, ReviewPolicy())
+        rows = changes(conn, JULY, APRIL)
+        conn.execute(sa.text("UPDATE marts.elimination_candidates SET control_group = TRUE"))
+        restate(conn, ReviewPolicy())
+        held_out = changes(conn, JULY, APRIL)
+    assert rows.loc[rows["customer_id"] == "C2", "list"].tolist() == ["nurture"]
+    assert "C2" not in held_out["customer_id"].tolist()  # the control group is left alone
