@@ -185,14 +185,19 @@ def webhook_url(conn: Any) -> str:
     return f"{scheme}://{host.rstrip('/')}{port}{path}"
 
 
-def send_webhook(alert: Alert, conn: Any) -> int:
-    """POST the alert as JSON; returns the HTTP status (an error status raises)."""
-    url = webhook_url(conn)
-    headers = {"Content-Type": "application/json", "User-Agent": "customer-grading-alerts"}
-    headers.update({str(k): str(v) for k, v in ((conn.extra_dejson or {}).get("headers") or {}).items()})
+def webhook_headers(conn: Any) -> dict[str, str]:
+    """The headers a webhook connection adds: extra ``headers``, and login / password as Basic auth."""
+    headers = {str(k): str(v) for k, v in ((conn.extra_dejson or {}).get("headers") or {}).items()}
     if conn.login:
         token = base64.b64encode(f"{conn.login}:{conn.password or ''}".encode()).decode()
         headers["Authorization"] = f"Basic {token}"
+    return headers
+
+
+def send_webhook(alert: Alert, conn: Any) -> int:
+    """POST the alert as JSON; returns the HTTP status (an error status raises)."""
+    url = webhook_url(conn)
+    headers = {"Content-Type": "application/json", "User-Agent": "customer-grading-alerts", **webhook_headers(conn)}
     request = urllib.request.Request(url, data=json.dumps(alert.payload()).encode(), headers=headers,
                                      method="POST")
     with urllib.request.urlopen(request, timeout=WEBHOOK_TIMEOUT_SECONDS) as response:  # http(s) only

@@ -10,6 +10,7 @@ import sys
 from datetime import date
 from pathlib import Path
 
+from grading.rule_commands import cmd_backtest, cmd_criteria, cmd_rules_check, cmd_rules_dry_run
 from grading.settings import SOURCE_CONN_ID, WAREHOUSE_CONN_ID, connection_url, mask_urls
 
 
@@ -73,96 +74,6 @@ def cmd_review(args: argparse.Namespace) -> int:
     for row in summary["tiers"]:
         print(f"  {row['tier']:<10} {row['customers']:>8,} customers   {row['revenue_share']:6.1%} of revenue")
     print(f"Report: {summary['report']}")
-    return 0
-
-
-def cmd_backtest(args: argparse.Namespace) -> int:
-    from grading import backtest
-    from grading.rules.pins import load_rules
-    from grading.settings import grading_home
-    from grading.warehouse import open_engine
-
-    current, _ = load_rules()
-    proposed, _ = load_rules(tier_file=args.tiers, proposal=True)
-    with open_engine(connection_url(WAREHOUSE_CONN_ID)) as warehouse:
-        as_of = args.as_of or backtest.latest_graded(warehouse)
-        result = backtest.backtest(warehouse, as_of, current, proposed)
-    print(f"Backtest of {args.tiers} (version {proposed.source.version}) against the rules in force "
-          f"(version {current.source.version}) as of {as_of}; nothing published.")
-    print(result["summary"].to_string(index=False))
-    print(f"{len(result['movers']):,} customer(s) would change tier:")
-    print(result["moves"].to_string(index=False) if len(result["moves"]) else "  none")
-    folder = args.output_dir or grading_home() / "backtests" / f"{args.tiers.stem}_{as_of}"
-    folder.mkdir(parents=True, exist_ok=True)
-    for name in ("summary", "moves", "movers"):
-        result[name].to_csv(folder / f"{name}.csv", index=False)
-    print(f"CSV files (movers by pseudonymous key): {folder}")
-    return 0
-
-
-def cmd_rules_check(args: argparse.Namespace) -> int:
-    """Load each file, check it alone and with its counterpart in force; 1 on an error (or a
-    warning, with --strict)."""
-    from grading import yamlfile
-    from grading.features import RULE_FEATURES
-    from grading.rules import checks as rule_checks
-    from grading.rules.files import RuleError, load_candidate_rules, load_tier_rules, rules_dir
-    from grading.rules.pins import load_rules, load_service
-    from grading.rules.service import check_coverage, load_service_levels
-
-    loaders = {"tiers": load_tier_rules, "candidates": load_candidate_rules,
-               "service_levels": lambda path, _features: load_service_levels(path)}
-    loaded, failed = {}, False
-    for path in args.files or []:
-        try:
-            doc = yamlfile.load(path, path.read_bytes())
-            kind = doc.get("kind") if isinstance(doc, dict) else None
-            if kind not in loaders:
-                raise RuleError(f"{path}: kind must be one of {', '.join(loaders)}, got {kind!r}")
-            loaded.setdefault(kind, []).append(loaders[kind](path, RULE_FEATURES))
-        except (OSError, yamlfile.YamlError, RuleError) as exc:
-            print(f"error: {exc}" if isinstance(exc, (yamlfile.YamlError, RuleError)) else f"error: {path}: "
-                  f"{exc.strerror or exc}", file=sys.stderr)
-            failed = True
-    if not args.files:
-        rules = load_rules()  # the files in force; their errors raise RuleError (exit 1)
-        loaded = {"tiers": [rules[0]], "candidates": [rules[1]], "service_levels": [load_service(rules)]}
-    for levels in loaded.get("service_levels", []):  # every tier of the tier files given, or the one in force
-        for tier_file in loaded.get("tiers") or [load_tier_rules(rules_dir() / "tiers.yaml", RULE_FEATURES)]:
-            try:
-                check_coverage(levels, tier_file.tiers)
-            except RuleError as exc:
-                print(f"error: {exc}", file=sys.stderr)
-                failed = True
-    findings = [f for tier_file in loaded.get("tiers", []) for f in rule_checks.tier_findings(tier_file)]
-    if loaded.get("candidates"):  # tier names are checked against the tier files given, or the one in force
-        tier_files = loaded.get("tiers") or [load_tier_rules(rules_dir() / "tiers.yaml", RULE_FEATURES)]
-        findings += [f for candidate_file in loaded["candidates"] for tier_file in tier_files
-                     for f in rule_checks.candidate_findings(candidate_file, tier_file)]
-    for rules in (r for files in loaded.values() for r in files):
-        source = rules.source
-        print(f"ok  {source.path}  kind={source.kind} version={source.version} effective={source.effective_date} "
-              f"sha256={source.content_hash[:12]}")
-    for finding in findings:
-        print(f"{finding.severity}: {finding}", file=sys.stderr if finding.severity == "error" else sys.stdout)
-    refused = rule_checks.errors(findings) or (args.strict and findings)
-    return 1 if failed or refused else 0
-
-
-def cmd_rules_dry_run(args: argparse.Namespace) -> int:
-    from grading.features import features_as_of
-    from grading.rules.pins import load_rules
-    from grading.tiers import assign_tiers
-    from grading.warehouse import open_engine
-
-    tier_rules, _ = load_rules(tier_file=args.tiers, proposal=bool(args.tiers))
-    with open_engine(connection_url(WAREHOUSE_CONN_ID)) as warehouse, warehouse.connect() as conn:
-        frame = features_as_of(conn, args.as_of, tier_rules.qualification)
-    tiers = assign_tiers(frame, tier_rules)
-    counts = tiers.groupby(["tier_rule", "tier"]).size().rename("customers").reset_index()
-    print(f"Dry run of {tier_rules.source.path} (version {tier_rules.source.version}) as of {args.as_of}; "
-          "nothing written:")
-    print(counts.to_string(index=False))
     return 0
 
 
@@ -252,20 +163,6 @@ def cmd_lookup(args: argparse.Namespace) -> int:
 
     with open_engine(connection_url(WAREHOUSE_CONN_ID)) as warehouse:
         print("\n".join(describe(lookup(warehouse, args.customer_id))))
-    return 0
-
-
-def cmd_criteria(args: argparse.Namespace) -> int:
-    from grading import criteria
-    from grading.rules.pins import load_rules, load_service
-    from grading.settings import grading_home
-
-    tier_rules, candidate_rules = load_rules(tier_file=args.tiers, candidate_file=args.candidates,
-                                             proposal=bool(args.tiers or args.candidates))
-    folder = args.output_dir or grading_home() / "criteria"
-    levels = load_service((tier_rules, candidate_rules))
-    for path in criteria.write(tier_rules, candidate_rules, folder, levels):
-        print(f"wrote {path}")
     return 0
 
 

@@ -218,8 +218,8 @@ def flags_stage(conns: Connections, as_of: date, run_id: str) -> dict:
 def publish_stage(conns: Connections, as_of: date, run_id: str) -> dict:
     """Publish the period; the summary names the published periods that are stale now."""
     with open_engine(conns.warehouse_url) as warehouse, audited(warehouse, run_id, as_of, "publish") as audit:
-        tier_rules, candidate_rules = run_rules(warehouse, run_id)
-        standards = publish.Standards(run_service_levels(warehouse, run_id), tier_rules.tiers, candidate_rules.review)
+        rules = run_rules(warehouse, run_id)
+        standards = publish.Standards(run_service_levels(warehouse, run_id, rules), rules[0].tiers, rules[1].review)
         with warehouse.connect() as conn:
             token = ledger.settled(conn)
         published = publish.publish(warehouse, as_of, run_id, token, standards)

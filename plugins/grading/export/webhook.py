@@ -9,7 +9,6 @@ backoff; any other error status fails the export at once.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import logging
@@ -45,15 +44,11 @@ class Webhook:
     def from_connection(cls, conn: Any) -> Webhook:
         """From an Airflow connection of type http(s): the URL as grading.alerts reads it; extra
         ``headers``, ``batch_rows``, ``attempts``, ``backoff_seconds``; login/password as Basic auth."""
-        from grading.alerts import webhook_url
+        from grading.alerts import webhook_headers, webhook_url
 
         extra = conn.extra_dejson or {}
-        headers = {str(k): str(v) for k, v in (extra.get("headers") or {}).items()}
-        if conn.login:
-            headers["Authorization"] = "Basic " + base64.b64encode(
-                f"{conn.login}:{conn.password or ''}".encode()).decode()
-        return cls(webhook_url(conn), headers, int(extra.get("batch_rows", 500)), int(extra.get("attempts", 5)),
-                   float(extra.get("backoff_seconds", 1.0)))
+        return cls(webhook_url(conn), webhook_headers(conn), int(extra.get("batch_rows", 500)),
+                   int(extra.get("attempts", 5)), float(extra.get("backoff_seconds", 1.0)))
 
 
 def idempotency_key(target: str, as_of: date, baseline: date | None, content_sha256: str, batch: int) -> str:

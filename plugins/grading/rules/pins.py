@@ -136,9 +136,10 @@ def _pin(conn: sa.Connection, run_id: str) -> tuple[TierRules, CandidateRules]:
     return tiers, candidates
 
 
-def run_service_levels(warehouse: Engine, run_id: str) -> ServiceLevels:
-    """The service levels run ``run_id`` pinned with its rules (pinning them now if the run has not)."""
-    rules = run_rules(warehouse, run_id)
+def run_service_levels(warehouse: Engine, run_id: str,
+                       rules: tuple[TierRules, CandidateRules]) -> ServiceLevels:
+    """The service levels run ``run_id`` pinned with ``rules`` (its rules, from :func:`run_rules`,
+    which pins all three files when the run's first stage starts)."""
     with warehouse.connect() as conn:
         pinned = read_frame(conn, "SELECT file_path, content FROM ops.run_rule_pins WHERE run_id = :run "
                                   "AND role = 'service_levels'", {"run": run_id})
