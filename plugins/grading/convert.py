@@ -13,6 +13,8 @@ import re
 import numpy as np
 import pandas as pd
 
+from grading.errors import DataError
+
 TRUE_WORDS = ("true", "t", "yes", "y", "1")
 FALSE_WORDS = ("false", "f", "no", "n", "0")
 EXAMPLES = 5
@@ -23,7 +25,7 @@ _ISO_DATE = re.compile(r"^\s*[+-]?\d{4}-\d{2}-\d{2}")
 _ACTION = "The extraction stopped and nothing is graded on this batch: correct the rows at the source"
 
 
-class SourceDataError(ValueError):
+class SourceDataError(DataError, ValueError):
     """Source rows cannot be read as the canonical schema; the message names table, column, rows and keys."""
 
 

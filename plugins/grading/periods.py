@@ -26,13 +26,14 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from grading.errors import DataError
 from grading.frames import bulk_insert, read_frame
 
 # Held by every transaction that writes or reads a period's tier state (tiers, flags, publish).
 PERIOD_STATE_LOCK = "grading.period_state"
 
 
-class PeriodOrderError(RuntimeError):
+class PeriodOrderError(DataError, RuntimeError):
     """A period's grading read the state of an earlier period that has been graded again since."""
 
 

@@ -23,6 +23,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from grading import decisions, ledger, periods
 from grading.catalog import load_catalogue
+from grading.errors import DataError
 from grading.frames import bulk_insert, read_query_file
 from grading.periods import PERIOD_STATE_LOCK, PeriodState
 from grading.rules.model import ReviewPolicy
@@ -113,7 +114,7 @@ def publish(warehouse: Engine, as_of: date, run_id: str = "publish",
         return Published(published_counts(conn, as_of), stale)
 
 
-class PublishFilesError(ValueError):
+class PublishFilesError(DataError, ValueError):
     """include/sql/publish/ and include/sql/marts.yml disagree on what publish loads."""
 
 

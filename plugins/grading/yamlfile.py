@@ -14,8 +14,10 @@ from typing import Any
 
 import yaml
 
+from grading.errors import DataError
 
-class YamlError(ValueError):
+
+class YamlError(DataError, ValueError):
     """A file that is not valid YAML, or repeats a key; the message names file, line and column."""
 
 

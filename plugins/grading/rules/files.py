@@ -19,6 +19,7 @@ from typing import Any
 from grading import yamlfile
 from grading.catalog import load_catalogue
 from grading.conditions import MEMBERSHIP, NULL_TESTS
+from grading.errors import DataError
 from grading.filecheck import FileChecker
 from grading.qualification import REVIEWS, WINDOWS, Qualification
 from grading.rules.model import (
@@ -39,7 +40,7 @@ from grading.rules.model import (
 from grading.settings import include_dir
 
 
-class RuleError(ValueError):
+class RuleError(DataError, ValueError):
     """A rule file is not valid; the message names the file, line, rule and field."""
 
 

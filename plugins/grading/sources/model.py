@@ -13,6 +13,7 @@ from typing import Any
 
 from grading.conditions import MEMBERSHIP, NULL_TESTS, TEXT_TESTS
 from grading.contract import SOURCE_TABLES, SourceTable
+from grading.errors import DataError
 
 KIND = "source_mapping"
 SOURCE_TYPES = ("files", "sql")
@@ -31,7 +32,7 @@ PERIOD_DIRECTIVES = {
 PERIOD = re.compile(r"\{period:([^{}]+)\}")
 
 
-class MappingError(ValueError):
+class MappingError(DataError, ValueError):
     """A mapping file is not valid; the message names the file, line, table and field."""
 
 

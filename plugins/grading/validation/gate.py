@@ -24,6 +24,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from grading import ledger
 from grading.contract import SOURCE_TABLES
+from grading.errors import DataError
 from grading.frames import bulk_insert
 from grading.validation.checks import Scope, batch_rows, run_checks
 from grading.validation.gx import data_docs_dir, run_expectations
@@ -35,7 +36,7 @@ from grading.warehouse import exclusive
 log = logging.getLogger("grading.validate")  # the stage's logger, under the name it had before the package
 
 
-class ValidationFailed(RuntimeError):
+class ValidationFailed(DataError, RuntimeError):
     """Critical checks failed: nothing of the period was published."""
 
 

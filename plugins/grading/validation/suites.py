@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from grading.contract import SOURCE_TABLES, SourceTable
+from grading.errors import DataError
 from grading.settings import include_dir
 
 SEVERITIES = ("critical", "row")
@@ -43,7 +44,7 @@ _DEFAULT_BOUND_ACTION = (
     "than a few bad rows: fix the source (or the mapping), then rerun the period.")
 
 
-class SuiteError(ValueError):
+class SuiteError(DataError, ValueError):
     """A suite file is malformed; raised before any data is touched."""
 
 
