@@ -7,6 +7,7 @@ named ``<name>.<dialect>.sql`` next to ``<name>.sql`` takes precedence for that 
 
 from __future__ import annotations
 
+import hashlib
 import re
 import threading
 from collections import defaultdict
@@ -20,6 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import NullPool
 
+from grading.errors import DataError
 from grading.settings import duckdb_memory_limit, include_dir, postgres_work_mem
 
 MIGRATIONS_TABLE = "ops.schema_migrations"
@@ -147,12 +149,52 @@ def analyze(conn: Connection, *tables: str) -> None:
 
 
 def applied_migrations(conn: Connection) -> set[str]:
-    exists = sa.inspect(conn).has_table("schema_migrations", schema="ops")
-    if not exists:
-        return set()
-    rows = conn.execute(sa.text(f"SELECT version FROM {MIGRATIONS_TABLE}"))  # noqa: S608 - identifiers from code constants, values bound
-    return {row[0] for row in rows}
+    return set(_applied_checksums(conn))
 
+
+def _applied_checksums(conn: Connection) -> dict[str, str | None]:
+    """Version -> the sha256 of the file applied (None where an older runner recorded none)."""
+    if not sa.inspect(conn).has_table("schema_migrations", schema="ops"):
+        return {}
+    rows = conn.execute(sa.text(f"SELECT version, checksum FROM {MIGRATIONS_TABLE}"))  # noqa: S608 - identifiers from code constants, values bound
+    return {row[0]: row[1] for row in rows}
+
+
+class MigrationError(DataError, RuntimeError):
+    """The warehouse's migration history disagrees with the migration files of this code."""
+
+
+def _migration_source(path: Path, dialect: str) -> tuple[str, str]:
+    """The SQL a migration runs on ``dialect`` (its dialect variant if there is one) and its sha256."""
+    variant = path.with_name(f"{path.stem}.{dialect}.sql")
+    text = (variant if variant.exists() else path).read_text(encoding="utf-8")
+    return text, hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _check_history(conn: Connection, files: list[Path]) -> None:
+    """Refuse a warehouse whose applied migrations were edited since, or that this code does not know.
+
+    An applied migration never runs again, so an edit to its file would leave warehouses built
+    before and after the edit different while both claim the same version: the change belongs
+    in a new migration. Rows an older runner recorded without a checksum take the file's now.
+    """
+    applied = _applied_checksums(conn)
+    by_version = {path.name[:4]: path for path in files}
+    unknown = sorted(set(applied) - set(by_version))
+    if unknown:
+        raise MigrationError(f"{MIGRATIONS_TABLE} records migration(s) {', '.join(unknown)} that this code does not "
+                             "have: the warehouse was upgraded by a newer version of the project; run that version")
+    for version, recorded in sorted(applied.items()):
+        path = by_version[version]
+        _, checksum = _migration_source(path, conn.dialect.name)
+        if recorded is None:
+            conn.execute(sa.text(f"UPDATE {MIGRATIONS_TABLE} SET checksum = :c WHERE version = :v"),  # noqa: S608 - identifiers from code constants, values bound
+                         {"c": checksum, "v": version})
+        elif recorded != checksum:
+            raise MigrationError(
+                f"{path}: migration {version} was edited after it was applied to this warehouse (sha256 applied "
+                f"{recorded[:12]}..., file now {checksum[:12]}...). Applied migrations never run again: restore the "
+                "file (git checkout) and put the change in a new migration")
 
 
 def migration_files() -> list[Path]:
@@ -218,30 +260,39 @@ def migrate(engine: Engine, up_to: str | None = None) -> list[str]:
     """Apply the pending migrations in order, each in its own transaction; returns their names.
 
     The version table records what was applied, so a warehouse built by an older version
-    of the project upgrades in place. A migration with a ``NNNN_name.<dialect>.sql`` variant
-    (PostgreSQL's indexes) runs that file instead on that dialect. ``up_to`` stops after that
-    version (for tests of upgrades).
+    of the project upgrades in place, with the sha256 of each file it applied: a warehouse
+    whose applied migrations were edited since is refused (MigrationError). A migration with a
+    ``NNNN_name.<dialect>.sql`` variant (PostgreSQL's indexes) runs that file instead on that
+    dialect. ``up_to`` stops after that version (for tests of upgrades).
     """
     applied_now = []
+    files = migration_files()
     with exclusive(engine, "grading.migrate") as conn:
         conn.execute(sa.text("CREATE SCHEMA IF NOT EXISTS ops"))
         conn.execute(sa.text(
             f"CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} "
             "(version VARCHAR(4) NOT NULL, name VARCHAR(200) NOT NULL, applied_at TIMESTAMP NOT NULL)"
         ))
-    for path in migration_files():
+        columns = set(conn.execute(sa.text(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_schema = 'ops' AND table_name = 'schema_migrations'")).scalars())
+        if "checksum" not in columns:  # a warehouse migrated before checksums were recorded
+            conn.execute(sa.text(f"ALTER TABLE {MIGRATIONS_TABLE} ADD COLUMN checksum VARCHAR(64)"))
+        _check_history(conn, files)
+    for path in files:
         version = path.name[:4]
         if up_to is not None and version > up_to:
             break
         with exclusive(engine, "grading.migrate") as conn:
             if version in applied_migrations(conn):
                 continue
-            variant = path.with_name(f"{path.stem}.{engine.dialect.name}.sql")
-            for statement in split_statements((variant if variant.exists() else path).read_text(encoding="utf-8")):
+            text, checksum = _migration_source(path, engine.dialect.name)
+            for statement in split_statements(text):
                 conn.execute(sa.text(statement))
             conn.execute(
-                sa.text(f"INSERT INTO {MIGRATIONS_TABLE} (version, name, applied_at) VALUES (:v, :n, :t)"),  # noqa: S608 - identifiers from code constants, values bound
-                {"v": version, "n": path.name, "t": datetime.now(UTC).replace(tzinfo=None)},
+                sa.text(f"INSERT INTO {MIGRATIONS_TABLE} (version, name, applied_at, checksum) "  # noqa: S608 - identifiers from code constants, values bound
+                        "VALUES (:v, :n, :t, :c)"),
+                {"v": version, "n": path.name, "t": datetime.now(UTC).replace(tzinfo=None), "c": checksum},
             )
         applied_now.append(path.name)
     return applied_now

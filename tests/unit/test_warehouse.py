@@ -210,3 +210,49 @@ def test_postgresql_sessions_get_the_work_mem_setting_unless_the_url_sets_it(
     monkeypatch.setenv("GRADING_PG_WORK_MEM", "32MB; DROP TABLE x")
     with pytest.raises(ValueError, match="GRADING_PG_WORK_MEM must be a size"):
         scalar(pg_url, "SHOW work_mem")
+
+
+def _include_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of include/ the test may edit, used in place of the repository's."""
+    import shutil
+
+    copy = tmp_path / "include"
+    shutil.copytree(ROOT / "include", copy)
+    monkeypatch.setenv("GRADING_INCLUDE_DIR", str(copy))
+    return copy
+
+
+def test_an_applied_migration_edited_afterwards_is_refused(warehouse_url: str, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Applied migrations never run again: an edit would make two warehouses of one version differ."""
+    from grading.errors import DataError
+    from grading.warehouse import MigrationError
+
+    include = _include_copy(tmp_path, monkeypatch)
+    with open_engine(warehouse_url) as engine:
+        migrate(engine, up_to="0003")
+        recorded = scalar(warehouse_url, "SELECT checksum FROM ops.schema_migrations WHERE version = '0002'")
+        assert len(recorded) == 64
+        edited = next((include / "sql" / "migrations").glob("0002_*.sql"))
+        edited.write_text(edited.read_text(encoding="utf-8") + "\n-- a harmless-looking comment\n", encoding="utf-8")
+        with pytest.raises(MigrationError, match=rf"{edited.name}: migration 0002 was edited after it was applied"):
+            migrate(engine)
+        assert issubclass(MigrationError, DataError)
+        assert scalar(warehouse_url, "SELECT COUNT(*) FROM ops.schema_migrations") == 3  # nothing more applied
+
+
+def test_a_warehouse_migrated_by_newer_code_or_before_checksums_is_handled(warehouse_url: str, tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from grading.warehouse import MigrationError
+
+    with open_engine(warehouse_url) as engine:
+        migrate(engine, up_to="0002")
+        with engine.begin() as conn:  # as the runner before checksums left it
+            conn.execute(sa.text("ALTER TABLE ops.schema_migrations DROP COLUMN checksum"))
+        migrate(engine, up_to="0002")
+        assert scalar(warehouse_url, "SELECT COUNT(*) FROM ops.schema_migrations WHERE checksum IS NULL") == 0
+        with engine.begin() as conn:
+            conn.execute(sa.text("INSERT INTO ops.schema_migrations VALUES ('9999', '9999_future.sql', "
+                                 "'2026-01-01', NULL)"))
+        with pytest.raises(MigrationError, match="records migration\\(s\\) 9999 that this code does not have"):
+            migrate(engine)
