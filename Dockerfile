@@ -1,5 +1,6 @@
 # The image every Airflow container of docker-compose.yaml runs: the official Airflow image
-# plus this project's pinned requirements and the `grading` package.
+# plus this project's pinned runtime requirements and the `grading` package. No test or lint
+# tool: requirements-dev.txt is not installed (nor in the build context, see .dockerignore).
 #
 #   docker compose build          (or: docker build -t customer-grading-airflow .)
 #
@@ -16,10 +17,11 @@ ENV GRADING_INCLUDE_DIR=/opt/airflow/include \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
 # Dependencies first, so editing the code does not reinstall them. requirements.txt pins
-# apache-airflow==3.3.2 itself, which keeps pip from moving the image's Airflow; plain pip,
-# no constraint file (the pins are known to install together).
-COPY --chown=airflow:0 requirements.txt /tmp/requirements.txt
-RUN pip install --no-cache-dir -r /tmp/requirements.txt
+# apache-airflow==3.3.2 itself, which keeps pip from moving the image's Airflow; the lock
+# constraints.txt (checked in, generated from the pins by scripts/lock.py) holds every
+# transitive dependency to the version the tests ran with.
+COPY --chown=airflow:0 requirements.txt constraints.txt /tmp/
+RUN pip install --no-cache-dir -r /tmp/requirements.txt -c /tmp/constraints.txt
 
 COPY --chown=airflow:0 pyproject.toml README.md /opt/airflow/
 COPY --chown=airflow:0 plugins/ /opt/airflow/plugins/

