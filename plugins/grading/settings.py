@@ -13,6 +13,10 @@ import os
 import re
 from pathlib import Path
 
+from sqlalchemy.engine import URL
+
+from grading.errors import ConnectionConfigError
+
 SOURCE_CONN_ID = "grading_source"
 WAREHOUSE_CONN_ID = "grading_warehouse"
 # The Airflow asset customer_grading updates when it publishes a period (quarterly_review
@@ -32,8 +36,20 @@ _SCHEME_ALIASES = {
 
 
 def include_dir() -> Path:
-    """The folder holding sql/, rules/ and expectations/ (override with GRADING_INCLUDE_DIR)."""
-    return Path(os.environ.get("GRADING_INCLUDE_DIR") or PROJECT_ROOT / "include")
+    """The folder holding sql/, rules/, expectations/ and mappings/.
+
+    GRADING_INCLUDE_DIR when set; else, in an installed wheel, the copy shipped inside the package
+    (grading/_include, see pyproject.toml); else the repository's include/ (a checkout, the editable
+    install, Airflow's plugins folder), where no packaged copy exists.
+    """
+    if os.environ.get("GRADING_INCLUDE_DIR"):
+        return Path(os.environ["GRADING_INCLUDE_DIR"])
+    from importlib.resources import files
+
+    packaged = files("grading") / "_include"
+    if isinstance(packaged, Path) and packaged.is_dir():
+        return packaged
+    return PROJECT_ROOT / "include"
 
 
 def grading_home() -> Path:
@@ -77,62 +93,91 @@ def default_url(conn_id: str) -> str:
     raise ValueError(f"unknown connection id {conn_id!r}")
 
 
-def to_sqlalchemy_url(uri: str) -> str:
-    """Turn an Airflow-style connection URI into a SQLAlchemy URL (scheme aliases only)."""
-    scheme, sep, rest = uri.partition("://")
-    if not sep:
-        raise ValueError(f"not a connection URL: {uri!r}")
-    return f"{_SCHEME_ALIASES.get(scheme, scheme)}://{rest}"
+def to_sqlalchemy_url(uri: str, conn_id: str = "grading") -> str:
+    """Turn an Airflow connection URI into a SQLAlchemy URL, parsed as Airflow parses it."""
+    if "://" not in uri:
+        raise ConnectionConfigError(f"connection {conn_id!r}: not a connection URL: {mask_urls(uri)!r}")
+    from airflow.sdk import Connection
+
+    return _url_of(Connection.from_uri(uri, conn_id=conn_id))
+
+
+def _url_of(conn) -> str:
+    """The SQLAlchemy URL of an Airflow connection; URL.create quotes every part of it.
+
+    ``extra.sqlalchemy_url`` wins when set. Other extras (``sslmode``...) become query
+    parameters, as they were in the URI's query string.
+    """
+    try:
+        extra = json.loads(conn.extra) if conn.extra else {}
+    except ValueError as exc:  # Airflow's extra_dejson would log it and carry on with no extras
+        raise ConnectionConfigError(f"connection {conn.conn_id!r}: extra is not valid JSON ({exc})") from None
+    if extra.get("sqlalchemy_url"):
+        return str(extra["sqlalchemy_url"])
+    if not conn.conn_type:
+        raise ConnectionConfigError(f"connection {conn.conn_id!r} has neither uri, conn_type nor extra.sqlalchemy_url")
+    base, plus, driver = conn.conn_type.partition("+")
+    drivername = f"{base}+{driver}" if plus else _SCHEME_ALIASES.get(base, base)
+    query = {key: str(value) for key, value in extra.items() if key != "__extra__" and not isinstance(value, dict)}
+    url = URL.create(drivername, username=conn.login or None, password=conn.password or None,
+                     host=conn.host or None, port=conn.port or None, database=conn.schema or None, query=query)
+    return url.render_as_string(hide_password=False)
 
 
 def _from_environment(conn_id: str) -> str | None:
-    value = os.environ.get(f"AIRFLOW_CONN_{conn_id.upper()}")
+    """``AIRFLOW_CONN_<ID>`` (a URI or JSON) parsed as Airflow's environment secrets backend does.
+
+    Airflow's own lookup would log a malformed value at debug level and report the
+    connection as missing, which here would mean grading into the local DuckDB file: a
+    configured connection that cannot be read is an error naming it instead.
+    """
+    variable = f"AIRFLOW_CONN_{conn_id.upper()}"
+    value = os.environ.get(variable, "").strip()
     if not value:
         return None
-    if value.lstrip().startswith("{"):
-        return _url_from_json(conn_id, json.loads(value))
-    return to_sqlalchemy_url(value)
+    from airflow.sdk import Connection
 
-
-def _url_from_json(conn_id: str, conn: dict) -> str:
-    extra = conn.get("extra") or {}
-    if isinstance(extra, str):
-        extra = json.loads(extra or "{}")
-    if extra.get("sqlalchemy_url"):
-        return extra["sqlalchemy_url"]
-    if conn.get("uri"):
-        return to_sqlalchemy_url(conn["uri"])
-    conn_type = conn.get("conn_type")
-    if not conn_type:
-        raise ValueError(f"connection {conn_id!r} has neither uri, conn_type nor extra.sqlalchemy_url")
-    user = conn.get("login") or ""
-    password = f":{conn['password']}" if conn.get("password") else ""
-    auth = f"{user}{password}@" if user else ""
-    port = f":{conn['port']}" if conn.get("port") else ""
-    return to_sqlalchemy_url(f"{conn_type}://{auth}{conn.get('host') or ''}{port}/{conn.get('schema') or ''}")
+    try:
+        if value.startswith("{"):
+            conn = Connection.from_json(value, conn_id=conn_id)
+        elif "://" in value:
+            conn = Connection.from_uri(value, conn_id=conn_id)
+        else:
+            raise ConnectionConfigError(f"connection {conn_id!r} ({variable}): not a connection URL or JSON: "
+                                        f"{mask_urls(value)!r}")
+        return _url_of(conn)
+    except ConnectionConfigError:
+        raise
+    except Exception as exc:  # JSON, ports, unknown fields, bad URIs: all mean the setting is wrong
+        raise ConnectionConfigError(
+            f"connection {conn_id!r} ({variable}) cannot be read: {mask_urls(str(exc))}") from None
 
 
 def _from_airflow(conn_id: str) -> str | None:
-    """A connection stored in Airflow (metadata DB, secrets backend), when running inside Airflow."""
-    try:
-        from airflow.sdk import Connection
-        from airflow.sdk.exceptions import AirflowNotFoundException
-    except ImportError:
-        return None
+    """A connection stored in Airflow (metadata DB, secrets backend), asked from inside a task.
+
+    A connection Airflow does not know is None (the embedded default then serves); any other
+    failure is raised, naming the connection, rather than grading somewhere else.
+    """
+    from airflow.sdk import Connection
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
     try:
         conn = Connection.get(conn_id)
     except AirflowNotFoundException:
         return None
-    except Exception:  # outside a task there is no API server to ask
-        return None
-    return _url_from_json(conn_id, {
-        "conn_type": conn.conn_type, "login": conn.login, "password": conn.password,
-        "host": conn.host, "port": conn.port, "schema": conn.schema, "extra": conn.extra_dejson,
-    })
+    except Exception as exc:
+        raise RuntimeError(f"connection {conn_id!r}: Airflow could not be asked for it: {mask_urls(str(exc))}") \
+            from exc
+    return _url_of(conn)
 
 
 def connection_url(conn_id: str, *, ask_airflow: bool = False) -> str:
-    """The SQLAlchemy URL for ``conn_id``: environment, then Airflow (in tasks), then the embedded default."""
+    """The SQLAlchemy URL for ``conn_id``: environment, then Airflow (in tasks), then the embedded default.
+
+    Only a connection defined nowhere falls back to the embedded file; one that is defined
+    but cannot be read raises ConnectionConfigError.
+    """
     return (
         _from_environment(conn_id)
         or (_from_airflow(conn_id) if ask_airflow else None)

@@ -99,3 +99,47 @@ def test_passwords_in_urls_are_masked_in_any_text() -> None:
     hidden = "pw-" + "Zr81"  # built here so the repository's secret scan sees no literal
     text = f"source postgresql+psycopg://grading:{hidden}@db:5432/x and warehouse duckdb:///w.duckdb"
     assert settings.mask_urls(text) == "source postgresql+psycopg://grading:***@db:5432/x and warehouse duckdb:///w.duckdb"
+
+
+@pytest.mark.parametrize("password", ["test-p@ss/w:rd", "test-100%#?&", "test-ä ö"])
+@pytest.mark.parametrize("form", ["uri", "json"])
+def test_a_password_survives_the_connection_in_either_airflow_form(monkeypatch: pytest.MonkeyPatch, password: str,
+                                                                   form: str) -> None:
+    """Airflow's parser reads the connection, SQLAlchemy's URL.create quotes it: the driver sees the password."""
+    from urllib.parse import quote
+
+    import sqlalchemy as sa
+
+    value = (f"postgres://grading:{quote(password, safe='')}@db:5432/grading" if form == "uri" else
+             json.dumps({"conn_type": "postgres", "login": "grading", "password": password, "host": "db",
+                         "port": 5432, "schema": "grading"}))
+    monkeypatch.setenv(WAREHOUSE, value)
+    url = sa.engine.make_url(settings.connection_url("grading_warehouse"))
+    assert (url.drivername, url.username, url.password, url.host, url.port, url.database) == \
+        ("postgresql+psycopg", "grading", password, "db", 5432, "grading")
+
+
+@pytest.mark.parametrize(("value", "problem"), [
+    ("{not json", "cannot be read: Expecting property name"),
+    ("postgres://u:test-pw@db:port/grading", "cannot be read: Port could not be cast"),
+    (json.dumps({"conn_type": "postgres", "host": "db", "extra": "{oops"}), "extra is not valid JSON"),
+    ("db.example.com:5432", "not a connection URL"),
+])
+def test_a_configured_connection_that_cannot_be_read_is_an_error_never_the_local_file(
+        monkeypatch: pytest.MonkeyPatch, grading_home: Path, value: str, problem: str) -> None:
+    """Before, any parse error fell back silently to .grading/warehouse.duckdb and graded there."""
+    from grading.errors import ConnectionConfigError, DataError
+
+    monkeypatch.setenv(WAREHOUSE, value)
+    with pytest.raises(ConnectionConfigError, match=f"connection 'grading_warehouse'.*{problem}") as caught:
+        settings.connection_url("grading_warehouse", ask_airflow=True)
+    assert isinstance(caught.value, DataError)  # the DAG task fails at once, the CLI exits 1
+    assert "test-pw" not in str(caught.value)
+    assert not (grading_home / "warehouse.duckdb").exists()
+
+
+def test_connection_extras_become_query_parameters(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(WAREHOUSE, "postgres://u:test-pw@db/grading?sslmode=require")
+    assert settings.connection_url("grading_warehouse").endswith("/grading?sslmode=require")
+    monkeypatch.setenv(WAREHOUSE, "duckdb:////tmp/grading/warehouse.duckdb")
+    assert settings.connection_url("grading_warehouse") == "duckdb:////tmp/grading/warehouse.duckdb"
