@@ -226,6 +226,10 @@ def test_the_unpacked_wheel_runs_outside_the_checkout_on_its_packaged_include(wh
     checked = run("-m", "grading", "rules", "check").stdout
     assert f"ok  {site / 'grading' / '_include' / 'rules' / 'tiers.yaml'}  kind=tiers" in checked
     assert re.search(r"applied \d+ migration", run("-m", "grading", "migrate").stdout)
+    # Without GRADING_HOME an installed package keeps its files in the current folder, not in site-packages.
+    del env["GRADING_HOME"]
+    home = run("-c", "from grading.settings import grading_home; print(grading_home())").stdout.strip()
+    assert Path(home) == work / ".grading"
 
 
 def test_the_checkout_reads_the_repository_include_folder(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -52,9 +52,15 @@ def include_dir() -> Path:
     return PROJECT_ROOT / "include"
 
 
+def _default_home() -> Path:
+    """``.grading`` in the checkout; for an installed wheel (no checkout around the package), in the
+    current directory, never inside site-packages."""
+    return PROJECT_ROOT / ".grading" if (PROJECT_ROOT / "plugins" / "grading").is_dir() else Path.cwd() / ".grading"
+
+
 def grading_home() -> Path:
     """The local folder for embedded databases, demo data and reports (GRADING_HOME)."""
-    home = Path(os.environ.get("GRADING_HOME") or PROJECT_ROOT / ".grading")
+    home = Path(os.environ.get("GRADING_HOME") or _default_home())
     home.mkdir(parents=True, exist_ok=True)
     return home
 
