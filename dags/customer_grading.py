@@ -27,7 +27,7 @@ from datetime import date
 
 import pendulum
 from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
-from common import DEFAULT_ARGS, LOAD_RETRIES, PUBLISHED, connections
+from common import DEFAULT_ARGS, LOAD_RETRIES, PUBLISHED, connections, fail_fast
 
 
 def _as_of(data_interval_end: pendulum.DateTime, params: dict) -> date:
@@ -48,42 +48,49 @@ def _as_of(data_interval_end: pendulum.DateTime, params: dict) -> date:
 )
 def customer_grading():
     @task(**LOAD_RETRIES)
+    @fail_fast
     def extract(data_interval_end=None, run_id=None, params=None) -> dict:
         from grading.pipeline import extract_stage
 
         return extract_stage(connections(), _as_of(data_interval_end, params), run_id)
 
     @task
+    @fail_fast
     def validate(extracted: dict, data_interval_end=None, run_id=None, params=None) -> dict:
         from grading.pipeline import validate_stage
 
         return validate_stage(connections(), _as_of(data_interval_end, params), run_id, extracted["batch"])
 
     @task
+    @fail_fast
     def features(data_interval_end=None, run_id=None, params=None) -> dict:
         from grading.pipeline import features_stage
 
         return features_stage(connections(), _as_of(data_interval_end, params), run_id)
 
     @task
+    @fail_fast
     def churn(data_interval_end=None, run_id=None, params=None) -> dict:
         from grading.pipeline import churn_stage
 
         return churn_stage(connections(), _as_of(data_interval_end, params), run_id)
 
     @task
+    @fail_fast
     def tiers(data_interval_end=None, run_id=None, params=None) -> dict:
         from grading.pipeline import tiers_stage
 
         return tiers_stage(connections(), _as_of(data_interval_end, params), run_id)
 
     @task
+    @fail_fast
     def flags(data_interval_end=None, run_id=None, params=None) -> dict:
         from grading.pipeline import flags_stage
 
         return flags_stage(connections(), _as_of(data_interval_end, params), run_id)
 
     @task(outlets=[PUBLISHED], **LOAD_RETRIES)
+    @fail_fast
     def publish(data_interval_end=None, run_id=None, params=None, outlet_events=None) -> dict:
         from grading.pipeline import publish_stage
 
@@ -92,6 +99,7 @@ def customer_grading():
         return publish_stage(connections(), as_of, run_id)
 
     @task(**LOAD_RETRIES)
+    @fail_fast
     def crm_export(data_interval_end=None, run_id=None, params=None) -> dict:
         from grading.pipeline import export_stage
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pendulum
 from airflow.sdk import AssetOrTimeSchedule, CronDataIntervalTimetable, Param, dag, task
-from common import DEFAULT_ARGS, PUBLISHED, connections
+from common import DEFAULT_ARGS, PUBLISHED, connections, fail_fast
 
 
 @dag(
@@ -35,6 +35,7 @@ from common import DEFAULT_ARGS, PUBLISHED, connections
 )
 def quarterly_review():
     @task
+    @fail_fast
     def review(data_interval_end=None, run_id=None, params=None, triggering_asset_events=None) -> dict:
         from airflow.sdk.exceptions import AirflowSkipException
 
