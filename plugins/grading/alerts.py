@@ -1,17 +1,27 @@
-"""Failure alerts: one short message per failed task, sent where the ``grading_alerts`` connection points.
+"""Failure alerts: one short message per failed task, sent by Airflow notifiers where the ``grading_alerts``
+connection points.
 
 An operator who was not watching needs four facts to act on a failed run: which DAG and task,
 which period (as-of date), what went wrong, and where the full log is. This module builds that
-message from the Airflow task context and sends it through a channel chosen by configuration,
-not code — an Airflow connection, so it can be set in the UI, a secrets backend or the
-environment (``AIRFLOW_CONN_GRADING_ALERTS``) without touching the deployment:
+message from the Airflow task context; the sending is Airflow's own notifiers, chosen by
+configuration, not code: the type of the Airflow connection ``grading_alerts``, which can be set
+in the UI, a secrets backend or the environment (``AIRFLOW_CONN_GRADING_ALERTS``):
 
 - no connection ``grading_alerts``: the alert goes to the log only (the default);
-- an ``http`` / ``https`` connection: a webhook — the alert is POSTed as JSON whose ``text``
-  field is the one-line message (what Slack, Mattermost, Teams and most chat tools read) and
-  whose other fields carry the same facts for machines; login/password become basic auth;
-- an ``smtp`` connection: an e-mail through the Airflow SMTP provider's hook, to the
-  addresses in the connection's extra ``to`` (comma-separated), from extra ``from_email``.
+- a ``slackwebhook`` connection: the provider's ``SlackWebhookNotifier`` posts the one-line message
+  (Slack, and the chat tools with Slack-compatible incoming webhooks, e.g. Mattermost);
+- an ``smtp`` / ``email`` connection: the provider's ``SmtpNotifier`` mails it to the addresses in
+  the connection's extra ``to`` (comma-separated), from extra ``from_email``;
+- an ``http`` / ``https`` connection: a generic JSON webhook, the one channel no installed provider
+  notifier covers (the Slack one needs its token in the password, ignores port, login and headers,
+  sends text only and takes nothing but HTTP 200): a POST whose ``text`` field is the one-line
+  message and whose other fields carry the same facts for machines; login/password become basic auth.
+
+``GradingAlertNotifier`` is the tasks' ``on_failure_callback``: an Airflow ``BaseNotifier`` that
+builds the message and hands it to the channel's notifier. It imports nothing but the standard library
+and ``airflow.sdk`` (loaded anyway when a DAG is parsed); the provider notifiers are imported when an
+alert goes out. Nothing is templated: the message is built in Python, and an error text must never
+pass through Jinja.
 
 Every alert is logged whatever the channel, and a channel that fails is logged, never raised:
 an alert must not hide the task's own error, and Airflow would only log it anyway.
@@ -19,8 +29,6 @@ an alert must not hide the task's own error, and Airflow would only log it anywa
 Error texts are trimmed before they leave the worker: SQLAlchemy appends the failing statement
 and its bound parameters (which may hold row values) to its messages, and URLs in messages may
 carry passwords — neither belongs in a chat channel.
-
-Nothing here is imported when a DAG file is parsed; the DAG names the callback lazily.
 """
 
 from __future__ import annotations
@@ -37,16 +45,20 @@ from datetime import date, datetime
 from html import escape
 from typing import Any
 
+from airflow.sdk import BaseNotifier
+
 log = logging.getLogger(__name__)
 
 ALERT_CONN_ID = "grading_alerts"
 WEBHOOK_TYPES = ("http", "https")
 EMAIL_TYPES = ("smtp", "email")
+SLACK_TYPES = ("slackwebhook",)
 MAX_ERROR_CHARS = 500
 WEBHOOK_TIMEOUT_SECONDS = 10
 
 _SQL_TAIL = re.compile(r"\s*(\[SQL: |\[parameters: |\(Background on this error at: ).*", re.DOTALL)
 _URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.\-]*://[^\s:/@]+:)[^\s@/]+@", re.IGNORECASE)
+_SLACK_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;"})
 
 
 @dataclass(frozen=True)
@@ -70,6 +82,11 @@ class Alert:
             else ""
         return (f"[grading] {self.dag_id}.{self.task_id} failed for as-of {self.as_of or 'unknown'} "
                 f"(run {self.run_id}{tries}): {self.error} | log: {self.log_url or 'n/a'}")
+
+    @property
+    def slack_text(self) -> str:
+        """The line for Slack, whose message text reserves ``&``, ``<`` and ``>`` (links, mentions)."""
+        return self.text.translate(_SLACK_ESCAPES)
 
     @property
     def subject(self) -> str:
@@ -139,11 +156,9 @@ def alert_from_context(context: Mapping[str, Any]) -> Alert:
 
 def airflow_connection(conn_id: str) -> Any | None:
     """The Airflow connection ``conn_id`` (environment, secrets backend or metadata DB), or None."""
-    try:
-        from airflow.sdk import Connection
-        from airflow.sdk.exceptions import AirflowNotFoundException
-    except ImportError:  # outside Airflow: no channel but the log
-        return None
+    from airflow.sdk import Connection
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
     try:
         return Connection.get(conn_id)
     except AirflowNotFoundException:
@@ -151,16 +166,15 @@ def airflow_connection(conn_id: str) -> Any | None:
 
 
 def channel_of(conn: Any | None) -> str:
-    """``log``, ``webhook`` or ``email``, from the connection's type."""
+    """``log``, ``slack``, ``email`` or ``webhook``, from the connection's type."""
     if conn is None:
         return "log"
     conn_type = (conn.conn_type or "").lower().replace("-", "_")
-    if conn_type in WEBHOOK_TYPES:
-        return "webhook"
-    if conn_type in EMAIL_TYPES:
-        return "email"
-    raise ValueError(f"connection {conn.conn_id!r} has type {conn.conn_type!r}: use http/https for a webhook "
-                     "or smtp for e-mail")
+    for channel, types in (("slack", SLACK_TYPES), ("email", EMAIL_TYPES), ("webhook", WEBHOOK_TYPES)):
+        if conn_type in types:
+            return channel
+    raise ValueError(f"connection {conn.conn_id!r} has type {conn.conn_type!r}: use slackwebhook for Slack, "
+                     "smtp for e-mail or http/https for a JSON webhook")
 
 
 def webhook_url(conn: Any) -> str:
@@ -194,51 +208,75 @@ def webhook_headers(conn: Any) -> dict[str, str]:
     return headers
 
 
-def send_webhook(alert: Alert, conn: Any) -> int:
-    """POST the alert as JSON; returns the HTTP status (an error status raises)."""
-    url = webhook_url(conn)
-    headers = {"Content-Type": "application/json", "User-Agent": "customer-grading-alerts", **webhook_headers(conn)}
-    request = urllib.request.Request(url, data=json.dumps(alert.payload()).encode(), headers=headers,
-                                     method="POST")
-    with urllib.request.urlopen(request, timeout=WEBHOOK_TIMEOUT_SECONDS) as response:  # http(s) only
-        return response.status
+class JsonWebhookNotifier(BaseNotifier):
+    """POSTs a JSON body to the URL of an ``http``/``https`` connection (any 2xx is delivered)."""
+
+    def __init__(self, *, conn: Any, body: Mapping[str, Any], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.conn = conn
+        self.body = dict(body)
+
+    def notify(self, context: Any) -> None:
+        headers = {"Content-Type": "application/json", "User-Agent": "customer-grading-alerts",
+                   **webhook_headers(self.conn)}
+        request = urllib.request.Request(webhook_url(self.conn), data=json.dumps(self.body).encode(),
+                                         headers=headers, method="POST")
+        with urllib.request.urlopen(request, timeout=WEBHOOK_TIMEOUT_SECONDS) as response:  # an error status raises
+            self.log.debug("webhook answered HTTP %s", response.status)
 
 
-def send_email(alert: Alert, conn: Any) -> list[str]:
-    """Mail the alert through the Airflow SMTP provider; returns the recipients."""
-    from airflow.providers.smtp.hooks.smtp import SmtpHook
+def channel_notifier(alert: Alert, conn: Any | None) -> tuple[str, BaseNotifier | None]:
+    """The channel ``conn`` selects and the notifier that delivers ``alert`` there (None: the log only)."""
+    channel = channel_of(conn)
+    if channel == "slack":
+        from airflow.providers.slack.notifications.slack_webhook import SlackWebhookNotifier
 
-    extra = conn.extra_dejson or {}
-    recipients = [a.strip() for a in str(extra.get("to") or "").split(",") if a.strip()]
-    if not recipients:
-        raise ValueError(f"connection {conn.conn_id!r} has no recipients: set extra 'to'")
-    sender = extra.get("from_email") or f"airflow@{socket.getfqdn()}"
-    with SmtpHook(smtp_conn_id=conn.conn_id) as hook:
-        hook.send_email_smtp(to=recipients, subject=alert.subject, html_content=alert.html(), from_email=sender)
-    return recipients
+        timeout = None if "timeout" in (conn.extra_dejson or {}) else WEBHOOK_TIMEOUT_SECONDS
+        return channel, SlackWebhookNotifier(slack_webhook_conn_id=conn.conn_id, text=alert.slack_text,
+                                             unfurl_links=False, unfurl_media=False, timeout=timeout)
+    if channel == "email":
+        from airflow.providers.smtp.notifications.smtp import SmtpNotifier
+
+        extra = conn.extra_dejson or {}
+        recipients = [a.strip() for a in str(extra.get("to") or "").split(",") if a.strip()]
+        if not recipients:
+            raise ValueError(f"connection {conn.conn_id!r} has no recipients: set extra 'to'")
+        return channel, SmtpNotifier(to=recipients, from_email=extra.get("from_email") or f"airflow@{socket.getfqdn()}",
+                                     subject=alert.subject, html_content=alert.html(), smtp_conn_id=conn.conn_id)
+    if channel == "webhook":
+        return channel, JsonWebhookNotifier(conn=conn, body=alert.payload())
+    return channel, None
 
 
-def send_alert(alert: Alert, conn_id: str = ALERT_CONN_ID) -> str:
-    """Log the alert, then send it through the channel ``conn_id`` selects; returns the channel used.
+def send_alert(alert: Alert, conn_id: str = ALERT_CONN_ID, context: Mapping[str, Any] | None = None) -> str:
+    """Log the alert, then send it through the notifier ``conn_id`` selects; returns the channel used.
 
-    Never raises: a failure to deliver is logged next to the alert itself.
+    The notifier's ``notify`` is called, not the notifier itself: calling it would render its fields
+    as Jinja templates, and the message (an error text among it) is final. Never raises: a failure to
+    deliver is logged next to the alert itself.
     """
     log.error("%s", alert.text)
     try:
-        conn = airflow_connection(conn_id)
-        channel = channel_of(conn)
-        if channel == "webhook":
-            status = send_webhook(alert, conn)
-            log.info("alert sent to webhook %s (HTTP %s)", conn_id, status)
-        elif channel == "email":
-            recipients = send_email(alert, conn)
-            log.info("alert mailed to %s via %s", ", ".join(recipients), conn_id)
+        channel, notifier = channel_notifier(alert, airflow_connection(conn_id))
+        if notifier is not None:
+            notifier.notify(dict(context or {}))
+            log.info("alert sent through connection %s (%s, %s)", conn_id, channel, type(notifier).__name__)
         return channel
     except Exception as exc:  # a failed delivery must not mask the task's error
         log.error("alert not delivered through connection %s: %s", conn_id, describe_error(exc))
         return "log"
 
 
-def on_failure(context: Mapping[str, Any]) -> None:
-    """The ``on_failure_callback`` of the grading DAGs' tasks (runs in the worker after the last try)."""
-    send_alert(alert_from_context(context))
+class GradingAlertNotifier(BaseNotifier):
+    """The grading tasks' ``on_failure_callback``: one alert, after the last try, where ``conn_id`` points.
+
+    Airflow calls it with the task context (in the worker, or in the DAG processor for a task that
+    died); it never raises. It keeps no state between calls, so one instance serves every task.
+    """
+
+    def __init__(self, conn_id: str = ALERT_CONN_ID, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.conn_id = conn_id
+
+    def notify(self, context: Any) -> None:
+        send_alert(alert_from_context(context), self.conn_id, context)

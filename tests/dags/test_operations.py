@@ -1,8 +1,9 @@
 """Operating the pipeline: retries with backoff, the warehouse pool, failure alerts, the run report.
 
-The alert test is a real failing ``customer_grading`` run (``dag.test()`` on a source without
-tables) that posts to an HTTP server started by the ``webhook`` fixture (tests/conftest.py); the
-alert's format and its channels on their own are tested in tests/unit/test_alerts.py. Backfills
+The alert tests are real failing ``customer_grading`` runs (``dag.test()``) whose notifier delivers
+to servers on 127.0.0.1: Slack's incoming webhook played by ``slack_server`` (tests/unit/test_alerts.py)
+and the generic JSON webhook of the ``webhook`` fixture (tests/conftest.py); the alert's format and
+its channels on their own are tested in tests/unit/test_alerts.py. Backfills
 are exercised on the Celery stack in tests/deploy/test_distributed.py.
 """
 
@@ -19,6 +20,7 @@ import pytest
 from grading.cli import main
 from tests.conftest import CrmReceiver, Received
 from tests.helpers import load_dag, scalar
+from tests.unit.test_alerts import slack_connection, slack_server
 
 AS_OF = date(2025, 1, 1)
 
@@ -33,7 +35,7 @@ def test_every_task_is_pooled_alerted_and_the_loads_retry_with_exponential_backo
     dag = _grading_dag()
     for task in dag.tasks:
         assert task.pool == "grading_warehouse", task.task_id
-        assert task.on_failure_callback, task.task_id
+        assert [type(c).__name__ for c in task.on_failure_callback] == ["GradingAlertNotifier"], task.task_id
     for task_id in ("extract", "publish"):
         task = dag.task_dict[task_id]
         # Airflow 3 reads retry_exponential_backoff as a multiplier; 1 (or True) would be a constant delay.
@@ -46,24 +48,28 @@ def test_every_task_is_pooled_alerted_and_the_loads_retry_with_exponential_backo
 
 
 @pytest.mark.airflow
-def test_a_failing_extract_retries_with_backoff_then_alerts_the_webhook_once(
-    airflow_db: str, grading_home: Path, webhook: tuple[str, Received], monkeypatch: pytest.MonkeyPatch,
+def test_a_failing_extract_retries_with_backoff_then_alerts_slack_once(
+    airflow_db: str, grading_home: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A real run whose source has no tables: extract fails, retries with growing delays, and the
-    last failure posts one alert; nothing downstream runs, and the run report shows it.
+    """A real run whose source server does not answer (a transient error: a data error would fail at
+    once, tests/dags/test_fail_fast.py): extract fails, retries with growing delays, and the last
+    failure posts one alert through Airflow's Slack webhook notifier; nothing downstream runs.
 
     The retry delay is shortened to 2 s (the DAG's is a minute) and the retries to 2, so the test
     waits seconds; the backoff multiplier is the DAG's own.
     """
+    import socket
+
     from airflow.models.pool import Pool
 
-    base, received = webhook
+    with socket.socket() as probe:  # a local port nothing listens on: connecting is refused at once
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
     grading_home.mkdir(parents=True)
-    (grading_home / "empty.sqlite").touch()
     warehouse_url = f"duckdb:///{grading_home / 'warehouse.duckdb'}"
-    monkeypatch.setenv("AIRFLOW_CONN_GRADING_SOURCE", f"sqlite:///{grading_home / 'empty.sqlite'}")
+    monkeypatch.setenv("AIRFLOW_CONN_GRADING_SOURCE",
+                       f"postgresql+psycopg://grading@127.0.0.1:{closed_port}/nothing?connect_timeout=2")
     monkeypatch.setenv("AIRFLOW_CONN_GRADING_WAREHOUSE", warehouse_url)
-    monkeypatch.setenv("AIRFLOW_CONN_GRADING_ALERTS", f"{base}/hooks/grading")
 
     dag = _grading_dag()
     extract = dag.task_dict["extract"]
@@ -71,20 +77,23 @@ def test_a_failing_extract_retries_with_backoff_then_alerts_the_webhook_once(
     extract.retries, extract.retry_delay = 2, timedelta(seconds=2)
     # dag.test() ignores pools: the run proceeds although no pool grading_warehouse exists here.
     assert Pool.get_pool("grading_warehouse") is None
-    run = dag.test(logical_date=datetime.combine(AS_OF, datetime.min.time(), tzinfo=UTC))
-    assert str(run.state) == "failed"
+    with slack_server() as (base, received):
+        monkeypatch.setenv("AIRFLOW_CONN_GRADING_ALERTS", slack_connection(base))
+        run = dag.test(logical_date=datetime.combine(AS_OF, datetime.min.time(), tzinfo=UTC))
+        assert str(run.state) == "failed"
+        assert received.arrived.wait(30), "no alert reached the Slack webhook"
 
-    assert received.arrived.wait(30), "no alert reached the webhook"
     (post,) = received.items  # one alert, after the last try, not one per try
-    assert post["path"] == "/hooks/grading"
-    body = post["body"]
-    assert (body["dag_id"], body["task_id"], body["as_of"]) == ("customer_grading", "extract", "2025-01-01")
-    assert (body["try_number"], body["max_tries"]) == (3, 2)
-    assert "the source has no table 'customers'" in body["error"]
-    assert "[SQL:" not in body["error"]
-    assert body["log_url"].endswith(f"/dags/customer_grading/runs/{quote(run.run_id)}/tasks/extract?try_number=3")
-    assert body["text"].startswith("[grading] customer_grading.extract failed for as-of 2025-01-01")
-    assert "\n" not in body["text"]
+    assert post["path"] == "/services/test-T0/B0/xyz"  # the connection's host and token
+    text = post["body"]["text"]
+    assert text.startswith(f"[grading] customer_grading.extract failed for as-of 2025-01-01 (run {run.run_id}, "
+                           "try 3 of 3): ")
+    assert "OperationalError: (psycopg.OperationalError) connection failed: connection to server at " \
+           f"\"127.0.0.1\", port {closed_port} failed: Connection refused" in text, text
+    assert "[SQL:" not in text
+    assert "(Background on this error" not in text
+    assert text.endswith(f"/dags/customer_grading/runs/{quote(run.run_id)}/tasks/extract?try_number=3")
+    assert "\n" not in text
 
     # Three audited attempts, each retry waiting at least retry_delay × 2^(try-1).
     attempts = _audit(warehouse_url)
@@ -102,7 +111,8 @@ def test_a_failed_crm_export_alerts_and_leaves_the_period_published(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The CRM's webhook keeps answering 503: crm_export fails and alerts once; the period stays
-    published, the file target got its export, and ops.exports records both."""
+    published, the file target got its export, and ops.exports records both. The alert goes to an
+    ``http`` connection: the generic JSON webhook, with every fact as a field."""
     import json
 
     from grading import demo

@@ -1,20 +1,60 @@
 """Failure alerts (grading.alerts): the one-line message and its trimmed error, the facts taken from
-an Airflow task context, and delivery through real channels - the log, a webhook POSTed to an HTTP
-server and an e-mail sent over SMTP to a server (both started on 127.0.0.1 by tests/conftest.py)."""
+an Airflow task context, and delivery through Airflow's notifiers to real servers on 127.0.0.1 - the
+log, Slack's incoming webhook played by an HTTP server here (``slack_server``), an e-mail sent by the
+SMTP provider's notifier to the SMTP server of tests/conftest.py, and the generic JSON webhook posted to
+its HTTP server."""
 
 from __future__ import annotations
 
 import base64
 import json
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from email import message_from_string
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import SimpleNamespace
 
 import pytest
 
 from grading import alerts
-from tests.conftest import Received
+from tests.conftest import Received, _serving
+
+
+@contextmanager
+def slack_server() -> Iterator[tuple[str, Received]]:
+    """An HTTP server on 127.0.0.1 that answers as Slack's incoming webhooks do (200 ``ok``) and
+    records every POST (path, headers, JSON body); yields its base URL."""
+    received = Received()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # http.server's naming
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            received.add({"path": self.path, "headers": dict(self.headers), "body": json.loads(body)})
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    with _serving(server):
+        yield f"http://127.0.0.1:{server.server_address[1]}", received
+
+
+def slack_connection(base: str) -> str:
+    """An ``AIRFLOW_CONN_GRADING_ALERTS`` for the Slack notifier: the webhook's base URL in the host, its
+    token (the path after it) in the password, as SlackWebhookHook joins them."""
+    return json.dumps({"conn_type": "slackwebhook", "host": f"{base}/services", "password": "test-T0/B0/xyz"})
+
+
+@pytest.fixture
+def slack_webhook() -> Iterator[tuple[str, Received]]:
+    with slack_server() as served:
+        yield served
 
 
 def test_alert_text_is_one_line_with_dag_task_as_of_error_and_log_link() -> None:
@@ -65,6 +105,8 @@ def test_the_email_channel_sends_through_the_airflow_smtp_provider(
     }))
     alert = alerts.Alert(dag_id="customer_grading", task_id="validate", run_id="r2", as_of="2024-11-01",
                          error="ValidationFailed: orders.amount < 0 in 3 rows", log_url="http://x/log")
+    channel, notifier = alerts.channel_notifier(alert, alerts.airflow_connection("grading_alerts"))
+    assert (channel, type(notifier).__name__) == ("email", "SmtpNotifier")
     assert alerts.send_alert(alert) == "email"
     assert received.arrived.wait(10)
     (mail,) = received.items
@@ -83,8 +125,14 @@ def test_a_channel_that_cannot_deliver_is_logged_not_raised(monkeypatch: pytest.
     with caplog.at_level(logging.INFO, logger="grading.alerts"):
         assert alerts.send_alert(alert) == "log"
     assert any("alert not delivered through connection grading_alerts" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    # A Slack connection without its token: the provider's hook refuses it; logged, not raised.
+    monkeypatch.setenv("AIRFLOW_CONN_GRADING_ALERTS", json.dumps({"conn_type": "slackwebhook", "host": "x"}))
+    with caplog.at_level(logging.INFO, logger="grading.alerts"):
+        assert alerts.send_alert(alert) == "log"
+    assert any("does not contain password" in r.getMessage() for r in caplog.records)
     monkeypatch.setenv("AIRFLOW_CONN_GRADING_ALERTS", "postgres://db:5432/x")
-    with pytest.raises(ValueError, match="use http/https for a webhook or smtp for e-mail"):
+    with pytest.raises(ValueError, match="use slackwebhook for Slack, smtp for e-mail or http/https for a JSON"):
         alerts.channel_of(alerts.airflow_connection("grading_alerts"))
 
 
@@ -99,6 +147,8 @@ def test_the_webhook_channel_posts_the_alert_as_json_with_basic_auth_and_extra_h
     }))
     alert = alerts.Alert(dag_id="customer_grading", task_id="publish", run_id="r3", as_of="2024-10-01",
                          error="IntegrityError: duplicate key", log_url="http://x/log", try_number=2, max_tries=1)
+    channel, notifier = alerts.channel_notifier(alert, alerts.airflow_connection("grading_alerts"))
+    assert (channel, type(notifier).__name__) == ("webhook", "JsonWebhookNotifier")
     assert alerts.send_alert(alert) == "webhook"
     assert received.arrived.wait(10)
     (post,) = received.items
@@ -143,3 +193,53 @@ def test_the_alert_takes_the_period_from_params_then_the_data_interval() -> None
     assert alerts.alert_from_context({"data_interval_end": datetime(2025, 2, 1, 5, tzinfo=UTC)}).as_of == "2025-02-01"
     assert alerts.alert_from_context({"logical_date": date(2025, 3, 1)}).as_of == "2025-03-01"
     assert "as-of unknown" in alerts.alert_from_context({}).subject
+
+
+def test_the_slack_channel_posts_the_line_through_the_slack_webhook_notifier(
+    slack_webhook: tuple[str, Received], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base, received = slack_webhook
+    monkeypatch.setenv("AIRFLOW_CONN_GRADING_ALERTS", slack_connection(base))
+    alert = alerts.Alert(dag_id="customer_grading", task_id="validate", run_id="r4", as_of="2024-09-01",
+                         error="ValidationFailed: orders.amount < 0 & refunds > sales", log_url="http://x/log?a=1&b=2")
+    channel, notifier = alerts.channel_notifier(alert, alerts.airflow_connection("grading_alerts"))
+    assert (channel, type(notifier).__name__) == ("slack", "SlackWebhookNotifier")
+    assert alerts.send_alert(alert) == "slack"
+    assert received.arrived.wait(10)
+    (post,) = received.items
+    assert post["path"] == "/services/test-T0/B0/xyz"  # SlackWebhookHook: host + "/" + token
+    # Slack reads &, < and > as markup: they are escaped; links are not unfurled into previews.
+    assert post["body"] == {"text": alert.text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;"),
+                            "unfurl_links": False, "unfurl_media": False}
+    assert "orders.amount &lt; 0 &amp; refunds &gt; sales" in post["body"]["text"]
+
+
+def test_the_notifier_sends_one_alert_when_airflow_calls_it_and_never_raises(
+    slack_webhook: tuple[str, Received], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """GradingAlertNotifier as Airflow's task runner calls an on_failure_callback: ``callback(context)``.
+    An error text that looks like a Jinja template reaches the channel as it is, not rendered."""
+    from airflow.sdk import BaseNotifier
+
+    base, received = slack_webhook
+    monkeypatch.setenv("AIRFLOW_CONN_GRADING_ALERTS", slack_connection(base))
+    notifier = alerts.GradingAlertNotifier()
+    assert isinstance(notifier, BaseNotifier)
+    ti = SimpleNamespace(dag_id="customer_grading", task_id="tiers", run_id="manual__2", try_number=2, max_tries=1,
+                         log_url="http://airflow/log", hostname="worker-1")
+    context = {"ti": ti, "params": {"as_of": "2024-08-01"}, "exception": KeyError("{{ ti.task_id }}")}
+    notifier(context)
+    assert received.arrived.wait(10)
+    (post,) = received.items
+    assert post["body"]["text"] == ("[grading] customer_grading.tiers failed for as-of 2024-08-01 (run manual__2, "
+                                    "try 2 of 2): KeyError: '{{ ti.task_id }}' | log: http://airflow/log")
+
+    # The channel gone: Airflow's call returns, the alert and the failed delivery are in the log.
+    monkeypatch.setenv("AIRFLOW_CONN_GRADING_ALERTS", slack_connection("http://127.0.0.1:1"))
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="grading.alerts"):
+        notifier(context)
+    messages = [r.getMessage() for r in caplog.records if r.name == "grading.alerts"]
+    assert messages[0].startswith("[grading] customer_grading.tiers failed")
+    assert messages[1].startswith("alert not delivered through connection grading_alerts")
+    assert len(received.items) == 1
