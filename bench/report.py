@@ -1,7 +1,8 @@
 """The benchmark's report: bench/results/<scale>.json rendered as bench/RESULTS.md.
 
 Used by bench/run.py (a sibling module: run.py runs as a script, so this folder is on the path).
-The last section checks the measured figures against the targets of issue 8.
+The targets section checks the measured figures against the targets of issue 8. The log of the
+measuring rounds at the end of bench/RESULTS.md is written by hand: a new report keeps it as it is.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from pathlib import Path
 
 GRADING_STAGES = ("extract", "validate", "features", "churn", "tiers", "flags", "publish")
 GiB = 1024 ** 3
+RESULTS_MD = Path(__file__).resolve().with_name("RESULTS.md")
+LOG_HEADING = "## Log of the measuring rounds"
 
 Row = tuple[str, str, str, str]  # target, measured, status, note
 
@@ -155,7 +158,9 @@ def targets(results: dict[str, dict]) -> list[Row]:
 
 def _intro() -> list[str]:
     return ["# Benchmark results", "",
-            "Written by `bench/run.py` (see the README's Performance section). Each stage ran through "
+            "Written by `bench/run.py` (see [docs/performance.md](../docs/performance.md)) from "
+            "`bench/results/*.json`, except the log of the measuring rounds at the end, which is written by hand. "
+            "Each stage ran through "
             "`grading.pipeline`'s stage function in a fresh worker process (as an Airflow task does); time is "
             "the stage call's wall time, peak RSS the worker process's high-water mark (`VmHWM`, imports "
             "included).", ""]
@@ -234,10 +239,20 @@ def _targets_section(results: dict[str, dict]) -> list[str]:
     return lines
 
 
-def render(results: dict[str, dict]) -> str:
+def kept_log(markdown: Path = RESULTS_MD) -> list[str]:
+    """The hand-written log at the end of ``markdown`` (from LOG_HEADING on), as lines; none without one."""
+    text = markdown.read_text(encoding="utf-8") if markdown.is_file() else ""
+    start = text.find("\n" + LOG_HEADING + "\n")
+    return text[start + 1:].rstrip("\n").split("\n") + [""] if start >= 0 else []
+
+
+def render(results: dict[str, dict], keep_log_of: Path | None = RESULTS_MD) -> str:
+    """The report of ``results``, ending with the hand-written log kept from ``keep_log_of``."""
     lines = _intro() + _machine_section(results)
     for scale, rec in results.items():
         lines += _scale_heading(scale, rec) + _stage_table(rec.get("runs", {})) + _baseline_table(
             rec.get("baselines", {}))
     lines += _targets_section(results)
+    if keep_log_of is not None:
+        lines += kept_log(keep_log_of)
     return "\n".join(lines)

@@ -279,7 +279,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, redis_broker: tuple[str, str
     survivors: list[str] = []
     try:
         demo.write_source(demo.generate(customers=400, seed=7), env["AIRFLOW_CONN_GRADING_SOURCE"])
-        # The same periods graded without a scheduler, as the README's backfill without Airflow does:
+        # The same periods graded without a scheduler, as docs/operations.md's backfill without Airflow does:
         # `python -m grading run` for each date in order, into a database of its own, meanwhile.
         runs = " && ".join(f"{sys.executable} -m grading run --as-of {d}" for d in sorted(set(BACKFILL_AS_OF)))
         with stack.log("reference").open("wb") as out:

@@ -1,6 +1,6 @@
 """Fault injection: kill the worker at every stage's start, middle and last commit, then rerun.
 
-The README promises that nothing unvalidated is published and that a rerun after any fault
+docs/operations.md (What is guaranteed) promises that nothing unvalidated is published and that a rerun after any fault
 publishes what a clean run publishes. Here, on each warehouse, one period is graded cleanly
 stage by stage (its source holds a completed order of -50 that validation quarantines), with
 a copy of the warehouse taken before each stage and every SQL statement and commit of the
