@@ -11,3 +11,7 @@ export SCARF_ANALYTICS="${SCARF_ANALYTICS:-false}"
 export GX_ANALYTICS_ENABLED="${GX_ANALYTICS_ENABLED:-False}"
 # The demo may use the development pseudonym key; anywhere else GRADING_PSEUDONYM_KEY must be set.
 export GRADING_ENV="${GRADING_ENV:-demo}"
+# The UI's login (scripts/ui.sh): Airflow's simple auth manager, user admin, whose password Airflow
+# generates once and keeps in this file.
+export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS="${AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS:-admin:admin}"
+export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE="${AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE:-$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated}"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import socket
 import textwrap
 import uuid
 from contextlib import AbstractContextManager
@@ -312,3 +314,35 @@ def publish_by_hand(engine: Engine) -> None:
             "customer_key": "c2", "as_of_date": JULY, "decision": "approved", "reviewer": "alice", "note": None,
             "decided_at": datetime(2024, 7, 3)}]).astype({"note": "string"}))
         restate(conn, ReviewPolicy())
+
+
+def free_port() -> int:
+    """A local port nothing listens on now (bound, then released): for a server to start on, or
+    for a client to be refused at once."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return "?"
+
+
+def processes_of(home: Path) -> list[int]:
+    """Live processes whose environment carries this AIRFLOW_HOME (ours, whatever their group)."""
+    marker = f"AIRFLOW_HOME={home}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if marker in (entry / "environ").read_bytes().split(b"\0"):
+                status = (entry / "stat").read_text().split()
+                if status[2] != "Z":
+                    found.append(int(entry.name))
+        except OSError:
+            continue
+    return found

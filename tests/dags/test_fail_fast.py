@@ -9,13 +9,12 @@ tested in tests/dags/test_operations.py.)
 
 from __future__ import annotations
 
-import socket
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import load_dag, scalar
+from tests.helpers import free_port, load_dag, scalar
 
 AS_OF = date(2025, 1, 1)
 
@@ -31,13 +30,6 @@ def _run(grading_home: Path, monkeypatch: pytest.MonkeyPatch, source_url: str) -
     extract.retries, extract.retry_delay = 2, timedelta(seconds=1)
     run = dag.test(logical_date=datetime.combine(AS_OF, datetime.min.time(), tzinfo=UTC))
     return str(run.state), warehouse_url
-
-
-def _closed_port() -> int:
-    """A local port nothing listens on (bound, then released): connecting is refused at once."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _extract_attempts(warehouse_url: str) -> int:
@@ -63,6 +55,6 @@ def test_an_unreachable_source_is_transient_and_extract_retries(
 ) -> None:
     grading_home.mkdir(parents=True)
     state, warehouse_url = _run(grading_home, monkeypatch,
-                                f"postgresql+psycopg://grading@127.0.0.1:{_closed_port()}/nothing?connect_timeout=2")
+                                f"postgresql+psycopg://grading@127.0.0.1:{free_port()}/nothing?connect_timeout=2")
     assert state == "failed"
     assert _extract_attempts(warehouse_url) == 3

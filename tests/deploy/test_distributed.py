@@ -26,7 +26,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -44,7 +43,7 @@ from sqlalchemy.pool import NullPool
 
 from grading import demo
 from tests.conftest import _pg_admin_engine
-from tests.helpers import ROOT, published
+from tests.helpers import ROOT, cmdline, free_port, processes_of, published
 
 pytestmark = [pytest.mark.distributed, pytest.mark.postgres]
 
@@ -67,12 +66,6 @@ import os
 def worker_hostname() -> str:
     return os.environ["GRADING_TEST_WORKER_NAME"]
 '''
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _required(message: str) -> None:
@@ -159,41 +152,17 @@ class Stack:
         for process in processes:
             _signal_group(process, signal.SIGKILL)
             process.wait(timeout=10)
-        survivors = _processes_of(self.home)
+        survivors = processes_of(self.home)
         if survivors:  # e.g. a task process that left its group: do not leave it running
             for pid in survivors:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-        return [f"{pid}: {_cmdline(pid)}" for pid in survivors]
+        return [f"{pid}: {cmdline(pid)}" for pid in survivors]
 
 
 def _signal_group(process: subprocess.Popen, sig: int) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, sig)
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return "?"
-
-
-def _processes_of(home: Path) -> list[int]:
-    """Live processes whose environment carries this stack's AIRFLOW_HOME (ours, whatever their group)."""
-    marker = f"AIRFLOW_HOME={home}".encode()
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            if marker in (entry / "environ").read_bytes().split(b"\0"):
-                status = (entry / "stat").read_text().split()
-                if status[2] != "Z":
-                    found.append(int(entry.name))
-        except OSError:
-            continue
-    return found
 
 
 def _create_databases(admin: sa.Engine, *names: str) -> None:
@@ -243,7 +212,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, redis_broker: tuple[str, str
     (home / "identity").mkdir()
     (home / "identity" / "grading_test_identity.py").write_text(IDENTITY_MODULE)
     broker_url, prefix = redis_broker
-    api_port = _free_port()
+    api_port = free_port()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW__", "AIRFLOW_CONN_", "GRADING_"))},
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
