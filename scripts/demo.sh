@@ -16,7 +16,7 @@ PY=.venv/bin/python
 free_port() { "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 echo "==> generating demo data"
-"$PY" -m grading generate --customers "${DEMO_CUSTOMERS:-2000}" --seed 42
+"$PY" -m grading generate --force --customers "${DEMO_CUSTOMERS:-2000}" --seed 42
 
 # Airflow for the demo's runs. Scheduling is off (AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE=False): only the
 # runs triggered below run, not the latest monthly interval a DAG gets when it is unpaused.

@@ -1,17 +1,43 @@
-"""``python -m grading``: the pipeline without a scheduler, calling what the DAG tasks call."""
+"""``python -m grading``: the pipeline without a scheduler, calling what the DAG tasks call.
+
+Exit status: 0 done; 1 a data error (bad data, a rejected batch, an invalid rule or mapping
+file, a source or warehouse that cannot be read: one line saying what and where, no
+traceback); 2 a usage error (an argument it cannot use, or a confirmation not given:
+generate over an existing source without --force, erase without --yes).
+"""
 
 from __future__ import annotations
 
 import argparse
+import atexit
+import gc
 import json
 import logging
 import os
 import sys
+import textwrap
 from datetime import date
 from pathlib import Path
 
+from grading.cli_commands import (
+    UsageError,
+    checked,
+    cmd_docs,
+    cmd_eliminations,
+    cmd_erase,
+    cmd_export,
+    cmd_generate,
+    cmd_lookup,
+    cmd_migrate,
+    cmd_role,
+    cmd_runs,
+    cmd_summary,
+)
+from grading.errors import DataError
 from grading.rule_commands import cmd_backtest, cmd_criteria, cmd_rules_check, cmd_rules_dry_run
-from grading.settings import SOURCE_CONN_ID, WAREHOUSE_CONN_ID, connection_url, mask_urls
+from grading.settings import mask_urls
+
+PROG = "python -m grading"
 
 
 def _date(text: str) -> date:
@@ -21,26 +47,25 @@ def _date(text: str) -> date:
         raise argparse.ArgumentTypeError(f"expected a date like 2025-01-01, got {text!r}") from exc
 
 
-class UsageError(ValueError):
-    """An argument the command cannot use (exit 2, like argparse's own usage errors)."""
+def version() -> str:
+    """The installed distribution's version; in a checkout that was never installed, pyproject.toml's."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
 
-
-def _checked(parse, text: str):
-    """``parse(text)``; its ValueError is a usage error."""
     try:
-        return parse(text)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
+        return installed("customer-grading")
+    except PackageNotFoundError:
+        import tomllib
+
+        try:
+            pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
+            return tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]["version"] + " (not installed)"
+        except (OSError, KeyError, tomllib.TOMLDecodeError):
+            return "unknown (not installed)"
 
 
-def cmd_generate(args: argparse.Namespace) -> int:
-    from grading import demo
-
-    url = args.source_url or connection_url(SOURCE_CONN_ID)
-    data = demo.generate(customers=args.customers, seed=args.seed, end=args.end)
-    written = demo.write_source(data, url)
-    print(f"demo source written to {mask_urls(url)}: " + ", ".join(f"{n} {t}" for t, n in written.items()))
-    return 0
+def _progress(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -48,7 +73,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from grading.run_summary import print_run_summary
 
     conns = Connections.resolve()
-    summary = run_grading(conns, args.as_of)
+    # a line per stage as it ends (stderr: stdout keeps the result); with -v the log has the same lines
+    summary = run_grading(conns, args.as_of, progress=None if args.quiet or args.verbose else _progress)
     if args.json:
         print(json.dumps(summary, indent=2, default=str))
     else:
@@ -56,18 +82,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_summary(args: argparse.Namespace) -> int:
-    from grading.run_summary import print_run_summary
-
-    print_run_summary(connection_url(WAREHOUSE_CONN_ID), args.as_of)
-    return 0
-
-
 def cmd_review(args: argparse.Namespace) -> int:
     from grading.pipeline import Connections, review_stage
     from grading.review.quarters import Quarter
 
-    quarter = _checked(Quarter.parse, args.quarter)
+    quarter = checked(Quarter.parse, args.quarter)
     summary = review_stage(Connections.resolve(), quarter, f"cli__review__{quarter}", args.output_dir,
                            args.proposed_tiers)
     print(f"Quarterly review {quarter}: tables marts.review_* written")
@@ -77,233 +96,98 @@ def cmd_review(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_migrate(args: argparse.Namespace) -> int:
-    from grading.pipeline import prepare_warehouse
-    from grading.warehouse import open_engine
-
-    with open_engine(connection_url(WAREHOUSE_CONN_ID)) as warehouse:
-        applied = prepare_warehouse(warehouse)
-    print(f"applied {len(applied)} migration(s): {', '.join(applied) or 'none pending'}")
-    return 0
+def _command(sub, name: str, summary: str, description: str, *examples: str) -> argparse.ArgumentParser:
+    """A subcommand whose --help has a description and examples (``PROG`` is put in front of each)."""
+    epilog = ("Examples:\n" if len(examples) > 1 else "Example:\n") + "\n".join(f"  {PROG} {e}" for e in examples)
+    return sub.add_parser(name, help=summary, description=textwrap.fill(description, 79), epilog=epilog,
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
-def cmd_docs(args: argparse.Namespace) -> int:
-    import tempfile
-    from pathlib import Path
-
-    from grading.catalog import write_dictionary
-    from grading.pipeline import prepare_warehouse
-    from grading.warehouse import open_engine
-
-    with tempfile.TemporaryDirectory() as tmp, open_engine(f"duckdb:///{Path(tmp) / 'docs.duckdb'}") as engine:
-        prepare_warehouse(engine)
-        with engine.connect() as conn:
-            path = write_dictionary(conn, Path(args.output))
-    print(f"wrote {path}")
-    return 0
-
-
-def cmd_role(args: argparse.Namespace) -> int:
-    """bi-role and crm-role: create (or update) the login, then say what it reads."""
-    from grading import access
-    from grading.warehouse import open_engine
-
-    _checked(access.check_role_name, args.name)
-    password = os.environ.get(args.password_env) if args.password_env else None
-    if args.password_env and not password:
-        raise ValueError(f"environment variable {args.password_env} is empty or unset")
-    create, reads = {"bi-role": (access.create_bi_role, "schemas marts and audit (and nothing else in this database)"),
-                     "crm-role": (access.create_crm_role, "schemas marts, audit and crm (the lists with source "
-                                                          "customer ids)")}[args.command]
-    with open_engine(connection_url(WAREHOUSE_CONN_ID)) as warehouse:
-        others = create(warehouse, args.name, password)
-    print(f"role {args.name} can now read {reads}")
-    if others:
-        print(f"note: {args.name} can still connect to {', '.join(others)} on this server, as PostgreSQL lets every "
-              "role connect to a database by default; where it should not: REVOKE CONNECT ON DATABASE <name> FROM "
-              "PUBLIC (and grant it to the roles that need it)")
-    return 0
-
-
-def cmd_export(args: argparse.Namespace) -> int:
-    from dataclasses import replace
-
-    import sqlalchemy as sa
-
-    from grading.export.run import configured_targets, export
-    from grading.warehouse import open_engine
-
-    targets = [t for t in configured_targets() if not args.target or t.name == args.target]
-    if args.output_dir:
-        targets = [replace(t, folder=args.output_dir) if t.name == "files" else t for t in targets]
-    if args.target and not targets:
-        raise UsageError(f"target {args.target} is not configured (GRADING_EXPORT_TARGETS; the webhook needs the "
-                         "grading_crm connection)")
-    with open_engine(connection_url(WAREHOUSE_CONN_ID)) as warehouse:
-        as_of = args.as_of
-        if as_of is None:
-            with warehouse.connect() as conn:
-                as_of = conn.execute(sa.text("SELECT MAX(as_of_date) FROM marts.published_periods")).scalar()
-            if as_of is None:
-                raise LookupError("nothing is published yet: grade a period first (python -m grading run)")
-        results = export(warehouse, as_of, f"cli__export__{as_of}", targets)
-    for result in results:
-        since = f"since {result.baseline}" if result.baseline else "first export, in full"
-        print(f"{result.target}: {result.rows:,} change(s) for {as_of} ({since}) -> {result.location}")
-        for change, count in result.counts.items():
-            print(f"    {change:<24} {count:>8,}")
-    if not results:
-        print("no export target configured (GRADING_EXPORT_TARGETS)")
-    return 0
-
-
-def cmd_lookup(args: argparse.Namespace) -> int:
-    from grading.lookup import describe, lookup
-    from grading.warehouse import open_engine
-
-    with open_engine(connection_url(WAREHOUSE_CONN_ID)) as warehouse:
-        print("\n".join(describe(lookup(warehouse, args.customer_id))))
-    return 0
-
-
-def cmd_runs(args: argparse.Namespace) -> int:
-    from grading.run_summary import recent_runs
-
-    report = recent_runs(connection_url(WAREHOUSE_CONN_ID), args.as_of, failed_only=args.failed, limit=args.limit)
-    if report.empty:
-        print("no runs recorded in audit.run_audit" + (f" for as-of {args.as_of}" if args.as_of else "")
-              + (" that failed" if args.failed else ""))
-        return 0
-    report["started_utc"] = report["started_utc"].dt.strftime("%Y-%m-%d %H:%M:%S")
-    print(f"Recent runs in audit.run_audit, newest first ({len(report)} shown):")
-    print(report.to_string(index=False))
-    return 0
-
-
-def cmd_eliminations(args: argparse.Namespace) -> int:
-    from grading import decisions
-    from grading.rules.pins import load_rules
-    from grading.warehouse import open_engine
-
-    with open_engine(connection_url(WAREHOUSE_CONN_ID)) as warehouse:
-        if args.eliminations_command == "decide":
-            policy = load_rules()[1].review  # the review policy of the candidate rules in force
-            decisions.decide(warehouse, args.customer_key, args.as_of, args.decision, args.reviewer, args.note,
-                             policy)
-            print(f"{args.decision}: {args.customer_key} as of {args.as_of} by {args.reviewer}")
-            return 0
-        listed = decisions.candidates_by_status(warehouse, args.status, args.as_of)
-    columns = ["as_of_date", "customer_key", "rule_name", "action", "control_group", "review_status", "reviewer"]
-    print(listed[columns].to_string(index=False) if len(listed) else "no elimination candidates match")
-    return 0
-
-
-def cmd_erase(args: argparse.Namespace) -> int:
-    from grading.erasure import compact, erase
-    from grading.settings import export_dir, pseudonym_key
-    from grading.validation import data_docs_dir
-    from grading.warehouse import open_engine
-
-    with open_engine(connection_url(WAREHOUSE_CONN_ID)) as warehouse:
-        deleted = erase(warehouse, args.customer_id, pseudonym_key(), data_docs_dir(), export_dir())
-        if args.compact:
-            before, after = compact(warehouse)
-        embedded = warehouse.dialect.name == "duckdb"
-    print(f"erased {sum(deleted.values()):,} row(s) from {len(deleted)} table(s); recorded in ops.erasures by "
-          "pseudonymous key, so later source rows of the customer are skipped, not graded. Erase the customer "
-          "from the source too.")
-    if args.compact:
-        print(f"rewrote the warehouse file ({before:,} -> {after:,} bytes): nothing erased is left in it")
-    elif embedded:
-        print("note: DuckDB keeps deleted values in the file's free space until it is rewritten: run again with "
-              "--compact (while no run uses the warehouse)")
-    return 0
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m grading", description=__doc__)
-    parser.add_argument("-v", "--verbose", action="store_true", help="log every stage")
-    parser.add_argument("--allow-dev-key", action="store_true",
-                        help="use the public development pseudonym key when GRADING_PSEUDONYM_KEY is not set "
-                             "(demo data only: anyone can trace its customer keys back to source ids)")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    gen = sub.add_parser("generate", help="write generated demo data to the source database")
+def _add_pipeline_commands(sub) -> None:
+    gen = _command(sub, "generate", "write generated demo data to the source database",
+                   "Write generated demo data (customers, orders, tickets, surveys, interactions) to the source: "
+                   "the grading_source connection, or source.sqlite under $GRADING_HOME. A source that exists already "
+                   "(the file, or the tables in a database) is left alone unless --force is given, as generate "
+                   "replaces its tables.", "generate --customers 2000 --seed 42", "generate --force")
     gen.add_argument("--customers", type=int, default=2000, help="number of customers (default 2000)")
     gen.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
     gen.add_argument("--end", type=_date, default=date(2024, 12, 31), help="last day of history (default 2024-12-31)")
     gen.add_argument("--source-url", help="SQLAlchemy URL to write to (default: the grading_source connection)")
+    gen.add_argument("--force", action="store_true", help="replace the tables of a source that exists already")
     gen.set_defaults(func=cmd_generate)
 
-    run = sub.add_parser("run", help="grade customers as of a date (every stage, in this process)")
+    run = _command(sub, "run", "grade customers as of a date (every stage, in this process)",
+                   "Grade customers as of a date: extract, validate, features, churn, tiers, flags, publish and the "
+                   "CRM export, in this process, as the customer_grading DAG's tasks do. Each stage prints a line as "
+                   "it ends (what it did, in rows, and its seconds) on stderr; then what was published is printed.",
+                   "run --as-of 2025-01-01", "run --as-of 2025-01-01 --quiet --json > run.json")
     run.add_argument("--as-of", type=_date, required=True, help="as-of date: data before its midnight UTC counts")
     run.add_argument("--json", action="store_true", help="print the stage summaries as JSON")
+    run.add_argument("-q", "--quiet", action="store_true", help="no line per stage, only the result")
     run.set_defaults(func=cmd_run)
 
-    summ = sub.add_parser("summary", help="print what the warehouse holds for an as-of date (tiers, candidates)")
+    summ = _command(sub, "summary", "print what the warehouse holds for an as-of date (tiers, candidates)",
+                    "Print what the warehouse holds for an as-of date: customers per tier, candidates, the "
+                    "validation outcome, the tables written and the latest review.", "summary --as-of 2025-01-01")
     summ.add_argument("--as-of", type=_date, required=True)
     summ.set_defaults(func=cmd_summary)
 
-    runs = sub.add_parser("runs", help="report the recent runs recorded in audit.run_audit (status, time, errors)")
+    runs = _command(sub, "runs", "report the recent runs recorded in audit.run_audit (status, time, errors)",
+                    "Report the recent runs recorded in audit.run_audit, newest first: outcome, duration, rows "
+                    "published, the failing stage and its error.", "runs", "runs --failed --limit 5")
     runs.add_argument("--limit", type=int, default=10, help="how many runs to show (default 10)")
     runs.add_argument("--as-of", type=_date, help="only runs of this as-of date")
     runs.add_argument("--failed", action="store_true", help="only runs that failed")
     runs.set_defaults(func=cmd_runs)
 
-    rev = sub.add_parser("review", help="build the quarterly review tables and the HTML report for a quarter")
+    rev = _command(sub, "review", "build the quarterly review tables and the HTML report for a quarter",
+                   "Build the quarter's evaluation tables (marts.review_*) and its report (one HTML page and CSV "
+                   "files); with --proposed-tiers, the report also shows what that tier rule file would have done.",
+                   "review --quarter 2024Q4",
+                   "review --quarter 2024Q4 --proposed-tiers include/rules/examples/tiers_weighted_score.yaml")
     rev.add_argument("--quarter", required=True, help="quarter such as 2024Q4")
     rev.add_argument("--output-dir", type=Path, help="report folder (default: $GRADING_HOME/reviews/QUARTER)")
     rev.add_argument("--proposed-tiers", type=Path, help="add a backtest of this tier rule file to the report")
     rev.set_defaults(func=cmd_review)
 
-    back = sub.add_parser("backtest", help="compare a proposed tier rule file with the one in force; publishes nothing")
-    back.add_argument("--tiers", type=Path, required=True, help="the proposed tier rule file")
-    back.add_argument("--as-of", type=_date, help="graded as-of date to compare on (default: the latest)")
-    back.add_argument("--output-dir", type=Path, help="where the CSV files go")
-    back.set_defaults(func=cmd_backtest)
-
-    mig = sub.add_parser("migrate", help="create or upgrade the warehouse schema (runs are doing it too)")
+    mig = _command(sub, "migrate", "create or upgrade the warehouse schema (runs are doing it too)",
+                   "Create or upgrade the warehouse schema: apply the pending migrations of include/sql/migrations "
+                   "(every run does it too).", "migrate")
     mig.set_defaults(func=cmd_migrate)
 
-    docs = sub.add_parser("docs", help="regenerate the data dictionary of the published tables")
-    docs.add_argument("--output", default="docs/data-dictionary.md", help="where to write it")
-    docs.set_defaults(func=cmd_docs)
-
-    role = sub.add_parser("bi-role", help="create a PostgreSQL login that can only read the published schema")
-    role.add_argument("--name", default="grading_bi_reader", help="role name (default grading_bi_reader)")
-    role.add_argument("--password-env", help="environment variable holding the role's password")
-    role.set_defaults(func=cmd_role)
-
-    crm = sub.add_parser("crm-role", help="create a PostgreSQL login for CRM operators: marts plus the crm views "
-                                          "with source customer ids")
-    crm.add_argument("--name", default="crm_operator", help="role name (default crm_operator)")
-    crm.add_argument("--password-env", help="environment variable holding the role's password")
-    crm.set_defaults(func=cmd_role)
-
-    exp = sub.add_parser("export", help="hand a published period's changes to the CRM (files, webhook); "
-                                        "recorded in ops.exports")
+    exp = _command(sub, "export", "hand a published period's changes to the CRM (files, webhook); "
+                                  "recorded in ops.exports",
+                   "Hand a published period's changes to the CRM targets of GRADING_EXPORT_TARGETS (files, webhook) "
+                   "again: the same content as the run's export. Every attempt is recorded in ops.exports.",
+                   "export", "export --as-of 2025-01-01 --target files --output-dir /tmp/crm")
     exp.add_argument("--as-of", type=_date, help="the published period (default: the latest)")
     exp.add_argument("--target", choices=["files", "webhook"], help="only this target (default: every one configured)")
     exp.add_argument("--output-dir", type=Path, help="folder of the file target (default: $GRADING_EXPORT_DIR)")
     exp.set_defaults(func=cmd_export)
 
-    look = sub.add_parser("lookup", help="one customer by source id: tier, reasons, entitlements, open flags")
+
+def _add_people_commands(sub) -> None:
+    look = _command(sub, "lookup", "one customer by source id: tier, reasons, entitlements, open flags",
+                    "Show one customer by their id in the source, as a CRM operator sees them: tier and why, since "
+                    "when, entitlements and open flags (reads the crm views).", "lookup C0000042")
     look.add_argument("customer_id", help="the customer's id in the source")
     look.set_defaults(func=cmd_lookup)
 
-    crit = sub.add_parser("criteria", help="publish the criteria in plain language (Markdown and HTML)")
-    crit.add_argument("--output-dir", type=Path, help="folder to write to (default: $GRADING_HOME/criteria)")
-    crit.add_argument("--tiers", type=Path, help="a tier rule file (default: the one in force)")
-    crit.add_argument("--candidates", type=Path, help="a candidate rule file (default: the one in force)")
-    crit.set_defaults(func=cmd_criteria)
-
-    elim = sub.add_parser("eliminations", help="list elimination candidates by review status, or record a decision")
+    elim = _command(sub, "eliminations", "list elimination candidates by review status, or record a decision",
+                    "The elimination review queue: list candidates by review status (proposed, approved, "
+                    "rejected, superseded, expired), or approve or reject a proposed one.",
+                    "eliminations list --status proposed")
     elim_sub = elim.add_subparsers(dest="eliminations_command", required=True)
-    listing = elim_sub.add_parser("list", help="candidates with their review status")
+    listing = _command(elim_sub, "list", "candidates with their review status",
+                       "List elimination candidates with their review status and reviewer.",
+                       "eliminations list --status proposed --as-of 2025-01-01")
     listing.add_argument("--status", choices=["proposed", "approved", "rejected", "superseded", "expired"])
     listing.add_argument("--as-of", type=_date)
     listing.set_defaults(func=cmd_eliminations)
-    decide = elim_sub.add_parser("decide", help="approve or reject a proposed candidate (kept with your name)")
+    decide = _command(elim_sub, "decide", "approve or reject a proposed candidate (kept with your name)",
+                      "Approve or reject a proposed elimination candidate; the decision is kept with the reviewer's "
+                      "name and note.", "eliminations decide --customer-key KEY --as-of 2025-01-01 "
+                                        "--decision approved --reviewer alice --note 'checked with sales'")
     decide.add_argument("--customer-key", required=True)
     decide.add_argument("--as-of", type=_date, required=True)
     decide.add_argument("--decision", required=True, choices=["approved", "rejected"])
@@ -311,35 +195,134 @@ def build_parser() -> argparse.ArgumentParser:
     decide.add_argument("--note")
     decide.set_defaults(func=cmd_eliminations)
 
-    erase = sub.add_parser("erase", help="remove one customer (by source id) from every warehouse table")
+    erase = _command(sub, "erase", "remove one customer (by source id) from every warehouse table",
+                     "Remove one customer (by source id) from every warehouse table, the Data Docs and the local "
+                     "copies of the CRM export, and keep their later source rows out of runs (ops.erasures). It "
+                     "cannot be undone: --dry-run counts what would be removed and changes nothing; erasing needs "
+                     "--yes (on a terminal, a yes typed at the prompt does too).",
+                     "erase --customer-id C0000042 --dry-run", "erase --customer-id C0000042 --yes --compact")
     erase.add_argument("--customer-id", required=True, help="the customer's id in the source")
+    erase.add_argument("--dry-run", action="store_true", help="count what would be removed; change nothing")
+    erase.add_argument("--yes", action="store_true", help="confirm the erasure (needed without a terminal)")
     erase.add_argument("--compact", action="store_true",
                        help="then rewrite an embedded DuckDB warehouse file, so no deleted value stays in its bytes")
     erase.set_defaults(func=cmd_erase)
 
-    rules = sub.add_parser("rules", help="check or dry-run the rule files in include/rules/")
+    for name, default, who in (("bi-role", "grading_bi_reader", "BI tools: it can read only the published "
+                                "schemas marts and audit"),
+                               ("crm-role", "crm_operator", "CRM operators: marts and audit plus the crm views, "
+                                "which carry source customer ids")):
+        role = _command(sub, name, f"create a PostgreSQL login for {who.split(':')[0]}",
+                        f"Create (or update) a PostgreSQL login for {who}.",
+                        f"{name} --name {default} --password-env ROLE_PASSWORD")
+        role.add_argument("--name", default=default, help=f"role name (default {default})")
+        role.add_argument("--password-env", help="environment variable holding the role's password")
+        role.set_defaults(func=cmd_role)
+
+
+def _add_rule_commands(sub) -> None:
+    back = _command(sub, "backtest", "compare a proposed tier rule file with the one in force; publishes nothing",
+                    "Compare a proposed tier rule file with the one in force on a graded as-of date: customers per "
+                    "tier and who would move. Publishes nothing; writes the comparison as CSV files.",
+                    "backtest --tiers include/rules/examples/tiers_kmeans.yaml")
+    back.add_argument("--tiers", type=Path, required=True, help="the proposed tier rule file")
+    back.add_argument("--as-of", type=_date, help="graded as-of date to compare on (default: the latest)")
+    back.add_argument("--output-dir", type=Path, help="where the CSV files go")
+    back.set_defaults(func=cmd_backtest)
+
+    crit = _command(sub, "criteria", "publish the criteria in plain language (Markdown and HTML)",
+                    "Publish the grading criteria in plain language (Markdown and HTML) from the rule files in "
+                    "force, or from proposed ones.", "criteria", "criteria --tiers proposed/tiers.yaml "
+                                                                 "--output-dir /tmp/criteria")
+    crit.add_argument("--output-dir", type=Path, help="folder to write to (default: $GRADING_HOME/criteria)")
+    crit.add_argument("--tiers", type=Path, help="a tier rule file (default: the one in force)")
+    crit.add_argument("--candidates", type=Path, help="a candidate rule file (default: the one in force)")
+    crit.set_defaults(func=cmd_criteria)
+
+    docs = _command(sub, "docs", "regenerate the data dictionary of the published tables",
+                    "Regenerate the data dictionary of the published tables from include/sql/marts.yml (on a "
+                    "throwaway warehouse).", "docs --output docs/data-dictionary.md")
+    docs.add_argument("--output", default="docs/data-dictionary.md", help="where to write it")
+    docs.set_defaults(func=cmd_docs)
+
+    rules = _command(sub, "rules", "check or dry-run the rule files in include/rules/",
+                     "Check rule files, or count what the tier rules would do as of a date.", "rules check")
     rules_sub = rules.add_subparsers(dest="rules_command", required=True)
-    check = rules_sub.add_parser("check", help="validate rule files (default: the ones in force)",
-                                 description="Check rule files: each on its own (fields, features, value types) "
-                                             "and together (rules that can never match, unreachable tiers, value "
-                                             "bands with gaps or in the wrong order, unknown tier names). Exit 0: "
-                                             "valid; 1: an error (or a warning, with --strict); 2: usage.")
+    check = _command(rules_sub, "check", "validate rule files (default: the ones in force)",
+                     "Check rule files: each on its own (fields, features, value types) and together (rules that "
+                     "can never match, unreachable tiers, value bands with gaps or in the wrong order, unknown tier "
+                     "names). Exit 0: valid; 1: an error (or a warning, with --strict); 2: usage.",
+                     "rules check", "rules check --strict proposed/tiers.yaml")
     check.add_argument("files", nargs="*", type=Path, help="rule files to check")
     check.add_argument("--strict", action="store_true", help="fail on warnings too")
     check.set_defaults(func=cmd_rules_check)
-    dry = rules_sub.add_parser("dry-run", help="count customers per tier rule as of a date; writes nothing")
+    dry = _command(rules_sub, "dry-run", "count customers per tier rule as of a date; writes nothing",
+                   "Count customers per tier rule as of a graded date, with the tier rule file in force or a "
+                   "proposed one; writes nothing.",
+                   "rules dry-run --as-of 2025-01-01 --tiers include/rules/examples/tiers_kmeans.yaml")
     dry.add_argument("--as-of", type=_date, required=True)
     dry.add_argument("--tiers", type=Path, help="a proposed tier rule file (default: the one in force)")
     dry.set_defaults(func=cmd_rules_dry_run)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="The grading pipeline without a scheduler: the same stages as the DAG tasks, in this process.\n\n"
+                    + textwrap.fill("Exit status: 0 done; 1 a data error (bad data, a rejected batch, an invalid rule "
+                                    "or mapping file, a source or warehouse that cannot be read), in one line saying "
+                                    "what and where; 2 a usage error (an argument it cannot use, or a confirmation "
+                                    "not given: generate over an existing source without --force, erase without "
+                                    "--yes).", 79),
+        epilog=f"Example:\n  {PROG} generate && {PROG} run --as-of 2025-01-01\n\n"
+               f"Every command has --help with an example: {PROG} run --help")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every stage")
+    parser.add_argument("--allow-dev-key", action="store_true",
+                        help="use the public development pseudonym key when GRADING_PSEUDONYM_KEY is not set "
+                             "(demo data only: anyone can trace its customer keys back to source ids)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_pipeline_commands(sub)
+    _add_people_commands(sub)
+    _add_rule_commands(sub)
     return parser
 
 
+def _release_duckdb() -> None:
+    """Free DuckDB's Python modules before the interpreter's own teardown.
+
+    DuckDB 2.0's bindings (nanobind) count their objects still alive when the interpreter has
+    finished and print "nanobind: leaked N instances" for them. None of ours are left: every
+    engine is disposed and every connection closed when its command ends. What remains are
+    DuckDB's module-level objects (its type constants, its classes), which the teardown frees
+    too late when other extensions keep the module graph alive through it: seen with Great
+    Expectations loaded (jsonschema's ``referencing``, on Rust's rpds) beside duckdb_engine and
+    SQLAlchemy's ORM, that is, after a validate stage. Dropping DuckDB's modules in an exit
+    handler, while the interpreter is whole, frees them in time.
+    """
+    for name in [m for m in sys.modules if m.partition(".")[0] in ("duckdb", "_duckdb")]:
+        module = sys.modules.pop(name, None)
+        if module is not None:
+            module.__dict__.clear()
+    gc.collect()
+
+
 def main(argv: list[str] | None = None) -> int:
+    atexit.unregister(_release_duckdb)
+    # registered first: exit handlers run last in, first out, so it runs after those of every library
+    # the command loads (which may still use DuckDB)
+    atexit.register(_release_duckdb)
     args = build_parser().parse_args(argv)
     if args.allow_dev_key:
         os.environ["GRADING_ALLOW_DEV_KEY"] = "1"
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Reading an Airflow connection sets Airflow's logging up, at INFO: the stage results, which the
+    # progress lines show already, would be logged again
+    package_log = logging.getLogger("grading")
+    level = package_log.level
+    if not args.verbose:
+        package_log.setLevel(logging.WARNING)
     import sqlalchemy as sa
 
     from grading.export.run import ExportFailed
@@ -347,8 +330,8 @@ def main(argv: list[str] | None = None) -> int:
     from grading.periods import PeriodOrderError
     from grading.validation import ValidationFailed
 
-    # rule, mapping, suite and source-data errors are ValueErrors
-    data_errors = (ValidationFailed, BatchError, BatchInFlight, PeriodOrderError, ExportFailed, ValueError,
+    # rule, mapping, suite and source-data errors are DataErrors (and ValueErrors)
+    data_errors = (DataError, ValidationFailed, BatchError, BatchInFlight, PeriodOrderError, ExportFailed, ValueError,
                    LookupError, OSError, sa.exc.SQLAlchemyError)
     try:
         return args.func(args)
@@ -359,3 +342,8 @@ def main(argv: list[str] | None = None) -> int:
         text = str(exc).split("\n(Background on this error")[0]
         print(f"error: {mask_urls(text)}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    finally:
+        package_log.setLevel(level)

@@ -168,6 +168,28 @@ def _interactions(rng: np.random.Generator, ids: np.ndarray, created: np.ndarray
     }).sort_values(["ts", "interaction_id"], ignore_index=True)
 
 
+def existing_source(url: str) -> str | None:
+    """What already holds source data at ``url`` (which ``write_source`` would replace), or None.
+
+    An SQLite or DuckDB file counts as soon as it exists (it is not opened, so a missing one is
+    not created); another database when it has one of the demo's tables.
+    """
+    parsed = sa.make_url(url)
+    if parsed.get_backend_name() in ("sqlite", "duckdb"):
+        path = parsed.database
+        if path and path != ":memory:" and Path(path).exists():
+            return f"the file {path}"
+        return None
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            names = set(sa.inspect(conn).get_table_names())
+    finally:
+        engine.dispose()
+    found = [name for name in DemoData.__dataclass_fields__ if name in names]
+    return f"table(s) {', '.join(found)}" if found else None
+
+
 def write_source(data: DemoData, url: str) -> dict[str, int]:
     """Replace the source tables at ``url`` with the demo data; returns rows per table."""
     database = sa.make_url(url).database
@@ -178,7 +200,10 @@ def write_source(data: DemoData, url: str) -> dict[str, int]:
     try:
         with engine.begin() as conn:
             for name, frame in data.tables().items():
-                frame.to_sql(name, conn, if_exists="replace", index=False, chunksize=20_000)
+                # dropped here rather than by to_sql's "replace", which reflects the table first:
+                # duckdb_engine cannot (it has no pg_catalog.pg_collation)
+                conn.execute(sa.text(f"DROP TABLE IF EXISTS {conn.dialect.identifier_preparer.quote(name)}"))
+                frame.to_sql(name, conn, if_exists="append", index=False, chunksize=20_000)
                 written[name] = len(frame)
     finally:
         engine.dispose()

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from grading.export.changes import to_csv
 from grading.export.files import write_period
@@ -33,52 +33,67 @@ ERASED = "[erased]"
 
 
 def erase(warehouse: Engine, customer_id: str, key: bytes, docs: Path | None = None,
-          exports: Path | None = None) -> dict[str, int]:
+          exports: Path | None = None, *, dry_run: bool = False) -> dict[str, int]:
     """Delete every row of ``customer_id`` and scrub ``docs`` and ``exports``; returns rows (and
     Data Docs files, export periods) changed per table (raises LookupError if the warehouse holds
-    nothing of the customer)."""
-    with exclusive(warehouse, "grading.publish") as conn:
+    nothing of the customer). With ``dry_run``, counts what would go and changes nothing."""
+    with (warehouse.connect() if dry_run else exclusive(warehouse, "grading.publish")) as conn:
         customer_key = conn.execute(sa.text("SELECT customer_key FROM ops.customer_keys WHERE customer_id = :id"),
                                     {"id": customer_id}).scalar() or pseudonym(customer_id, key)
-        columns = conn.execute(sa.text(
-            "SELECT c.table_schema, c.table_name, c.column_name FROM information_schema.columns AS c "
-            "JOIN information_schema.tables AS t ON t.table_schema = c.table_schema AND t.table_name = c.table_name "
-            "WHERE t.table_type = 'BASE TABLE' AND c.table_schema IN ('raw', 'staging', 'ops', 'marts', 'audit') "
-            "AND c.column_name IN ('customer_id', 'customer_key', 'row_json') AND t.table_name <> 'erasures' "
-            "ORDER BY 1, 2, 3")).all()
-        quote = conn.dialect.identifier_preparer.quote
         deleted: dict[str, int] = {}
-        for schema, table, column in columns:
-            if column == "row_json":  # the quarantine keeps offending rows as JSON text, spaced per engine
-                # the id as JSON writes it: a quote or a backslash in it is escaped there
-                stored = json.dumps(customer_id, ensure_ascii=False)[1:-1]
-                patterns = [f'%"customer_id"{sep}"{_escape(stored)}"%' for sep in (":", ": ", " : ")]
-                params = {f"p{i}": p for i, p in enumerate(patterns)}
-                condition = " OR ".join(f"{quote(column)} LIKE :p{i} ESCAPE '!'" for i in range(len(patterns)))
+        for name, table, condition, params in _holding(conn, customer_id, customer_key):
+            if dry_run:
+                count = conn.execute(sa.text(f"SELECT COUNT(*) FROM {table} WHERE {condition}"), params).scalar()  # noqa: S608
             else:
-                condition = f"{quote(column)} = :value"
-                params = {"value": customer_id if column == "customer_id" else customer_key}
-            result = conn.execute(sa.text(f"DELETE FROM {quote(schema)}.{quote(table)} WHERE {condition}"),  # noqa: S608
-                                  params)
-            if result.rowcount:
-                deleted[f"{schema}.{table}"] = deleted.get(f"{schema}.{table}", 0) + result.rowcount
+                count = conn.execute(sa.text(f"DELETE FROM {table} WHERE {condition}"), params).rowcount  # noqa: S608
+            if count:
+                deleted[name] = deleted.get(name, 0) + count
         if not deleted:
             raise LookupError("no rows of that customer in the warehouse; nothing erased")
-        bulk_insert(conn, "ops.erasures", pd.DataFrame([{
-            "customer_key": customer_key, "rows_deleted": sum(deleted.values()),
-            "erased_at": datetime.now(UTC).replace(tzinfo=None)}]))
-    scrubbed = scrub_docs(docs, (customer_id, customer_key)) if docs is not None else 0
+        if not dry_run:
+            bulk_insert(conn, "ops.erasures", pd.DataFrame([{
+                "customer_key": customer_key, "rows_deleted": sum(deleted.values()),
+                "erased_at": datetime.now(UTC).replace(tzinfo=None)}]))
+    scrubbed = scrub_docs(docs, (customer_id, customer_key), dry_run=dry_run) if docs is not None else 0
     if scrubbed:
         deleted["data docs (files)"] = scrubbed
-    rewritten = scrub_exports(exports, customer_id) if exports is not None else 0
+    rewritten = scrub_exports(exports, customer_id, dry_run=dry_run) if exports is not None else 0
     if rewritten:
         deleted["crm exports (periods)"] = rewritten
     return deleted
 
 
-def scrub_exports(folder: Path, customer_id: str) -> int:
+def _holding(conn: Connection, customer_id: str, customer_key: str) -> list[tuple[str, str, str, dict[str, str]]]:
+    """``(schema.table, quoted, condition, parameters)`` selecting the customer's rows, once per table, for
+    every table of raw, staging, ops, marts and audit with a customer_id, customer_key or row_json column."""
+    columns = conn.execute(sa.text(
+        "SELECT c.table_schema, c.table_name, c.column_name FROM information_schema.columns AS c "
+        "JOIN information_schema.tables AS t ON t.table_schema = c.table_schema AND t.table_name = c.table_name "
+        "WHERE t.table_type = 'BASE TABLE' AND c.table_schema IN ('raw', 'staging', 'ops', 'marts', 'audit') "
+        "AND c.column_name IN ('customer_id', 'customer_key', 'row_json') AND t.table_name <> 'erasures' "
+        "ORDER BY 1, 2, 3")).all()
+    quote = conn.dialect.identifier_preparer.quote
+    # the quarantine keeps offending rows as JSON text, spaced per engine; the id as JSON writes it
+    # there (a quote or a backslash in it escaped)
+    stored = json.dumps(customer_id, ensure_ascii=False)[1:-1]
+    params = {"customer_id": customer_id, "customer_key": customer_key,
+              **{f"p{i}": f'%"customer_id"{sep}"{_escape(stored)}"%' for i, sep in enumerate((":", ": ", " : "))}}
+    conditions: dict[tuple[str, str], list[str]] = {}
+    for schema, table, column in columns:
+        if column == "row_json":
+            condition = " OR ".join(f"{quote(column)} LIKE :p{i} ESCAPE '!'" for i in range(3))
+        else:
+            condition = f"{quote(column)} = :{column}"
+        conditions.setdefault((schema, table), []).append(condition)
+    return [(f"{schema}.{table}", f"{quote(schema)}.{quote(table)}", " OR ".join(f"({c})" for c in found),
+             {k: v for k, v in params.items() if f":{k}" in " ".join(found)})
+            for (schema, table), found in conditions.items()]
+
+
+def scrub_exports(folder: Path, customer_id: str, *, dry_run: bool = False) -> int:
     """Rewrite every period of the CRM export's file target that holds ``customer_id`` without
-    their rows (atomically, with a new manifest); returns the periods rewritten."""
+    their rows (atomically, with a new manifest); returns the periods rewritten (with ``dry_run``,
+    the periods that would be, rewriting none)."""
     if not folder.is_dir():
         return 0
     changed = 0
@@ -90,10 +105,12 @@ def scrub_exports(folder: Path, customer_id: str) -> int:
         kept = rows[rows["customer_id"] != customer_id].reset_index(drop=True)
         if len(kept) == len(rows):
             continue
+        changed += 1
+        if dry_run:
+            continue
         baseline = json.loads(manifest.read_text(encoding="utf-8")).get("baseline")
         write_period(folder, datetime.fromisoformat(period.name).date(),
                      datetime.fromisoformat(baseline).date() if baseline else None, kept, to_csv(kept))
-        changed += 1
     return changed
 
 
@@ -102,9 +119,10 @@ def _escape(text: str) -> str:
     return text.replace("!", "!!").replace("%", "!%").replace("_", "!_")
 
 
-def scrub_docs(folder: Path, values: tuple[str, ...]) -> int:
+def scrub_docs(folder: Path, values: tuple[str, ...], *, dry_run: bool = False) -> int:
     """Replace ``values`` in every text file under ``folder`` (Data Docs pages and the GX results
-    behind them) by ``[erased]``; returns the files changed."""
+    behind them) by ``[erased]``; returns the files changed (with ``dry_run``, the files that
+    would be, writing none)."""
     if not folder.is_dir():
         return 0
     changed = 0
@@ -116,7 +134,8 @@ def scrub_docs(folder: Path, values: tuple[str, ...]) -> int:
         for value in values:
             cleaned = cleaned.replace(value, ERASED).replace(json.dumps(value)[1:-1], ERASED)
         if cleaned != text:
-            path.write_text(cleaned, encoding="utf-8", errors="surrogateescape")
+            if not dry_run:
+                path.write_text(cleaned, encoding="utf-8", errors="surrogateescape")
             changed += 1
     return changed
 

@@ -2,15 +2,18 @@
 
 Each stage opens the warehouse, does one job, records a row in audit.run_audit and
 returns a small JSON-able summary (what an Airflow task may pass on through XCom); the
-data itself moves through the warehouse. ``run_grading`` runs every stage in one process.
+data itself moves through the warehouse. Each also logs its result as one line (rows and
+seconds, ``stage_result``), which is what a task log or the command line's progress shows.
+``run_grading`` runs every stage in one process.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -88,7 +91,84 @@ def audited(warehouse: Engine, run_id: str, as_of: date, stage: str,
                 "rule_version": rule_version, "message": message,
             }]).astype({"rows_out": "Int64", "rule_version": "string", "message": "string"})
             bulk_insert(conn, "audit.run_audit", row)
-        log.info("stage %s for %s: %s in %.2fs", stage, as_of, status, (finished - started).total_seconds())
+        # a success says more in the stage's one-line result (stage_result)
+        log.log(logging.DEBUG if status == "success" else logging.INFO, "stage %s for %s: %s in %.2fs", stage, as_of,
+                status, (finished - started).total_seconds())
+
+
+Progress = Callable[[str], None]
+
+
+def _counts(counts: Mapping[str, int]) -> str:
+    return ", ".join(f"{count:,} {name}" for name, count in counts.items())
+
+
+def _extract_result(summary: dict) -> str:
+    rows = {k: v for k, v in summary["rows"].items() if k not in ("customer_keys_added", "absorbed")}
+    text = _counts(rows) or "no rows"
+    rejected = sum(n for reasons in summary.get("rejected", {}).values() for n in reasons.values())
+    skipped = sum(summary.get("suppressed", {}).values())
+    return (text + (f"; {rejected:,} rejected by the source mapping" if rejected else "")
+            + (f"; {skipped:,} of erased customers skipped" if skipped else ""))
+
+
+def _churn_result(summary: dict) -> str:
+    if summary.get("auc") is None:
+        return summary.get("note") or "no churn scores"
+    baseline = summary.get("baseline_auc")
+    return (f"scored with the model as of {summary.get('model_as_of')}, holdout AUC {summary['auc']:.3f}"
+            + (f" (baseline {baseline:.3f})" if baseline is not None else ""))
+
+
+def _publish_result(summary: dict) -> str:
+    rows = {k: v for k, v in summary.items() if k != "stale_periods"}
+    stale = summary.get("stale_periods") or []
+    return (f"{sum(rows.values()):,} rows in {len(rows)} tables ("
+            + ", ".join(f"{table} {count:,}" for table, count in rows.items()) + ")"
+            + (f"; stale published periods: {', '.join(stale)}" if stale else ""))
+
+
+_RESULTS: dict[str, Callable[[dict], str]] = {
+    "extract": _extract_result,
+    "validate": lambda s: (f"{s['checks']} checks, {s['failed']} failed, "
+                           f"{sum(s.get('quarantined', {}).values()):,} rows quarantined"),
+    "features": lambda s: f"{s['customers']:,} customers",
+    "churn": _churn_result,
+    "tiers": lambda s: (f"{sum(s['tiers'].values()):,} customers graded ({_counts(s['tiers'])}), rules "
+                        f"{s['rule_version']}"),
+    "flags": lambda s: f"{_counts(s)} candidates",
+    "publish": _publish_result,
+    "export": lambda s: ("; ".join(f"{t['target']}: {t['rows']:,} changes to {t['location']}" for t in s["targets"])
+                         or "no export target configured"),
+    "review": lambda s: f"quarter {s['quarter']}, report {s['report']}",
+}
+
+
+def stage_result(stage: str, summary: dict, seconds: float) -> str:
+    """A stage's result in one line, from the summary it returned: ``tiers: 2,000 customers graded
+    (1,700 normal, 270 gold, 30 platinum), rules 1.2.0 in 0.8 s``. A summary of another shape
+    says ``done``: reporting never fails a stage that succeeded."""
+    try:
+        text = _RESULTS[stage](summary)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        text = "done"
+    return f"{stage}: {text} in {seconds:.1f} s"
+
+
+def reported(stage: str) -> Callable[[Callable[..., dict]], Callable[..., dict]]:
+    """Log the stage's one-line result when it returns; a ``progress`` keyword receives it too."""
+    def decorate(func: Callable[..., dict]) -> Callable[..., dict]:
+        @functools.wraps(func)
+        def run(*args, progress: Progress | None = None, **kwargs) -> dict:
+            clock = time.perf_counter()
+            summary = func(*args, **kwargs)
+            line = stage_result(stage, summary, time.perf_counter() - clock)
+            log.info("%s", line)
+            if progress is not None:
+                progress(line)
+            return summary
+        return run
+    return decorate
 
 
 def prepare_warehouse(warehouse: Engine) -> list[str]:
@@ -99,6 +179,7 @@ def prepare_warehouse(warehouse: Engine) -> list[str]:
     return applied
 
 
+@reported("extract")
 def extract_stage(conns: Connections, as_of: date, run_id: str) -> dict:
     """Prepare the warehouse if needed, then extract every source table up to ``as_of``.
 
@@ -132,6 +213,7 @@ def extract_stage(conns: Connections, as_of: date, run_id: str) -> dict:
     return {"batch": batch.isoformat(), "rows": rows, "rejected": rejected, "suppressed": suppressed}
 
 
+@reported("validate")
 def validate_stage(conns: Connections, as_of: date, run_id: str, batch: str) -> dict:
     """Gate the extract batch.
 
@@ -159,6 +241,7 @@ def reading_raw(warehouse: Engine, stage: str) -> Iterator[tuple[int, datetime |
         ledger.unchanged(conn, token, stage)
 
 
+@reported("features")
 def features_stage(conns: Connections, as_of: date, run_id: str) -> dict:
     """Compute the period's features; the qualification window is the tier rule file's."""
     with open_engine(conns.warehouse_url) as warehouse, audited(warehouse, run_id, as_of, "features") as audit:
@@ -171,6 +254,7 @@ def features_stage(conns: Connections, as_of: date, run_id: str) -> dict:
     return {"customers": audit["rows_out"]}
 
 
+@reported("churn")
 def churn_stage(conns: Connections, as_of: date, run_id: str) -> dict:
     """Score every customer as of ``as_of`` with a recent stored churn model, training and
     judging one on history first when none is young enough."""
@@ -193,6 +277,7 @@ def record_rule_file(warehouse: Engine, run_id: str, as_of: date, source: RuleFi
         bulk_insert(conn, "audit.run_rule_files", row)
 
 
+@reported("tiers")
 def tiers_stage(conns: Connections, as_of: date, run_id: str) -> dict:
     with open_engine(conns.warehouse_url) as warehouse:
         tier_rules, _ = run_rules(warehouse, run_id, as_of)
@@ -204,6 +289,7 @@ def tiers_stage(conns: Connections, as_of: date, run_id: str) -> dict:
     return {"tiers": {k: int(v) for k, v in counts.items()}, "rule_version": version}
 
 
+@reported("flags")
 def flags_stage(conns: Connections, as_of: date, run_id: str) -> dict:
     with open_engine(conns.warehouse_url) as warehouse:
         tier_rules, candidate_rules = run_rules(warehouse, run_id, as_of)
@@ -215,6 +301,7 @@ def flags_stage(conns: Connections, as_of: date, run_id: str) -> dict:
     return counts
 
 
+@reported("publish")
 def publish_stage(conns: Connections, as_of: date, run_id: str) -> dict:
     """Publish the period; the summary names the published periods that are stale now."""
     with open_engine(conns.warehouse_url) as warehouse, audited(warehouse, run_id, as_of, "publish") as audit:
@@ -231,6 +318,7 @@ def publish_stage(conns: Connections, as_of: date, run_id: str) -> dict:
     return {**published.rows, "stale_periods": [state.as_of.isoformat() for state in published.stale]}
 
 
+@reported("export")
 def export_stage(conns: Connections, as_of: date, run_id: str) -> dict:
     """Hand the period's changes to the CRM targets (grading.export); a failed target raises
     ExportFailed after the others ran and every attempt is recorded in ops.exports."""
@@ -245,6 +333,7 @@ def export_stage(conns: Connections, as_of: date, run_id: str) -> dict:
                          else None, "location": r.location, "changes": r.counts} for r in results]}
 
 
+@reported("review")
 def review_stage(conns: Connections, quarter: Quarter, run_id: str, output_dir: Path | None = None,
                  proposed_tiers: Path | None = None) -> dict:
     """Build the quarter's evaluation tables and write its report (HTML + CSV) to ``output_dir``.
@@ -273,18 +362,19 @@ def review_stage(conns: Connections, quarter: Quarter, run_id: str, output_dir: 
             "tiers": results["tier_distribution"][["tier", "customers", "revenue_share"]].to_dict("records")}
 
 
-def run_grading(conns: Connections, as_of: date, run_id: str | None = None) -> dict:
-    """Every stage for ``as_of`` in order, in this process; returns each stage's summary."""
+def run_grading(conns: Connections, as_of: date, run_id: str | None = None, progress: Progress | None = None) -> dict:
+    """Every stage for ``as_of`` in order, in this process; returns each stage's summary.
+    ``progress`` receives each stage's one-line result as the stage ends."""
     run_id = run_id or new_run_id(as_of)
     rules = load_rules()  # a broken or not yet effective rule file stops it before the warehouse is touched
     in_effect(rules, as_of, load_service(rules))
     summary = {"run_id": run_id, "as_of": as_of.isoformat()}
-    summary["extract"] = extract_stage(conns, as_of, run_id)
-    summary["validate"] = validate_stage(conns, as_of, run_id, summary["extract"]["batch"])
-    summary["features"] = features_stage(conns, as_of, run_id)
-    summary["churn"] = churn_stage(conns, as_of, run_id)
-    summary["tiers"] = tiers_stage(conns, as_of, run_id)
-    summary["flags"] = flags_stage(conns, as_of, run_id)
-    summary["publish"] = publish_stage(conns, as_of, run_id)
-    summary["export"] = export_stage(conns, as_of, run_id)
+    summary["extract"] = extract_stage(conns, as_of, run_id, progress=progress)
+    summary["validate"] = validate_stage(conns, as_of, run_id, summary["extract"]["batch"], progress=progress)
+    summary["features"] = features_stage(conns, as_of, run_id, progress=progress)
+    summary["churn"] = churn_stage(conns, as_of, run_id, progress=progress)
+    summary["tiers"] = tiers_stage(conns, as_of, run_id, progress=progress)
+    summary["flags"] = flags_stage(conns, as_of, run_id, progress=progress)
+    summary["publish"] = publish_stage(conns, as_of, run_id, progress=progress)
+    summary["export"] = export_stage(conns, as_of, run_id, progress=progress)
     return summary

@@ -140,14 +140,14 @@ def test_the_development_key_is_refused_outside_the_demo(tmp_path: Path, monkeyp
     # the command line says so, and --allow-dev-key lets the demo's key through
     env = {k: v for k, v in os.environ.items() if k not in ("GRADING_ENV", "GRADING_PSEUDONYM_KEY")
            and not k.startswith("AIRFLOW_CONN_GRADING")} | {"GRADING_HOME": str(tmp_path)}
-    out = subprocess.run([sys.executable, "-m", "grading", "erase", "--customer-id", "C1"], env=env,
+    out = subprocess.run([sys.executable, "-m", "grading", "erase", "--customer-id", "C1", "--yes"], env=env,
                          capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert out.returncode == 1
     assert out.stderr.startswith("error: GRADING_PSEUDONYM_KEY is not set")
     out = subprocess.run([sys.executable, "-m", "grading", "--allow-dev-key", "migrate"], env=env,
                          capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert out.returncode == 0, out.stderr
-    out = subprocess.run([sys.executable, "-m", "grading", "--allow-dev-key", "erase", "--customer-id", "C1"],
+    out = subprocess.run([sys.executable, "-m", "grading", "--allow-dev-key", "erase", "--customer-id", "C1", "--yes"],
                          env=env, capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert out.returncode == 1
     assert "no rows of that customer" in out.stderr

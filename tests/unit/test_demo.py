@@ -1,8 +1,12 @@
-"""The demo generator: reproducible, and it plants the patterns grading must find."""
+"""The demo generator: reproducible, and it plants the patterns grading must find; what already
+holds a source where it would write (which `generate` leaves alone without --force); rewriting one."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
+import sqlalchemy as sa
 
 from grading import demo
 
@@ -35,3 +39,34 @@ def test_planted_patterns() -> None:
     assert data.surveys["nps"].between(0, 10).all()
     assert tickets["closed_at"].isna().any()
     assert (tickets["category"] == "complaint").mean() < 0.5
+
+
+def test_an_existing_source_is_a_file_that_exists_or_a_database_with_the_demo_tables(tmp_path: Path,
+                                                                                     pg_url: str) -> None:
+    for url in (f"sqlite:///{tmp_path / 'source.sqlite'}", f"duckdb:///{tmp_path / 'source.duckdb'}"):
+        path = Path(sa.make_url(url).database)
+        assert demo.existing_source(url) is None
+        assert not path.exists()  # asking did not create it
+        path.write_bytes(b"")
+        assert demo.existing_source(url) == f"the file {path}"
+    assert demo.existing_source("sqlite://") is None  # in memory: nothing to overwrite
+
+    assert demo.existing_source(pg_url) is None
+    engine = sa.create_engine(pg_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE unrelated (x INT)"))
+    assert demo.existing_source(pg_url) is None
+    demo.write_source(demo.generate(30, seed=1), pg_url)
+    assert demo.existing_source(pg_url) == "table(s) customers, orders, tickets, surveys, interactions"
+    engine.dispose()
+
+
+def test_writing_a_source_again_replaces_its_tables(tmp_path: Path) -> None:
+    """On DuckDB too, whose SQLAlchemy dialect cannot reflect a table for pandas' own replace."""
+    url = f"duckdb:///{tmp_path / 'source.duckdb'}"
+    assert demo.write_source(demo.generate(40, seed=1), url)["customers"] == 40
+    assert demo.write_source(demo.generate(25, seed=2), url)["customers"] == 25
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT COUNT(*) FROM customers")).scalar() == 25
+    engine.dispose()

@@ -107,6 +107,9 @@ def test_erasing_a_customer_rewrites_the_local_crm_exports_without_them(warehous
     untouched = rows.tail(1).reset_index(drop=True)
     write_period(exports, date(2025, 1, 1), date(2024, 10, 1), untouched, to_csv(untouched))
     before = (exports / "2025-01-01" / "changes.parquet").read_bytes()
+    first = (exports / "2024-10-01" / "changes.parquet").read_bytes()
+    assert erase(warehouse, GONE, KEY, exports=exports, dry_run=True)["crm exports (periods)"] == 1
+    assert (exports / "2024-10-01" / "changes.parquet").read_bytes() == first  # the dry run rewrote nothing
 
     deleted = erase(warehouse, GONE, KEY, exports=exports)
 
@@ -117,3 +120,27 @@ def test_erasing_a_customer_rewrites_the_local_crm_exports_without_them(warehous
     manifest = json.loads((exports / "2024-10-01" / "manifest.json").read_text())
     assert manifest["rows"] == 1
     assert (exports / "2025-01-01" / "changes.parquet").read_bytes() == before  # nothing of theirs there
+
+
+def test_a_dry_run_counts_what_would_go_and_changes_nothing(warehouse: Engine, tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "index.html").write_text(f"<td>{GONE_KEY}</td>", encoding="utf-8")
+
+    def everything() -> dict:
+        with warehouse.connect() as conn:
+            return {table: sorted(map(tuple, conn.execute(sa.text(f"SELECT * FROM {table}")).all()))  # noqa: S608
+                    for table in ("raw.customers", "raw.orders", "ops.customer_keys", "ops.quarantine",
+                                  "marts.customer_tier_snapshot", "ops.erasures")}
+
+    before = everything()
+    counted = erase(warehouse, GONE, KEY, docs, dry_run=True)
+
+    # a table with both customer_id and customer_key (ops.customer_keys) counts its row once
+    assert counted == {"ops.customer_keys": 1, "ops.quarantine": 2, "marts.customer_tier_snapshot": 1,
+                       "raw.customers": 1, "raw.orders": 2, "data docs (files)": 1}
+    assert everything() == before
+    assert (docs / "index.html").read_text(encoding="utf-8") == f"<td>{GONE_KEY}</td>"
+    assert erase(warehouse, GONE, KEY, docs) == counted  # what the dry run said is what goes
+    with pytest.raises(LookupError, match="nothing erased"):
+        erase(warehouse, GONE, KEY, dry_run=True)

@@ -1,10 +1,13 @@
 """The stages of one as-of date (grading.pipeline) on small demo data and a DuckDB warehouse: what each
-stage's summary says, one audit row per stage, the same published tables from a rerun of the same
-as-of date, a failed stage audited with its error (password masked, e-mail redacted), and rule files
-not yet in effect refused before the warehouse is touched."""
+stage's summary says, one audit row per stage, each stage's one-line result (logged, and handed to a
+progress callback), the same published tables from a rerun of the same as-of date, a failed stage
+audited with its error (password masked, e-mail redacted), and rule files not yet in effect refused
+before the warehouse is touched."""
 
 from __future__ import annotations
 
+import logging
+import re
 from datetime import date
 from pathlib import Path
 
@@ -12,7 +15,7 @@ import pytest
 import sqlalchemy as sa
 
 from grading.frames import read_frame
-from grading.pipeline import Connections, audited, run_grading
+from grading.pipeline import Connections, audited, run_grading, stage_result
 from grading.rules.files import RuleError
 from grading.rules.pins import load_rules
 from grading.warehouse import migrate, open_engine
@@ -31,8 +34,38 @@ def conns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Connections:
     return Connections(source_url=source.url, warehouse_url=f"duckdb:///{tmp_path / 'w.duckdb'}")
 
 
+class Lines(logging.Handler):
+    """The messages logged to the logger it is attached to (on that logger itself: reading an Airflow
+    connection, as the export stage does, sets Airflow's logging up and replaces the root's handlers)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
 def test_a_grading_run_reports_every_stage_and_a_rerun_publishes_the_same_tables(conns: Connections) -> None:
-    first = run_grading(conns, AS_OF, "first")
+    progress: list[str] = []
+    logger, handler = logging.getLogger("grading.pipeline"), Lines()
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        first = run_grading(conns, AS_OF, "first", progress=progress.append)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+    # each stage's one-line result, as it ended: to the progress callback and to the stage's log
+    assert [line.split(":")[0] for line in progress] == STAGES
+    assert all(re.search(r" in \d+\.\d s$", line) for line in progress), progress
+    assert progress[0].startswith("extract: 100 customers, ")
+    assert progress[2].startswith("features: 100 customers in ")
+    graded = ", ".join(f"{n} {tier}" for tier, n in first["tiers"]["tiers"].items())
+    assert progress[4].startswith(f"tiers: 100 customers graded ({graded}), rules ")
+    assert handler.lines == progress
 
     assert (first["run_id"], first["as_of"]) == ("first", "2025-01-01")
     assert first["extract"]["rows"]["customers"] == 100
@@ -87,3 +120,34 @@ def test_a_failed_stage_is_audited_with_its_error_and_raised(tmp_path: Path) -> 
                                        "finished_at >= started_at FROM audit.run_audit")).one()
     assert row == ("extract", "failed", 5, "1.2.0",
                    "ConnectionError: postgresql://grader:***@db/source refused; ask <e-mail>", True)
+
+
+def test_each_stage_result_is_one_line_of_rows_and_seconds() -> None:
+    assert stage_result("extract", {"batch": "b", "rows": {"customers": 2000, "orders": 24512,
+                                                           "customer_keys_added": 3},
+                                    "rejected": {"orders": {"amount not a number": 2}},
+                                    "suppressed": {"orders": 4}}, 3.21) == \
+        ("extract: 2,000 customers, 24,512 orders; 2 rejected by the source mapping; 4 of erased customers skipped "
+         "in 3.2 s")
+    assert stage_result("validate", {"checks": 68, "failed": 1, "quarantined": {"orders": 3}, "data_docs": None},
+                        5.0) == "validate: 68 checks, 1 failed, 3 rows quarantined in 5.0 s"
+    assert stage_result("churn", {"auc": 0.78123, "baseline_auc": 0.7, "model_as_of": "2024-10-01", "note": None},
+                        0.4) == \
+        "churn: scored with the model as of 2024-10-01, holdout AUC 0.781 (baseline 0.700) in 0.4 s"
+    assert stage_result("churn", {"auc": None, "note": "not enough history to train"}, 0.1) == \
+        "churn: not enough history to train in 0.1 s"
+    assert stage_result("tiers", {"tiers": {"normal": 1700, "gold": 270, "platinum": 30}, "rule_version": "1.2.0"},
+                        0.8) == \
+        "tiers: 2,000 customers graded (1,700 normal, 270 gold, 30 platinum), rules 1.2.0 in 0.8 s"
+    assert stage_result("flags", {"core": 5, "win_back": 4, "elimination": 0}, 0.3) == \
+        "flags: 5 core, 4 win_back, 0 elimination candidates in 0.3 s"
+    assert stage_result("publish", {"customer_tier_snapshot": 200, "winback_candidates": 4,
+                                    "stale_periods": ["2025-04-01"]}, 1.0) == \
+        ("publish: 204 rows in 2 tables (customer_tier_snapshot 200, winback_candidates 4); stale published "
+         "periods: 2025-04-01 in 1.0 s")
+    assert stage_result("export", {"targets": []}, 0.0) == "export: no export target configured in 0.0 s"
+    assert stage_result("export", {"targets": [{"target": "files", "rows": 1209, "location": "/x/2025-01-01"}]},
+                        1.0) == "export: files: 1,209 changes to /x/2025-01-01 in 1.0 s"
+    assert stage_result("tiers", {"unexpected": 1}, 0.2) == "tiers: done in 0.2 s"  # never fails the stage
+    assert stage_result("review", {"quarter": "2024Q4", "report": "/r/review.html"}, 2.0) == \
+        "review: quarter 2024Q4, report /r/review.html in 2.0 s"
