@@ -19,6 +19,7 @@ what the later stages do with a quarantined batch is covered end to end in test_
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import uuid
@@ -727,6 +728,34 @@ def test_bad_input(base: Base, name: str, monkeypatch: pytest.MonkeyPatch) -> No
             assert summary["failed"] == 0, summary
             expected.check(url)
     assert fingerprint(url, PUBLISHED) == base.published
+
+
+def test_a_batch_rejected_by_a_sql_check_is_failed_in_data_docs(base: Base, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Data Docs tell the gate's story: an order of an unknown customer (a SQL check across tables) fails
+    raw.orders' page and GX's stored result, and the index shows every table's batch as rejected."""
+    docs = tmp_path / "docs"
+    monkeypatch.setenv("GRADING_HOME", str(base.folder / "home"))
+    monkeypatch.setenv("GRADING_DATA_DOCS_DIR", str(docs))
+    _, _, error, _ = run_case(base, "orphan customer id in orders, data docs", CASES["orphan customer id in orders"])
+    assert isinstance(error, ValidationFailed), repr(error)
+    run = "case-orphan_customer_id_in_orders_data_docs"
+    (page,) = (docs / "validations" / "raw_orders" / run).glob("*/*.html")
+    text = re.sub(r"\s+", " ", page.read_text(encoding="utf-8"))
+    assert re.search(r'Status:</span> <i class="fas fa-times text-danger" aria-hidden="true"></i> Failed', text)
+    assert re.search(r"Data asset: raw\.orders: [\d,]+ rows, batch rejected<br>", text)
+    (row,) = [r for r in text.split("<tr") if "Every customer_id names a customer of raw.customers." in r]
+    assert "fa-times text-danger" in row
+    assert "1 row(s) (e.g. ORPHAN1)" in row
+    assert "https://" not in re.sub(r'<a href="https://[^"]*"', "", text)  # nothing fetched from the network
+    (stored,) = (docs / "_results" / "raw_orders" / run).glob("*/*.json")
+    result = json.loads(stored.read_text(encoding="utf-8"))
+    assert result["success"] is False
+    assert [r["expectation_config"]["type"] for r in result["results"] if not r["success"]] == [
+        "expect_column_values_to_reference_known_customers"]
+    index = (docs / "index.html").read_text(encoding="utf-8")
+    assert index.count("batch rejected") == len(SOURCE_TABLES)
+    assert index.count("&#10008; failed") == 1  # raw.orders; the other tables passed their checks
 
 
 def _quarantine(url: str) -> pd.DataFrame:

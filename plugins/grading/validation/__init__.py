@@ -16,9 +16,10 @@ The modules, each importing only those listed before it:
 - ``suites``: loading and checking the suites against the canonical schema
 - ``results``: a check's result; storing results in audit.validation_results and summarising them
 - ``predicates``: SQL selecting the rows a row-wise check rejects
-- ``gx``: the Great Expectations context, the runner over a batch, Data Docs
+- ``gx``: the Great Expectations context and the runner over a batch
 - ``checks``: the SQL checks across tables and periods
 - ``quarantine``: moving failed rows to ops.quarantine, and the bound on their share
+- ``docs``: Data Docs holding every check of a batch (GX's and the SQL ones), readable offline
 - ``gate``: the stage's entry point, ``run``: the batch's verdict, passed or rejected
 
 Great Expectations is imported inside functions only: DAG files must not pay for it.

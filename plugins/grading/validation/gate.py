@@ -7,7 +7,9 @@ failed ``row`` check moves the offending rows to ops.quarantine, and the run con
 the good rows. The verdict - passed or rejected - is the batch's in the ledger
 (grading.ledger): only a batch that extraction completed and nothing else took over is
 validated, and only a passed one moves the extraction watermarks. The outcome of each batch
-per table goes to ops.validation_batches.
+per table goes to ops.validation_batches, and every check's result to audit.validation_results
+and to Data Docs (grading.validation.docs). The task log gets a line per table and one for
+the batch, none of Great Expectations' own chatter.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from grading.contract import SOURCE_TABLES
 from grading.errors import DataError
 from grading.frames import bulk_insert
 from grading.validation.checks import Scope, batch_rows, run_checks
-from grading.validation.gx import data_docs_dir, run_expectations
+from grading.validation.docs import write_docs
+from grading.validation.gx import data_docs_dir, quiet_gx_logging, run_expectations
 from grading.validation.quarantine import quarantine_bounds, quarantine_rows
 from grading.validation.results import CheckResult, ValidationReport, log_summary, store_results, stored_results
 from grading.validation.suites import Suite, load_suites
@@ -136,6 +139,7 @@ def run(warehouse: Engine, as_of: date, batch: datetime, run_id: str,
     the batch's outcome), so a failure half-way leaves nothing half-written.
     """
     clock = time.perf_counter()
+    quiet_gx_logging()  # before anything imports Great Expectations
     suites = load_suites()
     ensure_indexes(warehouse)
     now = datetime.now(UTC).replace(tzinfo=None)
@@ -146,6 +150,7 @@ def run(warehouse: Engine, as_of: date, batch: datetime, run_id: str,
             scope = Scope(batch=batch, cutoff=cutoff, previous=_previous_period(conn, cutoff), source=source,
                           now=now)
             checked = run_checks(conn, suites, scope)
+            rows = {table: batch_rows(conn, table, batch) for table in suites}
         else:
             message = conn.execute(sa.text("SELECT message FROM ops.batches WHERE batch_id = :b"),
                                    {"b": batch}).scalar()
@@ -158,7 +163,7 @@ def run(warehouse: Engine, as_of: date, batch: datetime, run_id: str,
         log.info("batch %s already passed validation in run %s; keeping that outcome", batch, prior.run_id)
         return ValidationReport(stored_results(warehouse, prior.run_id), {}, None, time.perf_counter() - clock)
 
-    results, docs_url = run_expectations(warehouse, suites, batch, run_id, now, data_docs_dir())
+    results, gx_results = run_expectations(warehouse, suites, batch, run_id, now)
     results += checked
     with warehouse.connect() as conn:
         results += quarantine_bounds(conn, suites, results, scope)
@@ -175,13 +180,18 @@ def run(warehouse: Engine, as_of: date, batch: datetime, run_id: str,
         with _gate(warehouse, batch) as conn:
             store_results(conn, as_of, run_id, results)
             _reject(conn, suites, scope, run_id, as_of, now, message)
-        log.error("validation of batch %s failed: %s critical check(s); Data Docs: %s", batch, len(critical),
-                  docs_url or "not written")
+        docs = write_docs(warehouse, data_docs_dir(), suites, gx_results, results, run_id=run_id, batch=batch,
+                          rows=rows, verdicts=dict.fromkeys(suites, "batch rejected"))
+        log_summary(ValidationReport(results, {}, docs, time.perf_counter() - clock, rows), batch, rejected=True)
         raise ValidationFailed(message)
 
     with _gate(warehouse, batch) as conn:
         quarantined = _accept(conn, suites, results, scope, run_id, as_of, now)
         store_results(conn, as_of, run_id, results)
-    report = ValidationReport(results, quarantined, docs_url, time.perf_counter() - clock)
+    verdicts = {table: "batch passed" + (f", {moved:,} row(s) quarantined" if moved else "")
+                for table, moved in quarantined.items()}
+    docs = write_docs(warehouse, data_docs_dir(), suites, gx_results, results, run_id=run_id, batch=batch,
+                      rows=rows, verdicts=verdicts)
+    report = ValidationReport(results, quarantined, docs, time.perf_counter() - clock, rows)
     log_summary(report, batch)
     return report

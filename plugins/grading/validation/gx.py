@@ -6,9 +6,11 @@ scales with the server instead of pulling rows into Python. GX has no DuckDB dat
 (and its generic SQL source fails on DuckDB), so on the embedded warehouse the batch is read
 into pandas frames, which GX supports best, in parts of GRADING_VALIDATE_PART_ROWS rows split
 by a hash of the unique column, so a large batch never sits in memory whole and a duplicate
-key still meets its twin. Data Docs HTML is written to GRADING_DATA_DOCS_DIR (default
-$GRADING_HOME/data_docs). Great Expectations is imported inside functions only: DAG files
-must not pay for it.
+key still meets its twin. The runner keeps each check's GX result (merged over the parts)
+for Data Docs, which grading.validation.docs writes once every check of the batch has run;
+GRADING_DATA_DOCS_DIR (default $GRADING_HOME/data_docs) says where. Great Expectations is
+imported inside functions only: DAG files must not pay for it, and its loggers are quieted
+first (importing it logs some 200 lines at INFO).
 """
 
 from __future__ import annotations
@@ -47,13 +49,28 @@ def data_docs_dir() -> Path | None:
     return Path(value) if value else grading_home() / "data_docs"
 
 
+def quiet_gx_logging() -> None:
+    """Keep Great Expectations' INFO and DEBUG records out of the task log; its warnings still pass.
+
+    Importing GX logs a "Skipping registering function ..." line per public function (214 of
+    them) and a few registry notes, at INFO; so the ``great_expectations`` logger is set to
+    WARNING before the import, and again after it any GX logger that set a lower level itself.
+    """
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)
+    for name, logger in list(logging.Logger.manager.loggerDict.items()):
+        if name.startswith("great_expectations.") and isinstance(logger, logging.Logger) \
+                and logging.NOTSET < logger.level < logging.WARNING:
+            logger.setLevel(logging.WARNING)
+
+
 def _gx_context(docs: Path | None):
     """An ephemeral GX context: suites and definitions in memory, results and docs in ``docs``.
 
     Results are stored as JSON under the docs folder so the Data Docs index lists every
-    earlier run too, not only this process's.
+    earlier run too, not only this process's; without ``docs`` they stay in memory.
     """
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+    quiet_gx_logging()
     import great_expectations as gx
     from great_expectations.data_context.types.base import (
         DataContextConfig,
@@ -66,7 +83,7 @@ def _gx_context(docs: Path | None):
     # an md5) for a marker in the result's metadata that nothing here reads: 20 of 76 s when
     # validating the 31M rows of a first load at a million customers. 0: no batch is hashed.
     pandas_execution_engine.HASH_THRESHOLD = 0
-    logging.getLogger("great_expectations").setLevel(logging.WARNING)
+    quiet_gx_logging()  # a GX module may have set its own logger's level while being imported
     defaults = InMemoryStoreBackendDefaults()
     stores, sites = dict(defaults.stores), {}
     if docs is not None:
@@ -91,15 +108,45 @@ def _counts_rows(check: Check) -> bool:
         and check.kwargs.get("mostly") is None
 
 
+def _merged_gx_result(parts: list[tuple[Any, int | None]]):
+    """One check's GX results over the parts of a batch, (result, rows of the part) each, as one.
+
+    Data Docs show this. A failure anywhere fails it; a column check's rows, unexpected rows
+    and sampled values add up (a part that passed was checked without detail: its rows count,
+    with none unexpected). Other detail is the failing part's (else the first part's).
+    """
+    items = [item for item, _ in parts]
+    if len(items) == 1:
+        return items[0]
+    base = next((item for item in items if not item.success), items[0])
+    result = dict(base.result or {})
+    if "unexpected_count" in result:
+        details = [(item.result or {}, rows) for item, rows in parts]
+        rows = sum(int(detail.get("element_count", part or 0)) for detail, part in details)
+        missing = sum(int(detail.get("missing_count") or 0) for detail, _ in details)
+        unexpected = sum(int(detail.get("unexpected_count") or 0) for detail, _ in details)
+        for name in ("partial_unexpected_counts", "unexpected_index_query", "unexpected_percent_total",
+                     "unexpected_percent_nonmissing", "missing_count", "missing_percent"):
+            result.pop(name, None)  # of one part only: not to be shown as the batch's
+        result.update(element_count=rows, unexpected_count=unexpected,
+                      unexpected_percent=100.0 * unexpected / (rows - missing) if rows > missing else 0.0)
+        for name in ("partial_unexpected_list", "partial_unexpected_index_list"):
+            if name in result:
+                result[name] = [value for detail, _ in details for value in detail.get(name) or []][:20]
+    return type(base)(success=all(item.success for item in items), expectation_config=base.expectation_config,
+                      result=result, exception_info=base.exception_info, meta=base.meta)
+
+
 def _gx_run(gx, context, suite: Suite, parts: Iterable[tuple[Any, dict | None]], *, now: datetime,
             run_name: str, run_time: datetime, key_available: bool = True,
-            pseudonymised: bool = False) -> list[CheckResult]:
+            pseudonymised: bool = False) -> tuple[list[CheckResult], list]:
     """Run a suite's GX expectations over each part of a batch and merge the outcomes into results.
 
     ``parts`` yields (batch definition, batch parameters) one at a time, so only one part's
     rows need to be in memory. Column-map checks add up over parts (a failure anywhere fails
     the check, unexpected rows are summed, sample keys pooled); parts split by the unique
-    column keep uniqueness exact (see _partition_column).
+    column keep uniqueness exact (see _partition_column). Returns the results and, in the
+    same order, each check's GX result merged over the parts (for Data Docs).
     """
     from great_expectations.core.run_identifier import RunIdentifier
 
@@ -107,6 +154,7 @@ def _gx_run(gx, context, suite: Suite, parts: Iterable[tuple[Any, dict | None]],
     gx_suite = context.suites.add(gx.ExpectationSuite(
         name=suite.name, expectations=[c.gx_config() for c in suite.expectations], meta=dict(suite.meta)))
     merged: dict[int, dict[str, Any]] = {}
+    gx_results: dict[int, list[tuple[Any, int | None]]] = {}
     for number, (data, batch_parameters) in enumerate(parts):
         definition = context.validation_definitions.add(
             gx.ValidationDefinition(name=f"{suite.table}_batch_{number}", data=data, suite=gx_suite))
@@ -124,18 +172,23 @@ def _gx_run(gx, context, suite: Suite, parts: Iterable[tuple[Any, dict | None]],
             outcome = run({"result_format": "SUMMARY", "partial_unexpected_count": 20,
                            **({"unexpected_index_column_names": [key]} if key_available else {})})
         context.validation_definitions.delete(definition.name)  # it holds the part's data source
+        frame = (batch_parameters or {}).get("dataframe")
+        part_rows = None if frame is None else len(frame)
+        del frame
         # GX's objects hold the part's frame in reference cycles; collect them before the next
         # part is read, or the worker grows by a part per part (3.6 instead of 2.0 GiB at 20M orders).
         gc.collect()
         for item in outcome.results:
             index = int(item.expectation_config.meta["check"])
+            gx_results.setdefault(index, []).append((item, part_rows))
             detail = item.result or {}
             observed = detail.get("observed_value")
             if item.exception_info and item.exception_info.get("raised_exception"):
                 observed = f"error: {item.exception_info.get('exception_message')}"
             unexpected = detail.get("unexpected_count")
             if unexpected is None and item.success and _counts_rows(suite.expectations[index]):
-                unexpected = 0  # passed without detail: no row failed it
+                unexpected = 0  # passed without detail: no row failed it (so Data Docs say, not "unknown")
+                item.result = {"unexpected_count": 0, "unexpected_percent": 0.0, "partial_unexpected_list": []}
             rows = detail.get("partial_unexpected_index_list") or []
             seen = merged.setdefault(index, {"success": True, "unexpected": None, "observed": None, "keys": []})
             if seen["observed"] is None or (seen["success"] and not item.success):
@@ -148,7 +201,8 @@ def _gx_run(gx, context, suite: Suite, parts: Iterable[tuple[Any, dict | None]],
                          unexpected=seen["unexpected"],
                          observed=None if seen["observed"] is None else str(seen["observed"]),
                          keys=sample(iter(seen["keys"])), pseudonymised=pseudonymised)
-            for index, seen in sorted(merged.items())]
+            for index, seen in sorted(merged.items())], \
+        [_merged_gx_result(gx_results[index]) for index in sorted(gx_results)]
 
 
 def check_frame(table: str, frame: pd.DataFrame, spec: SourceTable | None = None) -> list[CheckResult]:
@@ -164,7 +218,7 @@ def check_frame(table: str, frame: pd.DataFrame, spec: SourceTable | None = None
     now = datetime.now(UTC)
     return _gx_run(gx, context, suite, [(data, {"dataframe": _for_gx(frame)})],
                    now=now.replace(tzinfo=None),
-                   run_name="check_frame", run_time=now, key_available=suite.spec.key in frame.columns)
+                   run_name="check_frame", run_time=now, key_available=suite.spec.key in frame.columns)[0]
 
 
 def _gx_rows(spec: SourceTable) -> tuple[str, str]:
@@ -273,15 +327,17 @@ def _batch_views(warehouse: Engine, suites: Mapping[str, Suite], batch: datetime
 
 
 def run_expectations(warehouse: Engine, suites: Mapping[str, Suite], batch: datetime, run_id: str,
-                      now: datetime, docs: Path | None) -> tuple[list[CheckResult], str | None]:
-    """Every suite's GX expectations over the batch; returns results and the Data Docs URL.
+                     now: datetime) -> tuple[list[CheckResult], dict[str, list]]:
+    """Every suite's GX expectations over the batch; returns the results and, per table, the GX
+    results behind them (for Data Docs, grading.validation.docs).
 
     On PostgreSQL GX queries the database itself; on DuckDB it checks pandas frames of the
     batch, a part at a time.
     """
-    gx, context = _gx_context(docs)
+    gx, context = _gx_context(None)
     run_time = datetime.now(UTC)
     results: list[CheckResult] = []
+    gx_results: dict[str, list] = {}
     if warehouse.dialect.name == "postgresql":
         # In the database: GX sends one query per metric over a view of exactly the batch's rows.
         # A table asset, not a query asset: for a query GX learns the columns by running it,
@@ -293,8 +349,9 @@ def run_expectations(warehouse: Engine, suites: Mapping[str, Suite], batch: date
             for table, suite in suites.items():
                 data = source.add_table_asset(table, table_name=views[table], schema_name="ops") \
                     .add_batch_definition_whole_table("batch")
-                results += _gx_run(gx, context, suite, [(data, None)], now=now, run_name=run_id, run_time=run_time,
-                                   pseudonymised=True)
+                checked, gx_results[table] = _gx_run(gx, context, suite, [(data, None)], now=now, run_name=run_id,
+                                                     run_time=run_time, pseudonymised=True)
+                results += checked
         finally:
             # GX keeps a pooled engine in the data source and another in its execution engine;
             # neither may hold a connection once the stage ends.
@@ -318,29 +375,8 @@ def run_expectations(warehouse: Engine, suites: Mapping[str, Suite], batch: date
                         yield source.add_dataframe_asset(table).add_batch_definition_whole_dataframe("batch"), \
                             {"dataframe": frame}
                         context.data_sources.delete(name)
-                results += _gx_run(gx, context, suite, parts(), now=now, run_name=run_id, run_time=run_time,
-                                   pseudonymised=True)
-    return results, _build_docs(context, suites, run_id, run_time, docs)
+                checked, gx_results[table] = _gx_run(gx, context, suite, parts(), now=now, run_name=run_id,
+                                                     run_time=run_time, pseudonymised=True)
+                results += checked
+    return results, gx_results
 
-
-def _build_docs(context, suites: Mapping[str, Suite], run_id: str, run_time: datetime,
-                docs: Path | None) -> str | None:
-    """Render this run's results (and the index of all runs) into the Data Docs folder.
-
-    Only this run's pages are rendered, so the cost does not grow with the history. Docs
-    are a by-product: a folder that cannot be written is logged, not fatal to the run.
-    """
-    if docs is None:
-        return None
-    from great_expectations.data_context.types.resource_identifiers import ExpectationSuiteIdentifier
-
-    try:
-        keys = [k for k in context.validation_results_store.list_keys()
-                if k.run_id.run_name == run_id and k.run_id.run_time == run_time]
-        urls = context.build_data_docs(
-            site_names=[DATA_DOCS_SITE],
-            resource_identifiers=[*keys, *(ExpectationSuiteIdentifier(name=s.name) for s in suites.values())])
-        return urls.get(DATA_DOCS_SITE)
-    except Exception as exc:  # docs must not decide the run's outcome
-        log.warning("Great Expectations Data Docs were not written to %s: %s: %s", docs, type(exc).__name__, exc)
-        return None

@@ -66,6 +66,7 @@ class ValidationReport:
     quarantined: dict[str, int]
     data_docs: str | None
     seconds: float
+    rows: dict[str, int] = field(default_factory=dict)  # rows of the batch per table
 
     @property
     def failed(self) -> list[CheckResult]:
@@ -97,16 +98,35 @@ def check_result(suite: Suite, check: Check, *, success: bool, unexpected: int |
     )
 
 
-def log_summary(report: ValidationReport, batch: datetime) -> None:
-    """A short summary for the task log: checks, quarantined rows and where the details are."""
+def _table_outcome(failed: list[CheckResult], quarantined: int, rejected: bool) -> str:
+    critical = sum(r.severity == "critical" for r in failed)
+    if critical:
+        return f"failed ({critical} critical)"
+    if rejected:
+        return "passed, batch rejected for another table"
+    return f"passed, {quarantined:,} row(s) quarantined" if failed else "passed"
+
+
+def log_summary(report: ValidationReport, batch: datetime, rejected: bool = False) -> None:
+    """The stage's result for the task log: a line per table (rows, checks, failures, outcome),
+    one for the batch, and for a batch that passed a line per failed check (a rejected batch's
+    are in the error raised)."""
+    for table, rows in report.rows.items():
+        mine = [r for r in report.results if r.table == f"raw.{table}"]
+        failed = [r for r in mine if not r.success]
+        log.info("validate: raw.%s %s rows, %d checks, %d failed -> %s", table, f"{rows:,}", len(mine), len(failed),
+                 _table_outcome(failed, report.quarantined.get(table, 0), rejected))
     moved = sum(report.quarantined.values())
-    per_table = ", ".join(f"{t} {n}" for t, n in report.quarantined.items() if n)
-    log.info("validation of batch %s: %d checks, %d failed, %d row(s) quarantined%s in %.1fs; "
-             "results in audit.validation_results, rows in ops.quarantine; Data Docs: %s",
-             batch, len(report.results), len(report.failed), moved, f" ({per_table})" if per_table else "",
-             report.seconds, report.data_docs or "not written")
-    for result in report.failed:
-        log.warning("%s", result.message())
+    critical = sum(not r.success and r.severity == "critical" for r in report.results)
+    verdict = f"rejected: {critical} critical check(s) failed, its rows were removed from raw" if rejected \
+        else f"passed: {moved:,} row(s) quarantined in ops.quarantine"
+    log.log(logging.ERROR if rejected else logging.INFO,
+            "validate: batch %s %s; %d checks, %d failed, in %.1fs; results in audit.validation_results; "
+            "Data Docs: %s", batch, verdict, len(report.results), len(report.failed), report.seconds,
+            report.data_docs or "not written")
+    if not rejected:
+        for result in report.failed:
+            log.warning("%s", result.message())
 
 
 def store_results(conn: Connection, as_of: date, run_id: str, results: list[CheckResult]) -> None:

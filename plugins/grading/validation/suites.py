@@ -26,7 +26,7 @@ _ROW_LEVEL_GX = {
     "expect_column_values_to_be_between", "expect_column_values_to_be_in_set",
     "expect_column_values_to_not_be_null", "expect_column_pair_values_a_to_be_greater_than_b",
 }
-_SQL_CHECKS = {
+SQL_CHECKS = {
     "expect_columns_to_have_usable_types", "expect_column_values_to_reference_known_customers",
     "expect_keys_not_loaded_by_an_earlier_batch", "expect_event_time_not_before_customer_created",
     "expect_interval_not_empty", "expect_interval_volume_within_band", "expect_quarantined_share_at_most",
@@ -121,8 +121,8 @@ def _parse(item: Mapping[str, Any], fail: str, index: int, by_gx: bool, table: s
     """One entry of a suite's ``expectations`` (``by_gx``) or ``checks`` list of raw.``table`` as a Check."""
     kind, kwargs, meta = item.get("type"), item.get("kwargs") or {}, item.get("meta") or {}
     _check_meta(meta, fail)
-    if not by_gx and kind not in _SQL_CHECKS:
-        raise SuiteError(f"{fail}unknown check {kind!r}; known: {sorted(_SQL_CHECKS)}")
+    if not by_gx and kind not in SQL_CHECKS:
+        raise SuiteError(f"{fail}unknown check {kind!r}; known: {sorted(SQL_CHECKS)}")
     if meta["severity"] == "row" and kind not in (_ROW_LEVEL_GX if by_gx else ROW_LEVEL_SQL):
         raise SuiteError(f"{fail}{kind} cannot be row-level (its rows cannot be quarantined)")
     for name in ("column", "column_A", "column_B"):

@@ -135,3 +135,34 @@ def test_a_customer_frame_is_checked_by_its_key_column() -> None:
         ("expect_column_values_to_be_unique", "customer_id"): ("critical", 2),
         ("expect_column_values_to_be_between", "created_at"): ("critical", 1),  # before 1900: $PARAMETER bound
     }
+
+
+def test_a_checks_gx_results_over_parts_merge_into_one_for_data_docs() -> None:
+    """Data Docs show one result per check: a failure in any part fails it, rows and unexpected rows add up
+    (a part that passed without detail counts its rows, none unexpected), sampled values pool."""
+    from great_expectations.core.expectation_validation_result import ExpectationValidationResult
+    from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
+
+    from grading.validation.gx import _merged_gx_result
+
+    config = ExpectationConfiguration(type="expect_column_values_to_be_in_set",
+                                      kwargs={"column": "status", "value_set": ["completed"]})
+    passed = ExpectationValidationResult(success=True, expectation_config=config, result={
+        "unexpected_count": 0, "unexpected_percent": 0.0, "partial_unexpected_list": []})
+    failed = ExpectationValidationResult(success=False, expectation_config=config, result={
+        "element_count": 200, "missing_count": 10, "unexpected_count": 2, "unexpected_percent": 2 / 190 * 100,
+        "partial_unexpected_list": ["lost", "gone"], "partial_unexpected_counts": [{"value": "lost", "count": 1}],
+        "partial_unexpected_index_list": [{"order_id": "o1"}, {"order_id": "o2"}]})
+    assert _merged_gx_result([(failed, 200)]) is failed
+    merged = _merged_gx_result([(passed, 300), (failed, 200), (failed, 200)])
+    assert merged.success is False
+    assert merged.expectation_config is config
+    assert merged.result == {
+        "element_count": 700, "unexpected_count": 4, "unexpected_percent": 4 / 680 * 100,
+        "partial_unexpected_list": ["lost", "gone"] * 2,
+        "partial_unexpected_index_list": [{"order_id": "o1"}, {"order_id": "o2"}] * 2}
+    table = ExpectationConfiguration(type="expect_table_columns_to_match_set", kwargs={"column_set": ["a"]})
+    first = ExpectationValidationResult(success=True, expectation_config=table, result={"observed_value": ["a"]})
+    other = ExpectationValidationResult(success=False, expectation_config=table, result={"observed_value": ["b"]})
+    assert _merged_gx_result([(first, 10), (other, 10)]).result == {"observed_value": ["b"]}
+    assert _merged_gx_result([(first, 10), (first, 10)]).success is True

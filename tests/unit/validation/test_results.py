@@ -3,15 +3,17 @@ only as pseudonyms, and audit.validation_results replaced per run and read back 
 
 from __future__ import annotations
 
-from datetime import date
+import logging
+from datetime import date, datetime
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
 from grading.keys import pseudonym
 from grading.settings import pseudonym_key
 from grading.validation import CheckResult, load_suite, stored_results
-from grading.validation.results import check_result, sample, store_results
+from grading.validation.results import ValidationReport, check_result, log_summary, sample, store_results
 from grading.warehouse import migrate, open_engine
 
 
@@ -76,3 +78,34 @@ def test_results_are_stored_once_per_run_redacted_and_read_back(tmp_path: Path) 
     assert stored[0].message.startswith("raw.orders.status: expect_column_values_to_be_in_set failed in 3 row(s)")
     assert stored[1].message is None  # a passed check has nothing to say
     assert stored[1].observed_value == "written by <e-mail>"
+
+
+def test_the_summary_is_a_line_per_table_and_one_for_the_batch(caplog: pytest.LogCaptureFixture) -> None:
+    orders, customers = load_suite("orders"), load_suite("customers")
+    status = next(c for c in orders.row_level if c.column == "status")
+    results = [check_result(orders, status, success=False, unexpected=2, observed=None, keys=("o1", "o2")),
+               check_result(orders, orders.expectations[0], success=True, unexpected=None, observed=None, keys=()),
+               check_result(customers, customers.expectations[0], success=True, unexpected=None, observed=None,
+                            keys=())]
+    batch = datetime(2025, 1, 1, 1, 2, 3)
+    report = ValidationReport(results, {"customers": 0, "orders": 2}, "file:///docs/index.html", 1.25,
+                              {"customers": 10, "orders": 12345})
+    with caplog.at_level(logging.INFO, logger="grading.validate"):
+        log_summary(report, batch)
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("INFO", "validate: raw.customers 10 rows, 1 checks, 0 failed -> passed"),
+        ("INFO", "validate: raw.orders 12,345 rows, 2 checks, 1 failed -> passed, 2 row(s) quarantined"),
+        ("INFO", "validate: batch 2025-01-01 01:02:03 passed: 2 row(s) quarantined in ops.quarantine; 3 checks, "
+                 "1 failed, in 1.2s; results in audit.validation_results; Data Docs: file:///docs/index.html"),
+        ("WARNING", results[0].message()),
+    ]
+    caplog.clear()
+    results[1] = check_result(orders, orders.expectations[0], success=False, unexpected=None, observed="[]", keys=())
+    with caplog.at_level(logging.INFO, logger="grading.validate"):
+        log_summary(ValidationReport(results, {}, None, 2.0, report.rows), batch, rejected=True)
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("INFO", "validate: raw.customers 10 rows, 1 checks, 0 failed -> passed, batch rejected for another table"),
+        ("INFO", "validate: raw.orders 12,345 rows, 2 checks, 2 failed -> failed (1 critical)"),
+        ("ERROR", "validate: batch 2025-01-01 01:02:03 rejected: 1 critical check(s) failed, its rows were removed "
+                  "from raw; 3 checks, 2 failed, in 2.0s; results in audit.validation_results; Data Docs: not written"),
+    ]  # the failed checks themselves are in the error the stage raises
