@@ -34,7 +34,7 @@ from grading.cli_commands import (
     cmd_summary,
 )
 from grading.errors import DataError
-from grading.rule_commands import cmd_backtest, cmd_criteria, cmd_rules_check, cmd_rules_dry_run
+from grading.rule_commands import cmd_backtest, cmd_criteria, cmd_rules_calibrate, cmd_rules_check, cmd_rules_dry_run
 from grading.settings import mask_urls
 
 PROG = "python -m grading"
@@ -263,6 +263,33 @@ def _add_rule_commands(sub) -> None:
     dry.add_argument("--as-of", type=_date, required=True)
     dry.add_argument("--tiers", type=Path, help="a proposed tier rule file (default: the one in force)")
     dry.set_defaults(func=cmd_rules_dry_run)
+    cal = _command(rules_sub, "calibrate", "propose value-band thresholds for a target tier distribution",
+                   "Propose the thresholds of value bands that give a target distribution on the data as of a date "
+                   "- shares of customers (80/15/5) or of revenue, lowest tier first - print the distribution and "
+                   "revenue share per tier they make, and write a candidate tier rule file to review and backtest; "
+                   "writes nothing to the warehouse.",
+                   "rules calibrate --as-of 2025-01-01 --shares 80/15/5",
+                   "rules calibrate --as-of 2025-01-01 --shares 20/30/50 --by revenue --output proposed/tiers.yaml")
+    cal.add_argument("--as-of", type=_date, required=True)
+    cal.add_argument("--shares", required=True, type=_shares,
+                     help="percentages per tier, lowest tier first, e.g. 80/15/5")
+    cal.add_argument("--by", choices=("customers", "revenue"), default="customers",
+                     help="what the shares count (default: customers)")
+    cal.add_argument("--feature", default="monetary_window",
+                     help="the value the bands cut (default: monetary_window, the qualification window's value)")
+    cal.add_argument("--output", type=Path, help="candidate file (default: $GRADING_HOME/calibrated/tiers_DATE.yaml)")
+    cal.set_defaults(func=cmd_rules_calibrate)
+
+
+def _shares(text: str) -> str:
+    """``80/15/5``: positive percentages adding up to 100 (checked against the tiers later)."""
+    from grading.calibrate import Target
+
+    try:
+        Target.parse(text, ["tier"] * len(text.replace(",", "/").split("/")))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -112,3 +112,48 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         result[name].to_csv(folder / f"{name}.csv", index=False)
     print(f"CSV files (movers by pseudonymous key): {folder}")
     return 0
+
+
+def cmd_rules_calibrate(args: argparse.Namespace) -> int:
+    """Propose band thresholds for a target distribution, show what they make, write a candidate file."""
+    import yaml
+
+    from grading import calibrate, yamlfile
+    from grading.features import RULE_FEATURES, features_as_of
+    from grading.rules.files import load_tier_rules
+    from grading.rules.pins import load_rules
+    from grading.settings import grading_home
+    from grading.tiers import assign_tiers
+    from grading.warehouse import open_engine
+
+    current, _ = load_rules()
+    target = calibrate.Target.parse(args.shares, current.tiers, args.by)
+    with open_engine(connection_url(WAREHOUSE_CONN_ID)) as warehouse, warehouse.connect() as conn:
+        frame = features_as_of(conn, args.as_of, current.qualification)
+    if args.feature not in frame.columns:
+        raise ValueError(f"--feature {args.feature!r} is not a feature; use one of {', '.join(sorted(RULE_FEATURES))}")
+    values = frame[args.feature]
+    thresholds = calibrate.propose_thresholds(values, target)
+    print(f"Calibrated {args.feature} bands for {args.shares} by {args.by} as of {args.as_of} "
+          f"({len(frame):,} customers); nothing written to the warehouse.")
+    table = calibrate.distribution(values, thresholds, current.tiers)
+    print(table.to_string(index=False, float_format="{:,.2f}".format))
+    in_force = assign_tiers(frame, current)["tier"]
+    print(f"In force ({current.source.path.name} {current.source.version}): "
+          + ", ".join(f"{tier} {(in_force == tier).sum():,}" for tier in current.tiers))
+
+    document = calibrate.candidate_document(
+        yamlfile.load(current.source.path, current.source.path.read_bytes()), thresholds, args.feature,
+        version=f"{current.source.version}-calibrated-{args.as_of}",
+        description=f"Tiers by {args.feature} at thresholds proposed for {args.shares} by {args.by} as of "
+                    f"{args.as_of}: review, then set version and effective_date before adopting.")
+    path = args.output or grading_home() / "calibrated" / f"tiers_{args.as_of}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    header = (f"# Proposed by: python -m grading rules calibrate --as-of {args.as_of} --shares {args.shares} "
+              f"--by {args.by}\n# A candidate for review, not in force: check it, backtest it, then copy it to "
+              "include/rules/tiers.yaml with a new version and effective date.\n")
+    path.write_text(header + yaml.safe_dump(document, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    load_tier_rules(path, RULE_FEATURES)  # the candidate checks like any rule file
+    print(f"Candidate rule file: {path}")
+    print(f"Next: python -m grading rules check {path}; python -m grading backtest --tiers {path}")
+    return 0

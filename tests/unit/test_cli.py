@@ -94,6 +94,18 @@ def test_generate_run_summary_review_and_rules(tmp_path: Path) -> None:
     assert "nothing written" in out.stdout
     assert "gold_band" in out.stdout
 
+    # calibrate: thresholds for 80/15/5 of the customers, a candidate file that checks and grades as shown
+    out = grading(tmp_path, "rules", "calibrate", "--as-of", "2025-01-01", "--shares", "80/15/5")
+    assert out.returncode == 0, out.stderr
+    candidate = tmp_path / "calibrated" / "tiers_2025-01-01.yaml"
+    assert f"Candidate rule file: {candidate}" in out.stdout
+    assert grading(tmp_path, "rules", "check", str(candidate)).returncode == 0
+    dry = grading(tmp_path, "rules", "dry-run", "--as-of", "2025-01-01", "--tiers", str(candidate))
+    counts = {line.split()[1]: int(line.split()[2]) for line in dry.stdout.splitlines()[2:]}
+    assert abs(counts["platinum"] / sum(counts.values()) - 0.05) < 0.03, dry.stdout
+    assert abs(counts["normal"] / sum(counts.values()) - 0.80) < 0.05, dry.stdout
+    assert grading(tmp_path, "rules", "calibrate", "--as-of", "2025-01-01", "--shares", "80/25/5").returncode == 2
+
 
 def test_errors_are_short_and_exit_non_zero(tmp_path: Path) -> None:
     """Exit 2 for a usage error (argparse's message), 1 for bad data or a bad file (one line, no traceback)."""
