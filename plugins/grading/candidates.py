@@ -203,6 +203,14 @@ def periods_met_before(conn: Connection, as_of: date) -> dict[str, pd.Series]:
     return {name: group.set_index("customer_id")["periods_met"].astype(int) for name, group in rows.groupby("flag")}
 
 
+def pending_counts(conn: Connection, as_of: date) -> dict[str, int]:
+    """Per list, the customers of ``as_of`` who meet its criteria but not yet for its
+    ``confirm_periods`` (staging flags ``<list>_pending``: kept in staging, never published)."""
+    rows = read_frame(conn, "SELECT flag, COUNT(*) AS n FROM staging.customer_flags WHERE as_of_date = :as_of "
+                            "GROUP BY flag", {"as_of": as_of})
+    return {flag.removesuffix(PENDING): int(n) for flag, n in rows.itertuples(index=False) if flag.endswith(PENDING)}
+
+
 def with_history(features: pd.DataFrame, current: pd.DataFrame, year_ago: pd.DataFrame,
                  year_ago_tiers: pd.DataFrame, peak_recent: pd.DataFrame, protected: frozenset[str]) -> pd.DataFrame:
     """Features joined with what the lists compare against: the tier now and a year ago, the value

@@ -26,7 +26,7 @@ from sqlalchemy.engine import Engine
 from grading import candidates, churn, extract, features, ledger, periods, privacy, publish, tiers, validation
 from grading.catalog import apply_comments
 from grading.frames import bulk_insert
-from grading.review.quarters import Quarter
+from grading.review.quarters import Quarter, review_checks
 from grading.review.tables import build_review
 from grading.rules.model import RuleFile
 from grading.rules.pins import in_effect, load_rules, load_service, run_rules, run_service_levels
@@ -349,6 +349,11 @@ def review_stage(conns: Connections, quarter: Quarter, run_id: str, output_dir: 
         prepare_warehouse(warehouse)
         with audited(warehouse, run_id, quarter.end, f"review {quarter}") as audit:
             results = build_review(warehouse, quarter)
+            with warehouse.connect() as conn:  # an unfinished quarter, stale periods, pending customers
+                results.update(review_checks(conn, quarter, results["_meta"]["snapshot"].iloc[0]))
+            warnings = results["_warnings"]["warning"].tolist()
+            for warning in warnings:
+                log.warning("review %s: %s", quarter, warning)
             compared = None
             if proposed_tiers:
                 current, _ = load_rules()
@@ -357,8 +362,8 @@ def review_stage(conns: Connections, quarter: Quarter, run_id: str, output_dir: 
                 compared = backtest.backtest(warehouse, snapshot, current, proposed)
             page = html.write(folder, quarter, results, compared)
             audit["rows_out"] = sum(len(f) for name, f in results.items() if not name.startswith("_"))
-            audit["message"] = f"report: {page}"
-    return {"quarter": str(quarter), "report": str(page),
+            audit["message"] = f"report: {page}" + "".join(f"; WARNING: {w}" for w in warnings)
+    return {"quarter": str(quarter), "report": str(page), "warnings": warnings,
             "tiers": results["tier_distribution"][["tier", "customers", "revenue_share"]].to_dict("records")}
 
 

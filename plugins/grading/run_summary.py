@@ -12,6 +12,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
+from grading.candidates import pending_counts
 from grading.frames import read_frame
 from grading.publish import published_counts
 from grading.settings import mask_urls
@@ -40,6 +41,7 @@ def print_run_summary(warehouse_url: str, as_of: date) -> None:
         checks = read_frame(conn, "SELECT success, severity, unexpected_count FROM audit.validation_results "
                                   "WHERE run_id = :run_id", {"run_id": run_id})
         rows = published_counts(conn, as_of)
+        pending = pending_counts(conn, as_of)
         lost = read_frame(conn, "SELECT status, COUNT(*) AS n FROM marts.lost_customers "
                                 "GROUP BY status ORDER BY status")
         stale = read_frame(conn, "SELECT as_of_date, stale_reason FROM marts.published_periods WHERE stale "
@@ -52,13 +54,18 @@ def print_run_summary(warehouse_url: str, as_of: date) -> None:
         review = read_frame(conn, "SELECT quarter, tier, customers, customer_share, revenue, revenue_share "
                                   "FROM marts.review_tier_distribution WHERE quarter = "
                                   "(SELECT MAX(quarter) FROM marts.review_tier_distribution) ORDER BY tier_rank DESC")
+        review_note = conn.execute(sa.text(
+            "SELECT message FROM audit.run_audit WHERE stage = :stage AND status = 'success' "
+            "ORDER BY finished_at DESC LIMIT 1"), {"stage": f"review {review['quarter'].iloc[0]}"}).scalar() \
+            if not review.empty else None
 
     print(f"Customer grading as of {as_of} (run {run_id})")
     print("  customers per tier:")
     for row in tiers.itertuples():
         print(f"    {row.tier:<10} {row.customers:>8,}   365-day revenue {row.monetary_365d:>16,.2f}")
-    print(f"  elimination candidates: {rows['elimination_candidates']:,}   "
-          f"win-back candidates: {rows['winback_candidates']:,}   core customers: {rows['core_customers']:,}")
+    print(f"  elimination candidates: {listed(rows['elimination_candidates'], pending.get('elimination'))}   "
+          f"win-back candidates: {listed(rows['winback_candidates'], pending.get('win_back'))}   "
+          f"core customers: {listed(rows['core_customers'], pending.get('core'))}")
     if not queue.empty:
         print("  elimination review (marts.elimination_status): " + ", ".join(
             f"{n:,} {status}" for status, n in queue.itertuples(index=False)))
@@ -86,10 +93,22 @@ def print_run_summary(warehouse_url: str, as_of: date) -> None:
           "marts.published_periods; views "
           "marts.current_* (tiers, features, service, each list), marts.tier_summary; run log audit.run_audit")
     if not review.empty:
-        print(f"  quarterly review {review['quarter'].iloc[0]} (marts.review_tier_distribution):")
-        for row in review.itertuples():
-            print(f"    {row.tier:<10} {row.customers:>8,} customers ({row.customer_share:6.1%})   "
-                  f"revenue {row.revenue:>14,.2f} ({row.revenue_share:6.1%})")
+        _print_review(review, review_note)
+
+
+def _print_review(review: pd.DataFrame, note: str | None) -> None:
+    """The latest review's tier distribution and the warnings its run recorded (grading.pipeline)."""
+    print(f"  quarterly review {review['quarter'].iloc[0]} (marts.review_tier_distribution):")
+    for row in review.itertuples():
+        print(f"    {row.tier:<10} {row.customers:>8,} customers ({row.customer_share:6.1%})   "
+              f"revenue {row.revenue:>14,.2f} ({row.revenue_share:6.1%})")
+    for warning in (note or "").split("; WARNING: ")[1:]:
+        print(f"    WARNING: {warning}")
+
+
+def listed(count: int, pending: int | None) -> str:
+    """A list's size, with the customers waiting for its confirmation periods: '0 (2,345 pending confirmation)'."""
+    return f"{count:,} ({pending:,} pending confirmation)" if pending else f"{count:,}"
 
 
 def recent_runs(warehouse_url: str, as_of: date | None = None, failed_only: bool = False,

@@ -10,8 +10,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from grading.candidates import flag_candidates
 from grading.frames import bulk_insert
-from grading.run_summary import NothingPublished, print_run_summary, recent_runs, run_table
+from grading.rules.pins import load_rules
+from grading.run_summary import NothingPublished, listed, print_run_summary, recent_runs, run_table
 from grading.warehouse import migrate, open_engine
 
 AS_OF = date(2025, 1, 1)
@@ -39,6 +41,17 @@ RUNS = [
                 [("extract", "success", 10, None), ("validate", "failed", None, "ValueError: " + "x" * 200)]),
     *audit_rows("going", date(2024, 10, 1), T0 + timedelta(hours=2), [("extract", "success", 10, None)]),
 ]
+
+
+def graded(**customers: dict) -> pd.DataFrame:
+    """Customers as the lists see them: ordinary normal-tier customers, changed where given."""
+    base = {"tenure_days": 400, "orders_365d": 10, "complaints_365d": 0, "recency_days": 10, "monetary_365d": 5000.0,
+            "monetary_lifetime": 9000.0, "csat_mean_365d": 4.0, "tickets_365d": 1, "surveys_365d": 1,
+            "open_tickets": 0, "refunds_365d": 0, "active_quarters_4": 2, "churn_propensity": 0.2, "tier": "normal",
+            "tier_rank": 1, "tier_year_ago": "normal", "peak_tier_rank_recent": 1, "monetary_year_ago": 3000.0,
+            "aov_change_year": 0.0, "is_protected": 0, "last_order_at": pd.Timestamp("2024-12-20")}
+    frame = pd.DataFrame([{"customer_id": cid, **base, **values} for cid, values in customers.items()])
+    return frame.astype({"tier_year_ago": "string"})
 
 
 def test_each_run_is_one_row_with_its_outcome_newest_first() -> None:
@@ -103,6 +116,20 @@ def test_the_period_summary_shows_the_latest_published_run_and_its_checks(
         bulk_insert(conn, "marts.published_periods", pd.DataFrame({
             "as_of_date": [date(2024, 10, 1), AS_OF], "run_id": ["old", "retried"], "published_at": T0,
             "stale": [True, False], "stale_reason": ["its tiers carried on from 2024-07-01", None]}))
+        bulk_insert(conn, "marts.review_tier_distribution", pd.DataFrame({
+            "quarter": "2024Q4", "snapshot_as_of": AS_OF, "tier": ["normal", "gold"], "tier_rank": [1, 2],
+            "customers": [1, 2], "customer_share": [1 / 3, 2 / 3], "revenue": [100.0, 35_000.0],
+            "revenue_share": [0.003, 0.997]}))
+        bulk_insert(conn, "audit.run_audit", audit_frame(audit_rows("review", AS_OF, T0, [(
+            "review 2024Q4", "success", 2, "report: /r/review.html; WARNING: 2024Q4 is not complete: ...; "
+            "WARNING: the published period 2024-10-01 is stale (...)")])))
+        # a first period: two customers meet an elimination rule, which lists them after two periods in a row
+        _, rules = load_rules()
+        flags = flag_candidates(graded(a={"orders_365d": 1, "complaints_365d": 4},
+                                       b={"orders_365d": 2, "complaints_365d": 3}, c={}), rules, AS_OF)
+        assert flags["flag"].tolist() == ["elimination_pending", "elimination_pending"]
+        flags.insert(0, "as_of_date", AS_OF)
+        bulk_insert(conn, "staging.customer_flags", flags)
     capsys.readouterr()
     print_run_summary(url, AS_OF)
     out = capsys.readouterr().out
@@ -114,3 +141,8 @@ def test_the_period_summary_shows_the_latest_published_run_and_its_checks(
     assert "STALE: the published period 2024-10-01 no longer follows from the ones before it " \
            "(its tiers carried on from 2024-07-01)" in out
     assert "marts.customer_tier_snapshot              3 rows for 2025-01-01" in out
+    assert "quarterly review 2024Q4 (marts.review_tier_distribution):\n" in out
+    assert out.endswith("    WARNING: 2024Q4 is not complete: ...\n"
+                        "    WARNING: the published period 2024-10-01 is stale (...)\n")
+    assert "elimination candidates: 0 (2 pending confirmation)   win-back candidates: 0   core customers: 0" in out
+    assert (listed(0, 2345), listed(12, None), listed(3, 0)) == ("0 (2,345 pending confirmation)", "12", "3")

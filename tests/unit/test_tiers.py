@@ -26,7 +26,10 @@ def test_value_bands_at_their_edges() -> None:
     }
     assert tiers.loc["just_over", "tier_rule"] == "platinum_band"
     assert tiers.loc["just_over", "tier_reason"] == "platinum_band: monetary_window=50000.01 (> 50000)"
-    assert tiers.loc["zero", "tier_reason"] == "below_gold_band: no tier rule matched"
+    assert tiers.loc["zero", "tier_reason"] == ("below_gold_band: no tier rule matched (monetary_window=0); gold "
+                                                "needs monetary_window >= 10000 (gold_band): 10000.00 more "
+                                                "monetary_window")
+    assert tiers.loc["just_under", "tier_reason"].endswith(": 0.01 more monetary_window")
     assert set(tiers["rule_version"]) == {"1.2.0"}
 
 
@@ -53,6 +56,34 @@ effective_date: 2025-01-01
 owner: test
 description: test
 """
+
+
+def test_a_default_tier_reason_gives_the_figures_and_what_the_next_tier_needs(tmp_path) -> None:
+    """The lowest tier a rule gives (silver) names the figures it looks at; the spend and orders missing
+    are those of the distance-to-next-tier columns; nothing missing once only another condition fails."""
+    rules = _rules(tmp_path, HEADER + """\
+tiers: [normal, silver, gold]
+rules:
+  - {name: gold_band, tier: gold, when: {all: [{feature: monetary_365d, op: ">=", value: 50000}]}}
+  - name: silver_band
+    tier: silver
+    when: {all: [{feature: monetary_365d, op: ">=", value: 5000}, {feature: orders_365d, op: ">", value: 3},
+                 {feature: region, op: in, value: [North, South]}]}
+default: {name: below_silver, tier: normal}
+""")
+    features = pd.DataFrame({"customer_id": ["small", "enough_but_west", "no_orders", "silver"],
+                             "monetary_365d": [1234.5, 6000.0, None, 7000.0], "orders_365d": [3, 9, 0, 5],
+                             "region": ["North", "West", None, "South"]})
+    tiers = assign_tiers(features, rules).set_index("customer_id")
+    needs = "silver needs monetary_365d >= 5000 and orders_365d > 3 and region in [North, South] (silver_band)"
+    assert tiers["tier_reason"].to_dict() == {
+        "small": "below_silver: no tier rule matched (monetary_365d=1234.5, orders_365d=3, region=North); "
+                 f"{needs}: 3765.50 more monetary_365d, 1 more orders_365d",
+        "enough_but_west": "below_silver: no tier rule matched (monetary_365d=6000, orders_365d=9, region=West); "
+                           f"{needs}",
+        "no_orders": "below_silver: no tier rule matched (monetary_365d=missing, orders_365d=0, region=missing); "
+                     f"{needs}: 4 more orders_365d",
+        "silver": "silver_band: monetary_365d=7000.0 (>= 5000); orders_365d=5 (> 3); region=South (in [North, South])"}
 
 
 def test_weighted_score_by_hand(tmp_path) -> None:
@@ -144,7 +175,8 @@ def test_damped_rows_say_why() -> None:
     row = damp(assigned, previous, tier_rules, date(2025, 1, 1)).iloc[0]
     assert (row["tier"], row["assigned_tier"], row["periods_below"]) == ("gold", "normal", 1)
     assert row["tier_reason"] == ("held at gold: the rules assign normal (1 of 2 period(s) below) - "
-                                  "below_gold_band: no tier rule matched")
+                                  "below_gold_band: no tier rule matched (monetary_window=500); gold needs "
+                                  "monetary_window >= 10000 (gold_band): 9500.00 more monetary_window")
 
 
 def test_distance_to_the_next_tier_and_to_keep_the_current_one() -> None:
