@@ -15,6 +15,7 @@ brought the year before times their likelihood of returning (1 - churn propensit
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 
@@ -27,9 +28,12 @@ from grading import periods
 from grading.features import features_as_of, load_features
 from grading.frames import bulk_insert, read_frame
 from grading.periods import PERIOD_STATE_LOCK
+from grading.power import control_needed
 from grading.rules.model import CandidateList, CandidateRules, TierRules, explain
 from grading.tiers import assign_tiers
 from grading.warehouse import analyze, exclusive
+
+log = logging.getLogger(__name__)
 
 FLAG_COLUMNS = ("customer_id", "flag", "rule_name", "reason", "action", "severity", "previous_tier",
                 "churn_reason", "priority", "value_before", "last_order_at", "rule_version", "rules_sha256",
@@ -132,6 +136,24 @@ def in_control_group(customer_ids: pd.Series, as_of: date, share: float) -> pd.S
     return customer_ids.map(draw) < share
 
 
+def control_share(rules_list: CandidateList, name: str, eligible: int) -> float:
+    """The share of a list's eligible rows to hold out: ``control_share`` as written, or - with
+    ``control_power`` - what detecting its effect needs (0, with a warning, when the list is too
+    small to hold such a group within ``max_share``)."""
+    if rules_list.control_effect is None:
+        return rules_list.control_share
+    if not eligible:
+        return 0.0
+    needed = control_needed(eligible, rules_list.control_expected_rate, rules_list.control_effect)
+    if needed is None or needed / eligible > rules_list.control_max_share:
+        log.warning("%s: %d customers cannot hold a control group that detects an uplift of %.0f%% points at a %.0f%% "
+                    "return rate (needs %s, at most %.0f%% of the list): no control group drawn this period",
+                    name, eligible, rules_list.control_effect * 100, rules_list.control_expected_rate * 100,
+                    "more than the whole list" if needed is None else f"{needed:,}", rules_list.control_max_share * 100)
+        return 0.0
+    return needed / eligible
+
+
 def confirm(flags: pd.DataFrame, previous_met: pd.Series, rules: CandidateRules) -> pd.DataFrame:
     """Count consecutive periods each guarded list's rows have met a rule; rows short of the
     list's ``confirm_periods`` are renamed ``<list>_pending`` (kept in staging, not published)."""
@@ -172,9 +194,10 @@ def flag_candidates(graded: pd.DataFrame, rules: CandidateRules, as_of: date | N
         eligible = flags["flag"] == name
         if rules_list.control_actions is not None:
             eligible &= flags["action"].isin(rules_list.control_actions)
-        if rules_list.control_share > 0 and eligible.any():
+        share = control_share(rules_list, name, int(eligible.sum()))
+        if share > 0 and eligible.any():
             flags.loc[eligible, "control_group"] = in_control_group(
-                flags.loc[eligible, "customer_id"], as_of or date.min, rules_list.control_share)
+                flags.loc[eligible, "customer_id"], as_of or date.min, share)
     context = graded.loc[flags.index]
     flags["previous_tier"] = context.get("tier_year_ago", pd.Series(pd.NA, index=context.index))
     flags["value_before"] = context.get("monetary_year_ago", pd.Series(np.nan, index=context.index))

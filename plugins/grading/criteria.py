@@ -103,6 +103,13 @@ def _list_section(title: str, intro: str, rules_list: CandidateList, with_severi
     if rules_list.confirm_periods > 1:
         section.notes.append(f"A customer is listed only after meeting a criterion in {rules_list.confirm_periods} "
                              "consecutive periods, and each listing is reviewed and approved or rejected by a person.")
+    if rules_list.control_effect is not None:
+        which = f" of those with action {', '.join(rules_list.control_actions)}" if rules_list.control_actions else ""
+        section.notes.append(
+            f"A control group{which} is drawn at random (fixed per customer and period) and left alone, to measure "
+            f"whether acting works; its size is what detecting a {rules_list.control_effect:.0%}-point change in the "
+            f"return rate needs (expected rate {rules_list.control_expected_rate:.0%}), at most "
+            f"{rules_list.control_max_share:.0%} of the list - none when the list is too small for that.")
     if rules_list.control_share > 0:
         which = f" of those with action {', '.join(rules_list.control_actions)}" if rules_list.control_actions else ""
         section.notes.append(f"{rules_list.control_share:.0%}{which} are drawn at random (fixed per customer and "

@@ -324,3 +324,17 @@ def validate_part_rows() -> int:
     part once and running GX once per part.
     """
     return _positive_int("GRADING_VALIDATE_PART_ROWS", 1_000_000) or 2**62
+
+
+def uplift_target_effect() -> float:
+    """The uplift (return-rate points) a control group should be large enough to detect
+    (GRADING_UPLIFT_TARGET_EFFECT, default 0.05): the quarterly review reports, per list, the
+    control group that needs and whether it had it."""
+    value = os.environ.get("GRADING_UPLIFT_TARGET_EFFECT", "").strip()
+    try:
+        effect = float(value) if value else 0.05
+    except ValueError:
+        raise ValueError(f"GRADING_UPLIFT_TARGET_EFFECT must be a share such as 0.05, not {value!r}") from None
+    if not 0 < effect < 1:
+        raise ValueError(f"GRADING_UPLIFT_TARGET_EFFECT must be between 0 and 1 (0.05 = 5 points), not {effect}")
+    return effect

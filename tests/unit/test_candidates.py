@@ -176,3 +176,24 @@ def test_elimination_lists_the_lowest_tier_unless_a_rule_names_another() -> None
     explicit = replace(rules, elimination=replace(rules.elimination, rules=(first, *rules.elimination.rules[1:])))
     flags = flag_candidates(frame, explicit, previous_met=met_before(frame), lowest_tier="normal")
     assert set(flags.loc[flags["flag"] == "elimination", "customer_id"]) == {"normal_complainer", "gold_complainer"}
+
+
+def test_a_control_group_sized_by_power_holds_out_what_the_effect_needs_or_none_with_a_warning(
+        caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+    from dataclasses import replace
+
+    from grading.candidates import control_share
+    from grading.power import control_needed
+    from grading.rules.model import CandidateList
+
+    powered = CandidateList(rules=(), exemptions=(), control_effect=0.05, control_expected_rate=0.2,
+                            control_max_share=0.5)
+    assert control_share(powered, "win_back", 20_000) == control_needed(20_000, 0.2, 0.05) / 20_000
+    assert 0.02 < control_share(powered, "win_back", 20_000) < 0.03  # about 516 of 20,000
+    with caplog.at_level(logging.WARNING, logger="grading.candidates"):
+        assert control_share(powered, "win_back", 800) == 0.0
+    assert "win_back: 800 customers cannot hold a control group that detects an uplift of 5% points" in caplog.text
+    # a list that could, but only by holding out more than max_share of it, holds none either
+    assert control_share(replace(powered, control_max_share=0.1), "win_back", 5_000) == 0.0
+    assert control_share(CandidateList(rules=(), exemptions=(), control_share=0.1), "win_back", 5) == 0.1

@@ -73,6 +73,8 @@ def test_the_public_development_key_is_refused_outside_demo_dev_and_test(monkeyp
     ("GRADING_CHURN_MAX_TRAIN_ROWS", settings.churn_max_train_rows, "-1", "must be 0 or more, not -1"),
     ("GRADING_PG_WORK_MEM", settings.postgres_work_mem, "64 MB", "must be a size such as 64MB or 1GB"),
     ("GRADING_DUCKDB_MEMORY_LIMIT", settings.duckdb_memory_limit, "1G'; DROP", "must be a size such as 1GiB"),
+    ("GRADING_UPLIFT_TARGET_EFFECT", settings.uplift_target_effect, "5%", "must be a share such as 0.05"),
+    ("GRADING_UPLIFT_TARGET_EFFECT", settings.uplift_target_effect, "5", "must be between 0 and 1"),
 ])
 def test_a_mistyped_setting_is_an_error_naming_the_variable(monkeypatch: pytest.MonkeyPatch, variable: str,
                                                             read: Callable[[], object], value: str,
@@ -89,6 +91,7 @@ def test_settings_take_their_defaults_when_unset_and_zero_parts_means_one_part(
     assert settings.churn_model_max_age_days() == 28
     assert settings.postgres_work_mem() == "64MB"
     assert settings.duckdb_memory_limit() == "1GiB"
+    assert settings.uplift_target_effect() == 0.05
     monkeypatch.setenv("GRADING_DUCKDB_MEMORY_LIMIT", "800 mb")
     assert settings.duckdb_memory_limit() == "800 mb"
     monkeypatch.setenv("GRADING_VALIDATE_PART_ROWS", "0")

@@ -6,7 +6,11 @@ For each list, overall and per churn reason (or rule) and per tier: the return r
 order during the quarter) of the treated and of the control group, their difference, and
 its 95% confidence interval (normal approximation for a difference of two proportions).
 The verdict says plainly when the groups are too small or the difference is not
-significant — a review must not read noise as success.
+significant — a review must not read noise as success. Next to every uplift stands the
+minimum detectable effect (MDE): the smallest uplift these group sizes would find significant
+at 95 % with 80 % power, so "no significant difference" can be read as "no effect of at least
+that size" - and the control group a list would need to detect the target effect
+(GRADING_UPLIFT_TARGET_EFFECT, 5 points by default), or that it is too small to hold one.
 
 Scheme checks: revenue per customer in the quarter after grading should rise with the
 tier (monotonic); lift is a tier's revenue per customer over everyone's; the normalised
@@ -20,15 +24,30 @@ import math
 
 import pandas as pd
 
-Z95 = 1.959963984540054
+from grading.power import Z95, control_needed, minimum_detectable_effect
+
 MIN_GROUP = 10  # below this many customers in either group, say "too few to tell"
 
+def sizing(listed_n: int, control_n: int, rate: float, effect: float) -> tuple[int | None, str]:
+    """The control group needed for ``effect`` and a sentence saying whether this one had it."""
+    needed = control_needed(listed_n, rate, effect)
+    if needed is None:
+        return None, f"too small to hold a control group that could detect {effect:.0%} points"
+    if control_n >= needed:
+        return needed, f"control group large enough to detect {effect:.0%} points (needs {needed})"
+    return needed, f"control group too small to detect {effect:.0%} points: needs {needed}, had {control_n}"
 
-def compare_groups(treated_n: int, treated_hits: int, control_n: int, control_hits: int) -> dict:
-    """Rates, uplift, 95% interval and a verdict for one segment."""
+
+def compare_groups(treated_n: int, treated_hits: int, control_n: int, control_hits: int,
+                   target_effect: float = 0.05) -> dict:
+    """Rates, uplift, 95% interval, minimum detectable effect, control sizing and a verdict for one segment."""
+    pooled = (treated_hits + control_hits) / (treated_n + control_n) if treated_n + control_n else 0.0
+    needed, note = sizing(treated_n + control_n, control_n, pooled, target_effect)
     out = {"treated": treated_n, "treated_returned": treated_hits, "control": control_n,
            "control_returned": control_hits, "treated_rate": None, "control_rate": None, "uplift": None,
-           "ci_low": None, "ci_high": None}
+           "ci_low": None, "ci_high": None,
+           "min_detectable_effect": minimum_detectable_effect(treated_n, control_n, pooled),
+           "control_needed": needed, "sizing": note}
     if treated_n == 0 or control_n == 0:
         return out | {"verdict": "no control group" if control_n == 0 else "no treated customers"}
     p1, p0 = treated_hits / treated_n, control_hits / control_n
@@ -46,7 +65,7 @@ def compare_groups(treated_n: int, treated_hits: int, control_n: int, control_hi
     return out | {"verdict": verdict}
 
 
-def uplift_table(rows: pd.DataFrame, quarter: str) -> pd.DataFrame:
+def uplift_table(rows: pd.DataFrame, quarter: str, target_effect: float = 0.05) -> pd.DataFrame:
     """Aggregate candidate rows (list, reason, tier, control_group, returned, revenue) by segment."""
     records = []
     for list_name, listed in rows.groupby("list", sort=True):
@@ -56,15 +75,17 @@ def uplift_table(rows: pd.DataFrame, quarter: str) -> pd.DataFrame:
         for segment_type, segment, group in segments:
             control = group["control_group"].astype(bool)
             treated, held = group[~control], group[control]
-            stats = compare_groups(len(treated), int(treated["returned"].sum()), len(held), int(held["returned"].sum()))
+            stats = compare_groups(len(treated), int(treated["returned"].sum()), len(held), int(held["returned"].sum()),
+                                   target_effect)
             records.append({"quarter": quarter, "list": list_name, "segment_type": segment_type, "segment": segment,
                             **stats, "treated_revenue": float(treated["revenue"].sum()),
                             "control_revenue": float(held["revenue"].sum())})
     columns = ["quarter", "list", "segment_type", "segment", "treated", "treated_returned", "control",
                "control_returned", "treated_rate", "control_rate", "uplift", "ci_low", "ci_high",
-               "treated_revenue", "control_revenue", "verdict"]
+               "treated_revenue", "control_revenue", "verdict", "min_detectable_effect", "control_needed", "sizing"]
     return pd.DataFrame(records, columns=columns).astype(
-        {c: "float64" for c in ("treated_rate", "control_rate", "uplift", "ci_low", "ci_high")})
+        {c: "float64" for c in ("treated_rate", "control_rate", "uplift", "ci_low", "ci_high",
+                                "min_detectable_effect")} | {"control_needed": "Int64"})
 
 
 def normalised_gini(score: pd.Series, actual: pd.Series) -> float | None:

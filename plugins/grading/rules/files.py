@@ -304,6 +304,26 @@ def _score_bands(check: RuleChecker, doc: dict, tiers: list[str]) -> tuple[tuple
     return tuple(sorted(bands, key=lambda band: -band[1]))
 
 
+def _control_power(check: RuleChecker, node: dict, section: str) -> dict:
+    """``control_power: {detect, expected_rate, max_share}`` of a list, checked (each a share)."""
+    power = node.get("control_power")
+    if power is None:
+        return {}
+    if "control_share" in node:
+        check.fail(node, "give control_share or control_power, not both", section, "control_power")
+    if not isinstance(power, dict):
+        check.fail(node, "must be a mapping with detect (and expected_rate, max_share)", section, "control_power")
+    check.known_only(power, ("detect", "expected_rate", "max_share"), None, f"{section}.control_power")
+    values = {"detect": power.get("detect"), "expected_rate": power.get("expected_rate", 0.2),
+              "max_share": power.get("max_share", 0.5)}
+    for field, value in values.items():
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 < value < 1:
+            check.fail(power, f"must be a share above 0 and below 1, got {value!r}", f"{section}.control_power",
+                       field)
+    return {"control_effect": float(values["detect"]), "control_expected_rate": float(values["expected_rate"]),
+            "control_max_share": float(values["max_share"])}
+
+
 def load_candidate_rules(path: Path, features: Iterable[str], read: Reader = Path.read_bytes) -> CandidateRules:
     """Load and check an elimination / win-back / core rule file (and its protected list)."""
     doc, raw = parse_rule_file(path, read)
@@ -313,7 +333,8 @@ def load_candidate_rules(path: Path, features: Iterable[str], read: Reader = Pat
     for section in CANDIDATE_LISTS:
         node = check.require(doc, section, dict)
         check.known_only(node, ("rules", "exemptions", "churn_reasons", "unknown_reason_action", "confirm_periods",
-                                "control_share", "control_actions", *(("review",) if section == "elimination"
+                                "control_share", "control_power", "control_actions",
+                                *(("review",) if section == "elimination"
                                                                       else ())), None, section)
         confirm = node.get("confirm_periods", 1)
         if not _whole(confirm, 1):
@@ -330,6 +351,7 @@ def load_candidate_rules(path: Path, features: Iterable[str], read: Reader = Pat
             exemptions=check.rules(node.get("exemptions"), f"{section}.exemptions"),
             confirm_periods=confirm, control_share=float(share),
             control_actions=tuple(actions) if actions is not None else None,
+            **_control_power(check, node, section),
         )
     win_back = doc["win_back"]
     reasons = check.rules(win_back.get("churn_reasons"), "win_back.churn_reasons", need=("action",))

@@ -147,6 +147,12 @@ class CandidateList:
     # when given) is held out, deterministically by customer and period.
     control_share: float = 0.0
     control_actions: tuple[str, ...] | None = None
+    # Or sized by power (control_power): hold out what detecting this uplift at the expected
+    # return rate needs (grading.power), at most control_max_share of the list; none, with a
+    # warning, when the list is too small to hold such a group.
+    control_effect: float | None = None
+    control_expected_rate: float = 0.2
+    control_max_share: float = 0.5
 
 
 CANDIDATE_LISTS = ("elimination", "win_back", "core")

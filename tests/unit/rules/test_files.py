@@ -230,3 +230,26 @@ def test_the_shipped_candidate_rules_carry_their_precedence_and_review_policy() 
     assert rules.review.proposal_expiry_days == 180
     assert dict(rules.review.material_change) == {"monetary_365d": 0.25, "orders_365d": 0.5, "complaints_365d": 0.5}
     assert all(rule.tiers is None for rule in rules.elimination.rules)  # the lowest tier only
+
+
+WIN_BACK_CONTROL = "  control_share: 0.1\n  rules:\n    - name: lapsed_valuable"
+
+
+@pytest.mark.parametrize(("new", "expected"), [
+    ("  control_power: {detect: 0.05, expected_rate: 0.2, max_share: 0.3}\n", None),
+    ("  control_power: {detect: 5}\n", r"rule 'win_back.control_power': field 'detect': must be a share above 0"),
+    ("  control_power: {detect: 0.05, rate: 0.2}\n", r"unknown keys \['rate'\]"),
+    ("  control_share: 0.1\n  control_power: {detect: 0.05}\n", "give control_share or control_power, not both"),
+])
+def test_a_control_group_sized_by_power_is_checked(tmp_path: Path, new: str, expected: str | None) -> None:
+    shipped = (ROOT / "include" / "rules" / "candidates.yaml").read_text()
+    assert WIN_BACK_CONTROL in shipped
+    path = tmp_path / "candidates.yaml"
+    path.write_text(shipped.replace(WIN_BACK_CONTROL, new + "  rules:\n    - name: lapsed_valuable", 1))
+    (tmp_path / "protected_customers.txt").write_text("")
+    if expected:
+        with pytest.raises(RuleError, match=expected):
+            load_candidate_rules(path, RULE_FEATURES)
+        return
+    win_back = load_candidate_rules(path, RULE_FEATURES).win_back
+    assert (win_back.control_effect, win_back.control_expected_rate, win_back.control_max_share) == (0.05, 0.2, 0.3)
