@@ -8,7 +8,8 @@ Three strategies, chosen by the file's ``strategy``:
   feature (sales, profit contribution, cooperation history, satisfaction ...), cut into
   tiers by ``score_bands``;
 - ``kmeans``: scikit-learn k-means (seeded) on chosen features, clusters ranked by their
-  mean of ``order_by`` and mapped onto the tiers lowest first.
+  mean of ``order_by``; each tier holds as many customers as its cluster, taken by
+  ``order_by`` value, so a higher tier never holds less value than a lower one (checked).
 
 Every row records the rule (or score, or cluster) and the values that decided it. Damping
 then carries the customer's tier state on from the previous period: upgrades are
@@ -29,6 +30,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from grading import periods
+from grading.errors import DataError
 from grading.features import load_features
 from grading.frames import bulk_insert, read_frame
 from grading.periods import PERIOD_STATE_LOCK
@@ -192,14 +194,46 @@ def _by_clusters(features: pd.DataFrame, rules: TierRules, out: pd.DataFrame) ->
     labels = KMeans(n_clusters=k, random_state=rules.seed, n_init=10).fit_predict(scaled)
     order_by = pd.to_numeric(features[rules.cluster_order_by], errors="coerce")
     means = order_by.groupby(labels).mean().sort_values(kind="stable")
-    tier_of_cluster = {cluster: rules.tiers[position] for position, cluster in enumerate(means.index)}
-    for cluster, tier in tier_of_cluster.items():
-        hit = pd.Series(labels == cluster, index=features.index) & out["tier"].isna()
+    sizes = pd.Series(labels).value_counts().reindex(means.index).to_numpy()  # lowest-value cluster first
+    # Clusters in several dimensions overlap in value (a recent, frequent small buyer beside a
+    # large one), so the clusters set how many customers each tier holds, and value sets who:
+    # the tiers are bands of order_by, cut where the clusters' sizes put them, ties upwards.
+    value = order_by.fillna(-np.inf).to_numpy()
+    ranked = np.sort(value)[::-1]
+    tier_index = np.zeros(len(value), dtype=int)
+    reached = 0
+    for position in range(k - 1, 0, -1):  # the highest tier first
+        reached += int(sizes[position])
+        lowest = ranked[min(reached, len(ranked)) - 1]
+        tier_index[(value >= lowest) & (tier_index == 0)] = position
+    for position, cluster in enumerate(means.index):
+        tier = rules.tiers[position]
+        hit = pd.Series(tier_index == position, index=features.index) & out["tier"].isna()
+        floor = value[tier_index == position].min() if (tier_index == position).any() else np.nan
         out.loc[hit, "tier"] = tier
-        out.loc[hit, "tier_rule"] = f"kmeans_cluster_{rules.tiers.index(tier) + 1}"
-        out.loc[hit, "tier_reason"] = (f"kmeans_cluster_{rules.tiers.index(tier) + 1}: cluster mean "
-                                       f"{rules.cluster_order_by}={means[cluster]:.2f}, rank "
-                                       f"{rules.tiers.index(tier) + 1} of {k}")
+        out.loc[hit, "tier_rule"] = f"kmeans_cluster_{position + 1}"
+        out.loc[hit, "tier_reason"] = (f"kmeans_cluster_{position + 1}: cluster mean {rules.cluster_order_by}="
+                                       f"{means[cluster]:.2f}, rank {position + 1} of {k}; tier holds the cluster's "
+                                       f"{int(sizes[position]):,} customers by {rules.cluster_order_by}"
+                                       + (f" (from {floor:.2f})" if np.isfinite(floor) else ""))
+    check_value_order(out.loc[out["tier_rule"].str.startswith("kmeans_cluster_", na=False)], order_by, rules)
+
+
+class TierSchemeError(DataError, ValueError):
+    """The tiers do not rank customers by value the way the scheme promises."""
+
+
+def check_value_order(assigned: pd.DataFrame, value: pd.Series, rules: TierRules) -> None:
+    """Refuse tiers where a customer of a higher tier has a lower ``order_by`` value than one of a
+    lower tier (the promise of the k-means strategy): the run fails rather than publish them."""
+    frame = pd.DataFrame({"rank": assigned["tier"].map(rules.rank), "value": value.reindex(assigned.index)})
+    bounds = frame.groupby("rank")["value"].agg(["min", "max"]).sort_index()
+    for (low_rank, low), (high_rank, high) in zip(bounds.iterrows(), list(bounds.iterrows())[1:], strict=False):
+        if high["min"] < low["max"]:
+            raise TierSchemeError(
+                f"{rules.source.path}: tier {rules.tiers[high_rank - 1]!r} holds a customer with "
+                f"{rules.cluster_order_by}={high['min']:.2f}, below {low['max']:.2f} in the lower tier "
+                f"{rules.tiers[low_rank - 1]!r}: a higher tier must never hold less value than a lower one")
 
 
 STRATEGY_FUNCTIONS = {"rules": _by_rules, "weighted_score": _by_score, "kmeans": _by_clusters}

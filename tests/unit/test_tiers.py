@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date
 
 import pandas as pd
+import pytest
 
 from grading.rules.pins import load_rules
 from grading.tiers import assign_tiers
@@ -195,3 +196,43 @@ def test_distance_to_the_next_tier_and_to_keep_the_current_one() -> None:
     assert got.loc["n", "spend_to_keep_tier"] == 0.0
     assert got.loc["held", "spend_to_keep_tier"] == 3000.0       # held at gold while below: 3,000 short
     assert got["orders_to_next_tier"].isna().all()               # the shipped bands do not count orders
+
+
+def test_kmeans_tiers_never_give_a_higher_tier_less_value_than_a_lower_one(tmp_path) -> None:
+    """Clustered on orders, value ordered: the clusters say how many customers each tier holds,
+    value says who - a frequent small buyer (c9: 40 orders, 323) is not platinum over a 50,275 one."""
+    rules = _rules(tmp_path, HEADER + """\
+strategy: kmeans
+tiers: [normal, gold, platinum]
+kmeans: {features: [orders_365d], order_by: monetary_365d, seed: 7}
+default: {name: rest, tier: normal}
+""")
+    values = [100, 120, 90, 110, 10_000, 50_275, 11_000, 200_000, 220_000, 323]
+    orders = [1, 1, 1, 2, 8, 9, 10, 40, 45, 50]
+    features = pd.DataFrame({"customer_id": [f"c{i}" for i in range(10)], "monetary_365d": values,
+                             "orders_365d": orders})
+    tiers = assign_tiers(features, rules).set_index("customer_id")
+    assert tiers["tier"].value_counts().to_dict() == {"normal": 4, "gold": 3, "platinum": 3}  # the clusters' sizes
+    assert tiers.loc["c9", "tier"] != "platinum"
+    assert set(tiers.index[tiers["tier"] == "platinum"]) == {"c5", "c7", "c8"}  # the three most valuable
+    by_tier = features.set_index("customer_id")["monetary_365d"].groupby(tiers["tier"]).agg(["min", "max"])
+    assert by_tier.loc["platinum", "min"] >= by_tier.loc["gold", "max"] >= by_tier.loc["normal", "max"]
+    assert "tier holds the cluster's 3 customers by monetary_365d (from 50275.00)" in tiers.loc["c5", "tier_reason"]
+
+
+def test_a_tiering_that_gives_a_higher_tier_less_value_fails_the_run(tmp_path) -> None:
+    from grading.errors import DataError
+    from grading.tiers import TierSchemeError, check_value_order
+
+    rules = _rules(tmp_path, HEADER + """\
+strategy: kmeans
+tiers: [normal, gold, platinum]
+kmeans: {features: [orders_365d], order_by: monetary_365d, seed: 7}
+default: {name: rest, tier: normal}
+""")
+    assigned = pd.DataFrame({"tier": ["normal", "gold", "platinum"]})
+    check_value_order(assigned, pd.Series([10.0, 20.0, 30.0]), rules)
+    with pytest.raises(TierSchemeError, match="tier 'platinum' holds a customer with monetary_365d=323.00, below "
+                                              "50275.00 in the lower tier 'gold'") as caught:
+        check_value_order(assigned, pd.Series([10.0, 50_275.0, 323.0]), rules)
+    assert isinstance(caught.value, DataError)
