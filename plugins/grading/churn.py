@@ -3,10 +3,14 @@
 Label: no completed order in the 90 days after a date. The model is trained on the
 features as of ``as_of - 180 days`` (labels from the 90 days after) and judged on a later,
 disjoint holdout, the features as of ``as_of - 90 days`` (labels up to ``as_of``) — a
-time-based split, as the model will be used on the future. It is compared with a
-recency-only baseline (longer since the last order = more likely to churn); the audit says
-plainly when it does not beat it. The score feeds the ``churn_propensity`` feature and
-the win-back priority.
+time-based split, as the model will be used on the future. Its probabilities are calibrated
+(Platt scaling fitted on a fifth of the training customers the model did not see). It is
+compared with the recency rule: the churn rate of the customer's recency decile in training
+(longer since the last order = more likely to churn). The model scores only when it beats
+the rule on the holdout where the win-back list needs it - a higher share of churners in the
+top decile - and is not worse calibrated (Brier score) by more than BRIER_TOLERANCE;
+otherwise the recency rule scores, and model_runs and the run audit say why. Either way the
+score is a probability, published as ``churn_propensity`` and read by the win-back priority.
 
 Training is the dear part (two feature computations at earlier dates and a fit), so it
 happens rarely: the trained model is kept in ops.churn_models with its features, dates,
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import logging
 import pickle
 from dataclasses import asdict, dataclass
@@ -38,9 +43,14 @@ from grading.warehouse import analyze
 log = logging.getLogger(__name__)
 
 HORIZON = timedelta(days=90)
-MODEL_NAME = "hist_gradient_boosting_v1"
+MODEL_NAME = "hist_gradient_boosting_v2"  # v2: calibrated, judged against the recency rule
+EARLIER_NAMES = ("hist_gradient_boosting_v1",)
 SEED = 20250101
 MIN_ROWS = 200
+CALIBRATION = "sigmoid"  # Platt scaling: monotone, so it keeps the model's ranking (and top decile)
+CALIBRATION_SHARE = 5  # every 5th training customer (by id) fits the calibration, not the model
+BRIER_TOLERANCE = 0.005  # how much worse calibrated than the recency rule the model may be
+MODEL, RECENCY_RULE = "model", "recency_rule"
 MODEL_FEATURES = (
     "recency_days", "tenure_days", "orders_365d", "monetary_365d", "margin_365d", "refunds_365d",
     "orders_lifetime", "monetary_lifetime", "tickets_365d", "complaints_365d", "surveys_365d",
@@ -63,6 +73,15 @@ class ModelReport:
     baseline_precision_top_decile: float | None
     beats_baseline: bool | None
     note: str
+    brier: float | None = None
+    uncalibrated_brier: float | None = None
+    baseline_brier: float | None = None
+    lift_top_decile: float | None = None
+    baseline_lift_top_decile: float | None = None
+    calibration: str | None = None
+    reliability: str | None = None  # JSON: 10 bins of predicted probability, mean predicted vs observed
+    scorer: str | None = None  # MODEL or RECENCY_RULE: what scored the customers
+    reason: str | None = None  # why that scorer
 
 
 def labelled(conn: Connection, as_of: date, features: pd.DataFrame) -> pd.DataFrame:
@@ -97,10 +116,88 @@ def precision_at_top_decile(labels: np.ndarray, scores: np.ndarray) -> float:
     return float(labels[order].mean())
 
 
-def train(train_frame: pd.DataFrame, holdout: pd.DataFrame, train_as_of: date, holdout_as_of: date):
-    """Fit on ``train_frame``, judge on ``holdout``; returns (model or None, report)."""
+@dataclass(frozen=True)
+class RecencyRule:
+    """The recency baseline as a probability: the churn rate of each decile of days since the
+    last order among the training customers, made non-decreasing in recency (isotonic)."""
+
+    edges: tuple[float, ...]  # recency deciles' upper bounds (9 at most)
+    rates: tuple[float, ...]  # churn rate of each bin, one more than edges
+
+    @classmethod
+    def fit(cls, recency: np.ndarray, churned: np.ndarray) -> RecencyRule:
+        from sklearn.isotonic import IsotonicRegression
+
+        known = np.isfinite(recency)
+        edges = np.unique(np.quantile(recency[known], np.linspace(0, 1, 11)[1:-1]))
+        bins = np.searchsorted(edges, recency[known], side="right")
+        fitted = IsotonicRegression(y_min=0.0, y_max=1.0).fit(bins, churned[known].astype(float))
+        rates = fitted.predict(np.arange(len(edges) + 1))
+        return cls(tuple(float(e) for e in edges), tuple(round(float(r), 4) for r in rates))
+
+    def predict(self, recency: np.ndarray) -> np.ndarray:
+        """Churn probability by recency; no order yet (NaN) falls in the last, longest bin."""
+        return np.asarray(self.rates)[np.searchsorted(np.asarray(self.edges), recency, side="right")]
+
+
+def reliability_table(labels: np.ndarray, probabilities: np.ndarray, bins: int = 10) -> list[dict]:
+    """Customers in each tenth of predicted probability: mean predicted against the churn rate observed."""
+    index = np.minimum((probabilities * bins).astype(int), bins - 1)
+    return [{"bin": f"{b / bins:.1f}-{(b + 1) / bins:.1f}", "customers": int((index == b).sum()),
+             "mean_predicted": round(float(probabilities[index == b].mean()), 4),
+             "observed": round(float(labels[index == b].mean()), 4)}
+            for b in range(bins) if (index == b).any()]
+
+
+def _judged(labels: np.ndarray, ranking: np.ndarray, probabilities: np.ndarray) -> dict[str, float]:
+    """Holdout metrics of one scorer: ``ranking`` orders the customers, ``probabilities`` are its churn estimates."""
+    from sklearn.metrics import brier_score_loss, roc_auc_score
+
+    precision = precision_at_top_decile(labels, ranking)
+    return {"auc": float(roc_auc_score(labels, ranking)), "precision": precision,
+            "lift": precision / float(labels.mean()), "brier": float(brier_score_loss(labels, probabilities))}
+
+
+def decide(model: dict[str, float], rule: dict[str, float]) -> tuple[str, str]:
+    """Which scorer to use, and why: the model only if its top decile holds more churners than
+    the recency rule's and its Brier score is no more than BRIER_TOLERANCE worse."""
+    if model["precision"] <= rule["precision"]:
+        return RECENCY_RULE, (f"the model's top-decile precision {model['precision']:.3f} is not above the "
+                              f"recency rule's {rule['precision']:.3f}")
+    if model["brier"] > rule["brier"] + BRIER_TOLERANCE:
+        return RECENCY_RULE, (f"the model's Brier score {model['brier']:.4f} is worse than the recency rule's "
+                              f"{rule['brier']:.4f} by more than {BRIER_TOLERANCE}")
+    return MODEL, (f"the model's top-decile precision {model['precision']:.3f} is above the recency rule's "
+                   f"{rule['precision']:.3f} and its Brier score {model['brier']:.4f} is within {BRIER_TOLERANCE} "
+                   f"of the rule's {rule['brier']:.4f} or better")
+
+
+def fit_calibrated(frame: pd.DataFrame, features: tuple[str, ...]):
+    """A gradient-boosting model fitted on four fifths of ``frame`` and Platt-calibrated on the
+    rest (every CALIBRATION_SHARE-th row, the frame being in customer order); returns
+    (calibrated model, uncalibrated model, calibration method or None when a part lacks an outcome)."""
+    from sklearn.calibration import CalibratedClassifierCV
     from sklearn.ensemble import HistGradientBoostingClassifier
-    from sklearn.metrics import roc_auc_score
+    from sklearn.frozen import FrozenEstimator
+
+    x, y = matrix(frame, features), frame["churned"].to_numpy()
+    held = np.arange(len(frame)) % CALIBRATION_SHARE == CALIBRATION_SHARE - 1
+    split = len(np.unique(y[held])) == 2 and len(np.unique(y[~held])) == 2
+    model = HistGradientBoostingClassifier(max_iter=150, learning_rate=0.05, max_leaf_nodes=15,
+                                           early_stopping=False, random_state=SEED)
+    if not split:
+        model.fit(x, y)
+        return model, model, None
+    model.fit(x[~held], y[~held])
+    calibrated = CalibratedClassifierCV(FrozenEstimator(model), method=CALIBRATION).fit(x[held], y[held])
+    return calibrated, model, CALIBRATION
+
+
+def train(train_frame: pd.DataFrame, holdout: pd.DataFrame, train_as_of: date, holdout_as_of: date):
+    """Fit on ``train_frame``, judge on ``holdout`` against the recency rule; returns (model or
+    None, report). The model carries the fitted rule (``grading_recency_rule``), so a stored
+    model whose report chose the rule scores with it."""
+    from sklearn.metrics import brier_score_loss
 
     sizes = {"train_rows": len(train_frame), "holdout_rows": len(holdout)}
     base = {"model": MODEL_NAME, "train_as_of": train_as_of, "holdout_as_of": holdout_as_of, **sizes}
@@ -113,25 +210,34 @@ def train(train_frame: pd.DataFrame, holdout: pd.DataFrame, train_as_of: date, h
                 f"holdout customers (need {MIN_ROWS} each, with both outcomes); no churn scores this run")
         return None, ModelReport(**base, **empty, note=note)
 
-    if not usable_features(train_frame):
+    features = usable_features(train_frame)
+    if not features:
         return None, ModelReport(**base, **empty, note="no feature varies among the training customers; no churn "
                                                       "scores this run")
-    model = HistGradientBoostingClassifier(max_iter=150, learning_rate=0.05, max_leaf_nodes=15,
-                                           early_stopping=False, random_state=SEED)
-    model.grading_features = usable_features(train_frame)
-    model.fit(matrix(train_frame, model.grading_features), train_frame["churned"].to_numpy())
-    labels = holdout["churned"].to_numpy()
-    scores = model.predict_proba(matrix(holdout, model.grading_features))[:, 1]
-    baseline = holdout["recency_days"].astype(float).to_numpy()
-    auc, baseline_auc = float(roc_auc_score(labels, scores)), float(roc_auc_score(labels, baseline))
-    beats = auc > baseline_auc
-    note = (f"holdout AUC {auc:.3f} vs recency-only {baseline_auc:.3f}: "
-            + ("the model beats the baseline" if beats else "the model does NOT beat the recency baseline"))
+    model, uncalibrated, calibration = fit_calibrated(train_frame, features)
+    model.grading_features = features
+    model.grading_recency_rule = RecencyRule.fit(train_frame["recency_days"].astype(float).to_numpy(),
+                                                 train_frame["churned"].to_numpy())
+    labels = holdout["churned"].to_numpy().astype(int)
+    x = matrix(holdout, features)
+    scores = model.predict_proba(x)[:, 1]
+    recency = holdout["recency_days"].astype(float).to_numpy()
+    mine = _judged(labels, scores, scores)
+    rule = _judged(labels, recency, model.grading_recency_rule.predict(recency))
+    scorer, reason = decide(mine, rule)
+    note = (f"holdout top-decile precision {mine['precision']:.3f} (lift {mine['lift']:.2f}) vs the recency rule's "
+            f"{rule['precision']:.3f} ({rule['lift']:.2f}), Brier {mine['brier']:.4f} vs {rule['brier']:.4f}, "
+            f"AUC {mine['auc']:.3f} vs {rule['auc']:.3f}: "
+            + ("the model scores" if scorer == MODEL else "the recency rule scores, as " + reason))
     return model, ModelReport(
-        **base, holdout_churn_rate=float(labels.mean()), auc=round(auc, 4),
-        precision_top_decile=round(precision_at_top_decile(labels, scores), 4), baseline_auc=round(baseline_auc, 4),
-        baseline_precision_top_decile=round(precision_at_top_decile(labels, baseline), 4), beats_baseline=beats,
-        note=note)
+        **base, holdout_churn_rate=float(labels.mean()), auc=round(mine["auc"], 4),
+        precision_top_decile=round(mine["precision"], 4), baseline_auc=round(rule["auc"], 4),
+        baseline_precision_top_decile=round(rule["precision"], 4), beats_baseline=scorer == MODEL, note=note,
+        brier=round(mine["brier"], 4), baseline_brier=round(rule["brier"], 4),
+        uncalibrated_brier=round(float(brier_score_loss(labels, uncalibrated.predict_proba(x)[:, 1])), 4),
+        lift_top_decile=round(mine["lift"], 4), baseline_lift_top_decile=round(rule["lift"], 4),
+        calibration=calibration, reliability=json.dumps(reliability_table(labels, scores)), scorer=scorer,
+        reason=reason)
 
 
 def sample_customers(frame: pd.DataFrame, limit: int) -> pd.DataFrame:
@@ -189,6 +295,9 @@ def _models_table() -> sa.Table:
         ("train_rows", sa.BigInteger), ("holdout_rows", sa.BigInteger), ("holdout_churn_rate", sa.Float),
         ("auc", sa.Float), ("precision_top_decile", sa.Float), ("baseline_auc", sa.Float),
         ("baseline_precision_top_decile", sa.Float), ("beats_baseline", sa.Boolean), ("note", sa.String),
+        ("brier", sa.Float), ("uncalibrated_brier", sa.Float), ("baseline_brier", sa.Float),
+        ("lift_top_decile", sa.Float), ("baseline_lift_top_decile", sa.Float), ("calibration", sa.String),
+        ("reliability", sa.String), ("scorer", sa.String), ("reason", sa.String),
         ("model_bytes", sa.LargeBinary), ("model_hmac", sa.String), ("run_id", sa.String),
         ("trained_at", sa.DateTime))]
     return sa.Table("churn_models", sa.MetaData(), *columns, schema="ops")
@@ -261,6 +370,20 @@ class ChurnOutcome:
         return f"model trained for {self.model_as_of}: {self.report.note}"
 
 
+def probabilities(conn: Connection, as_of: date, model: Any, report: ModelReport) -> pd.DataFrame:
+    """staging.churn_scores rows for ``as_of``: the model's calibrated probabilities, or the
+    recency rule's where the model's judgement chose the rule."""
+    if report.scorer == RECENCY_RULE:
+        current = load_features(conn, as_of, columns=("customer_id", "recency_days"))
+        values = model.grading_recency_rule.predict(current["recency_days"].astype(float).to_numpy())
+    else:
+        # only the model's columns: the whole feature row of a million customers is 0.5 GiB more
+        current = load_features(conn, as_of, columns=("customer_id", *model.grading_features))
+        values = model.predict_proba(matrix(current, model.grading_features))[:, 1]
+    return pd.DataFrame({"as_of_date": as_of, "customer_id": current["customer_id"],
+                         "churn_propensity": np.round(values, 4)})
+
+
 def score_churn(warehouse: Engine, as_of: date, run_id: str, *, max_age_days: int | None = None,
                 max_train_rows: int | None = None) -> ChurnOutcome:
     """Score every customer as of ``as_of`` with a recent stored model, training one if none
@@ -287,15 +410,12 @@ def score_churn(warehouse: Engine, as_of: date, run_id: str, *, max_age_days: in
             log.info("churn: trained a model for %s: %s", as_of, report.note)
         conn.execute(sa.text("DELETE FROM staging.churn_scores WHERE as_of_date = :as_of"), {"as_of": as_of})
         if model is not None:
-            # only the model's columns: the whole feature row of a million customers is 0.5 GiB more
-            current = load_features(conn, as_of, columns=("customer_id", *model.grading_features))
-            scores = pd.DataFrame({
-                "as_of_date": as_of, "customer_id": current["customer_id"],
-                "churn_propensity": np.round(model.predict_proba(matrix(current, model.grading_features))[:, 1], 4),
-            })
-            bulk_insert(conn, "staging.churn_scores", scores)
-        conn.execute(sa.text("DELETE FROM audit.model_runs WHERE as_of_date = :as_of AND model = :model"),
-                     {"as_of": as_of, "model": MODEL_NAME})
+            if report.scorer == RECENCY_RULE:
+                log.warning("churn: %s scored with the recency rule: %s", as_of, report.reason)
+            bulk_insert(conn, "staging.churn_scores", probabilities(conn, as_of, model, report))
+        conn.execute(sa.text("DELETE FROM audit.model_runs WHERE as_of_date = :as_of AND model IN :models")
+                     .bindparams(sa.bindparam("models", expanding=True)),
+                     {"as_of": as_of, "models": [MODEL_NAME, *EARLIER_NAMES]})
         outcome = ChurnOutcome(report, model_as_of, stored is None)
         record = pd.DataFrame([{**asdict(report), "note": outcome.note, "run_id": run_id, "as_of_date": as_of,
                                 "trained_at": trained_at}])

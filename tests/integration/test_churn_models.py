@@ -55,18 +55,46 @@ def test_a_young_model_is_reused_and_judged_as_trained(tmp_path: Path, warehouse
     assert _models(warehouse_url) == [FIRST]  # trained once
     assert (second["auc"], second["baseline_auc"], second["beats_baseline"]) == (
         first["auc"], first["baseline_auc"], first["beats_baseline"])
-    assert second["note"].startswith(f"model trained for {FIRST}: holdout AUC")
+    assert second["note"].startswith(f"model trained for {FIRST}: holdout top-decile precision")
     with open_engine(warehouse_url) as engine, engine.connect() as conn:
-        runs = read_frame(conn, "SELECT as_of_date, train_as_of, auc, precision_top_decile, beats_baseline "
-                                "FROM audit.model_runs ORDER BY as_of_date")
+        runs = read_frame(conn, "SELECT as_of_date, train_as_of, auc, precision_top_decile, beats_baseline, brier, "
+                                "baseline_brier, scorer, reason FROM audit.model_runs ORDER BY as_of_date")
     assert len(runs) == 2
     assert runs["train_as_of"].nunique() == 1
     assert runs["auc"].nunique() == 1  # the audit shows the model used
+    assert runs["brier"].nunique() == runs["scorer"].nunique() == runs["reason"].nunique() == 1
+    assert runs["scorer"].iloc[0] in ("model", "recency_rule")
     with open_engine(warehouse_url) as engine, engine.connect() as conn:
         customers = read_frame(conn, "SELECT COUNT(*) AS n FROM staging.customer_features WHERE as_of_date = :d",
                                {"d": WEEK_LATER})["n"].iloc[0]
     assert len(_scores(warehouse_url, WEEK_LATER)) == customers > 1000  # every customer scored with it
     assert not _scores(warehouse_url, WEEK_LATER).equals(_scores(warehouse_url, FIRST))  # on that date's features
+
+
+def test_a_fallback_to_the_recency_rule_is_kept_with_the_model(tmp_path: Path, warehouse_url: str,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    conns = _prepared(tmp_path, warehouse_url, FIRST, WEEK_LATER)
+    with monkeypatch.context() as patched:  # the model lost: whatever the data, the rule scores
+        patched.setattr(churn, "decide", lambda model, rule: ("recency_rule", "forced by the test"))
+        first = churn_stage(conns, FIRST, "r1")
+    second = churn_stage(conns, WEEK_LATER, "r2")  # reuses the stored model and its judgement
+    assert first["model_as_of"] == second["model_as_of"] == FIRST.isoformat()
+    assert first["beats_baseline"] is second["beats_baseline"] is False
+    assert second["note"].endswith("the recency rule scores, as forced by the test")
+    with open_engine(warehouse_url) as engine, engine.connect() as conn:
+        runs = read_frame(conn, "SELECT scorer, reason FROM audit.model_runs ORDER BY as_of_date")
+        stored = read_frame(conn, "SELECT scorer, reason FROM ops.churn_models")
+    assert runs.to_dict("records") == [{"scorer": "recency_rule", "reason": "forced by the test"}] * 2
+    assert stored.to_dict("records") == [{"scorer": "recency_rule", "reason": "forced by the test"}]
+    with open_engine(warehouse_url) as engine, engine.connect() as conn:
+        recency = read_frame(conn, "SELECT customer_id, recency_days FROM staging.customer_features "
+                                   "WHERE as_of_date = :d ORDER BY customer_id", {"d": WEEK_LATER})
+    scores = _scores(warehouse_url, WEEK_LATER)
+    assert scores["customer_id"].tolist() == recency["customer_id"].tolist()
+    assert scores["churn_propensity"].nunique() <= 10  # the rule's rate per recency decile
+    # longer since the last order: no lower a probability
+    ordered = scores["churn_propensity"].to_numpy()[recency["recency_days"].astype(float).argsort(kind="stable")]
+    assert (pd.Series(ordered).dropna().diff().dropna() >= 0).all()
 
 
 def test_a_model_older_than_the_age_is_retrained(tmp_path: Path, warehouse_url: str,

@@ -1,7 +1,9 @@
-"""The churn propensity model: judged honestly on a later holdout against a recency baseline."""
+"""The churn propensity model: calibrated, judged honestly on a later holdout against the
+recency rule, and used only when it beats it where the win-back list needs it."""
 
 from __future__ import annotations
 
+import json
 from datetime import date
 from pathlib import Path
 
@@ -20,6 +22,68 @@ def test_precision_at_top_decile_by_hand() -> None:
     labels = np.array([1, 0, 1, 0, 0, 0, 0, 0, 0, 0] * 2)
     scores = np.arange(20, 0, -1, dtype=float)  # the first two rows score highest
     assert churn.precision_at_top_decile(labels, scores) == 0.5
+
+
+def _synthetic(n: int, seed: int, beyond_recency: bool) -> pd.DataFrame:
+    """Customers whose churn is known to depend on complaints as well as recency, or on recency only."""
+    rng = np.random.default_rng(seed)
+    data = {c: rng.normal(size=n) for c in churn.MODEL_FEATURES}
+    data["recency_days"] = rng.uniform(1, 365, n)
+    data["complaints_365d"] = rng.poisson(1.0, n).astype(float)
+    logit = (-1.0 + 0.004 * data["recency_days"] + 1.2 * (data["complaints_365d"] - 1) if beyond_recency
+             else -2.0 + 0.012 * data["recency_days"])
+    frame = pd.DataFrame({"customer_id": [f"C{i:06d}" for i in range(n)], **data})
+    frame["churned"] = rng.random(n) < 1 / (1 + np.exp(-logit))
+    return frame
+
+
+def test_a_model_that_sees_more_than_recency_scores_calibrated() -> None:
+    holdout = _synthetic(3000, 101, beyond_recency=True)
+    model, report = churn.train(_synthetic(3000, 1, beyond_recency=True), holdout, date(2024, 7, 1),
+                                date(2024, 10, 1))
+    assert (report.scorer, report.beats_baseline, report.calibration) == ("model", True, "sigmoid"), report.note
+    assert report.precision_top_decile > report.baseline_precision_top_decile + 0.1
+    assert report.lift_top_decile == pytest.approx(report.precision_top_decile / report.holdout_churn_rate, abs=1e-3)
+    assert report.brier < report.baseline_brier
+    assert report.brier <= report.uncalibrated_brier
+    predicted = model.predict_proba(churn.matrix(holdout, model.grading_features))[:, 1]
+    assert abs(predicted.mean() - report.holdout_churn_rate) < 0.03
+    bins = json.loads(report.reliability)
+    assert sum(b["customers"] for b in bins) == len(holdout)
+    assert all(abs(b["mean_predicted"] - b["observed"]) < 0.15 for b in bins if b["customers"] >= 100)
+    assert report.note.endswith("the model scores")
+
+
+def test_a_model_that_does_not_beat_recency_falls_back_to_the_rule() -> None:
+    holdout = _synthetic(3000, 101, beyond_recency=False)
+    model, report = churn.train(_synthetic(3000, 1, beyond_recency=False), holdout, date(2024, 7, 1),
+                                date(2024, 10, 1))
+    assert model is not None  # kept: it carries the rule, and its judgement is the record
+    assert (report.scorer, report.beats_baseline) == ("recency_rule", False)
+    assert report.reason.startswith("the model's top-decile precision")
+    assert "not above" in report.reason
+    assert "the recency rule scores" in report.note
+    rule = model.grading_recency_rule
+    assert list(rule.rates) == sorted(rule.rates)  # longer since the last order: no less likely to churn
+    assert rule.predict(np.array([np.nan]))[0] == rule.rates[-1]
+    assert abs(rule.predict(holdout["recency_days"].to_numpy()).mean() - report.holdout_churn_rate) < 0.03
+
+
+def test_the_decision_needs_precision_and_calibration() -> None:
+    rule = {"precision": 0.80, "brier": 0.20}
+    assert churn.decide({"precision": 0.85, "brier": 0.19}, rule)[0] == "model"
+    assert churn.decide({"precision": 0.85, "brier": 0.20 + churn.BRIER_TOLERANCE / 2}, rule)[0] == "model"
+    assert churn.decide({"precision": 0.80, "brier": 0.10}, rule)[0] == "recency_rule"  # a tie is no win
+    scorer, reason = churn.decide({"precision": 0.90, "brier": 0.25}, rule)
+    assert scorer == "recency_rule"
+    assert "Brier" in reason
+
+
+def test_the_reliability_table_by_hand() -> None:
+    bins = churn.reliability_table(np.array([0, 1, 1, 1]), np.array([0.05, 0.15, 0.95, 1.0]))
+    assert bins == [{"bin": "0.0-0.1", "customers": 1, "mean_predicted": 0.05, "observed": 0.0},
+                    {"bin": "0.1-0.2", "customers": 1, "mean_predicted": 0.15, "observed": 1.0},
+                    {"bin": "0.9-1.0", "customers": 2, "mean_predicted": 0.975, "observed": 1.0}]
 
 
 def test_too_little_history_is_said_not_hidden() -> None:
@@ -45,13 +109,26 @@ def scored(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict, dict]:
     return url, first, {"first": scores_first, "second_report": second}
 
 
-def test_the_model_beats_recency_alone_on_the_demo_data(scored) -> None:
-    url, report, _ = scored
-    assert report["beats_baseline"] is True, report["note"]
+def test_on_the_demo_data_the_recency_rule_scores(scored) -> None:
+    # On the demo the model ranks a little better overall (AUC) but holds fewer churners in its top
+    # decile than days since the last order: the win-back list is better served by the rule.
+    url, report, extra = scored
+    assert report["beats_baseline"] is False, report["note"]
     assert report["auc"] > report["baseline_auc"] > 0.5
     with open_engine(url) as engine, engine.connect() as conn:
         record = read_frame(conn, "SELECT * FROM audit.model_runs")
     assert len(record) == 1  # the rerun replaced the first record
+    row = record.iloc[0]
+    assert (row["scorer"], row["calibration"]) == ("recency_rule", "sigmoid")
+    assert row["precision_top_decile"] <= row["baseline_precision_top_decile"]
+    assert row["reason"] in row["note"]
+    assert "not above" in row["reason"]
+    assert row["brier"] < row["uncalibrated_brier"]
+    assert row["lift_top_decile"] > 1
+    assert row["baseline_lift_top_decile"] > 1
+    assert len(json.loads(row["reliability"])) == 10
+    # the rule's probabilities: one per recency decile, rising with recency
+    assert extra["first"]["churn_propensity"].nunique() <= 10
     row = record.iloc[0]
     assert (pd.Timestamp(row["train_as_of"]).date(), pd.Timestamp(row["holdout_as_of"]).date()) == (
         date(2024, 7, 5), date(2024, 10, 3))
