@@ -116,6 +116,8 @@ def _churn_result(summary: dict) -> str:
     if summary.get("auc") is None:
         return summary.get("note") or "no churn scores"
     baseline = summary.get("baseline_auc")
+    if summary.get("beats_baseline") is False:  # the recency rule scored: the note says why
+        return f"scored with the recency rule (model as of {summary.get('model_as_of')}): {summary.get('note')}"
     return (f"scored with the model as of {summary.get('model_as_of')}, holdout AUC {summary['auc']:.3f}"
             + (f" (baseline {baseline:.3f})" if baseline is not None else ""))
 
@@ -264,7 +266,8 @@ def churn_stage(conns: Connections, as_of: date, run_id: str) -> dict:
         report = outcome.report
         audit["rows_out"], audit["message"] = report.holdout_rows, outcome.note
     return {"auc": report.auc, "baseline_auc": report.baseline_auc, "beats_baseline": report.beats_baseline,
-            "model_as_of": outcome.model_as_of.isoformat() if outcome.model_as_of else None, "note": outcome.note}
+            "scorer": report.scorer, "model_as_of": outcome.model_as_of.isoformat() if outcome.model_as_of else None,
+            "note": outcome.note}
 
 
 def record_rule_file(warehouse: Engine, run_id: str, as_of: date, source: RuleFile) -> None:

@@ -134,6 +134,11 @@ def test_each_stage_result_is_one_line_of_rows_and_seconds() -> None:
     assert stage_result("churn", {"auc": 0.78123, "baseline_auc": 0.7, "model_as_of": "2024-10-01", "note": None},
                         0.4) == \
         "churn: scored with the model as of 2024-10-01, holdout AUC 0.781 (baseline 0.700) in 0.4 s"
+    fell_back = {"auc": 0.74, "beats_baseline": False, "model_as_of": "2024-10-01",
+                 "note": "the recency rule scores, as its top decile holds more churners"}
+    assert stage_result("churn", fell_back, 0.2) == ("churn: scored with the recency rule (model as of 2024-10-01): "
+                                                     "the recency rule scores, as its top decile holds more churners "
+                                                     "in 0.2 s")
     assert stage_result("churn", {"auc": None, "note": "not enough history to train"}, 0.1) == \
         "churn: not enough history to train in 0.1 s"
     assert stage_result("tiers", {"tiers": {"normal": 1700, "gold": 270, "platinum": 30}, "rule_version": "1.2.0"},

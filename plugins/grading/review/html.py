@@ -13,8 +13,11 @@ from pathlib import Path
 import pandas as pd
 
 from grading.review.quarters import Quarter
+from grading.review.tables import FAIRNESS
 
+FAIRNESS_MIN_CUSTOMERS = FAIRNESS["min_customers"]
 PALETTE = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#9c755f")
+LIST_NAMES = {"elimination": "elimination candidates", "win_back": "win-back candidates", "core": "core customers"}
 STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:64rem;margin:2rem auto;padding:0 1rem;
 color:#222;line-height:1.4}
@@ -23,7 +26,8 @@ section{border-top:1px solid #ddd;padding-top:.5rem;margin-top:1.5rem;break-insi
 table{border-collapse:collapse;margin:.5rem 0;font-size:.9rem}th,td{border:1px solid #ccc;padding:.25rem .5rem;
 text-align:right}th:first-child,td:first-child{text-align:left}th{background:#f3f3f3}
 .figures{display:flex;gap:1rem;flex-wrap:wrap}.figure{border:1px solid #ddd;border-radius:.4rem;padding:.5rem 1rem}
-.figure b{display:block;font-size:1.4rem}.note{color:#8a4b00}.empty{color:#777;font-style:italic}
+.figure b{display:block;font-size:1.4rem}.warning{border:2px solid #c0392b;background:#fdecea;
+padding:.5rem 1rem;border-radius:.4rem}.note{color:#8a4b00}.empty{color:#777;font-style:italic}
 svg{max-width:100%;height:auto}@media print{body{margin:0;max-width:none}section{page-break-inside:avoid}}
 """
 
@@ -99,6 +103,28 @@ def table(frame: pd.DataFrame, columns: dict[str, str], percent: tuple[str, ...]
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
 
+def _interval(share: object, low: object, high: object) -> str:
+    if low is None or pd.isna(low) or high is None or pd.isna(high):
+        return _fmt(share, "%")
+    return f"{_fmt(share, '%')} ({_fmt(low, '%')}-{_fmt(high, '%')})"
+
+
+def fairness_table(frame: pd.DataFrame) -> str:
+    """Each group's rates with their 95% intervals beside the rates expected at equal spend."""
+    if frame.empty:
+        return table(frame, {})
+    rows = frame.to_dict("records")
+    shown = frame.assign(
+        top_tier=[_interval(r["top_tier_share"], r.get("top_tier_low"), r.get("top_tier_high")) for r in rows],
+        elimination=[_interval(r["elimination_rate"], r.get("elimination_low"), r.get("elimination_high"))
+                     for r in rows])
+    return table(shown, {"dimension": "by", "group_value": "group", "customers": "customers",
+                         "top_tier": "top tier (95% interval)", "top_tier_expected": "expected at equal spend",
+                         "elimination": "elimination (95% interval)",
+                         "elimination_expected": "expected at equal spend", "disparity": "disparity"},
+                 ("top_tier_expected", "elimination_expected"))
+
+
 def migration_matrix(frame: pd.DataFrame) -> str:
     """From-tier rows x to-tier columns, shaded by share of the row; upgrades above the diagonal."""
     if frame.empty:
@@ -120,6 +146,30 @@ def migration_matrix(frame: pd.DataFrame) -> str:
     summary = ", ".join(f"{k}: {int(v):,}" for k, v in moves.items())
     return (f"<table class='matrix'><thead><tr><th></th>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
             f"<p>{_esc(summary)}</p>")
+
+
+def churn_table(runs: pd.DataFrame) -> str:
+    """The model and the recency rule side by side on the holdout, and which of them scored, and why."""
+    if runs.empty:
+        return "<p class='empty'>No churn model was judged by this snapshot.</p>"
+    run = runs.iloc[0]
+    if pd.isna(run["auc"]):
+        return f"<p>{_esc(str(run['note']))}</p>"
+
+    def figure(value: object, digits: int = 3) -> float | None:
+        return None if pd.isna(value) else round(float(value), digits)
+
+    rows = pd.DataFrame([
+        {"scorer": f"model ({run['model']}, {run['calibration'] or 'uncalibrated'})", "auc": figure(run["auc"]),
+         "precision": figure(run["precision_top_decile"]), "lift": figure(run["lift_top_decile"], 2),
+         "brier": figure(run["brier"])},
+        {"scorer": "recency rule", "auc": figure(run["baseline_auc"]),
+         "precision": figure(run["baseline_precision_top_decile"]),
+         "lift": figure(run["baseline_lift_top_decile"], 2), "brier": figure(run["baseline_brier"])}])
+    used = "the model" if run["scorer"] == "model" else "the recency rule"
+    verdict = f"<p><b>Scored with {_esc(used)}</b>: {_esc(str(run['reason'] or run['note']))}</p>"
+    return verdict + table(rows, {"scorer": "scorer", "auc": "holdout AUC", "precision": "top-decile precision",
+                                  "lift": "top-decile lift", "brier": "Brier score"})
 
 
 def _section(section_id: str, title: str, intro: str, *content: str) -> str:
@@ -145,11 +195,16 @@ def render(quarter: Quarter, results: dict[str, pd.DataFrame], backtest: dict[st
     if not stability.empty:
         figures.append(("customers changing tier", f"{stability['changed_share'].iloc[0]:.1%}"))
     previous = meta["previous_snapshot"]
+    pending = results.get("_pending", pd.DataFrame(columns=["list", "pending"]))
+    figures += [(f"{LIST_NAMES.get(name, name)} pending confirmation", f"{int(n):,}")
+                for name, n in pending.itertuples(index=False) if n]
     body = [
         f"<h1>Customer grading review {quarter}</h1>",
         f"<p class='sub'>Tiers as of {meta['snapshot']} compared with {previous or 'no earlier snapshot'}; "
         f"activity from {quarter.start} to {quarter.end} (exclusive).</p>",
-        _section("summary", "Summary", "The quarter in a few figures.",
+        _warnings(results.get("_warnings", pd.DataFrame(columns=["warning"]))),
+        _section("summary", "Summary", "The quarter in a few figures; customers pending confirmation meet a "
+                 "list's criteria but not yet for its confirmation periods, so they are not on the list yet.",
                  "<div class='figures'>" + "".join(f"<div class='figure'><b>{_esc(v)}</b>{_esc(k)}</div>"
                                                    for k, v in figures) + "</div>"),
         _section("distribution", "Tier distribution and revenue share",
@@ -192,12 +247,21 @@ def render(quarter: Quarter, results: dict[str, pd.DataFrame], backtest: dict[st
         _section("uplift", "Did acting work? Treated against control",
                  "A share of last quarter's win-back and nurture candidates was held out and left alone. Return rate "
                  "(an order this quarter) of the contacted (treated) against the held-out (control) customers, the "
-                 "difference (uplift) and its 95% interval; read the verdict before the numbers.",
+                 "difference (uplift) and its 95% interval; read the verdict before the numbers. The minimum "
+                 "detectable effect (MDE) is the smallest uplift these group sizes would find at 95% with 80% "
+                 "power: a verdict of no significant difference means no effect of at least that size. The last "
+                 "column says whether the control group was large enough for the target effect.",
                  table(uplift, {"list": "list", "segment_type": "by", "segment": "segment", "treated": "treated",
                                 "control": "control", "treated_rate": "treated rate", "control_rate": "control rate",
                                 "uplift": "uplift", "ci_low": "95% low", "ci_high": "95% high",
-                                "verdict": "verdict"},
-                       ("treated_rate", "control_rate", "uplift", "ci_low", "ci_high"))),
+                                "min_detectable_effect": "MDE", "verdict": "verdict", "sizing": "control group"},
+                       ("treated_rate", "control_rate", "uplift", "ci_low", "ci_high", "min_detectable_effect"))),
+        _section("churn", "The churn model: used only when it earns it",
+                 "The latest churn judgement at or before the snapshot, on a later holdout: the model against the "
+                 "recency rule (the churn rate of each recency decile in training). The model scores the win-back "
+                 "list only if its top decile holds more churners and its Brier score is no more than 0.005 worse; "
+                 "otherwise the recency rule scores.",
+                 churn_table(results.get("_churn_model", pd.DataFrame()))),
         _section("scheme", "Does the tiering predict value?",
                  "Customers by the tier they held at the previous close and the revenue each brought this quarter. "
                  "Revenue per customer should rise with the tier; the normalised Gini says how well the tiers rank "
@@ -221,15 +285,15 @@ def render(quarter: Quarter, results: dict[str, pd.DataFrame], backtest: dict[st
                                    "changed_share": "share changed", "flapped": "flapped",
                                    "flapped_share": "share flapped"}, ("changed_share", "flapped_share"))),
         _section("fairness", "Distribution across regions and industries",
-                 "Share of each group in the top tier and on the elimination list, and the ratio to the overall "
-                 "share; outside 0.8-1.25 is marked for a closer look (small groups vary by chance).",
+                 "Share of each group in the top tier and on the elimination list with its 95% interval, against "
+                 "the share expected at equal spend: the rest of the customers' rate in each band of 365-day "
+                 "value (10% wide), applied to the group's customers. Look closer when a group of at least "
+                 f"{FAIRNESS_MIN_CUSTOMERS} customers differs from that at 95% (Cochran-Mantel-Haenszel across the "
+                 "bands); about one comparison in twenty differs by chance alone.",
                  bar_chart("Top-tier share by region", fairness[fairness["dimension"] == "region"]["group_value"]
                            .tolist(), fairness[fairness["dimension"] == "region"]["top_tier_share"].tolist(), "%",
                            "chart-fairness"),
-                 table(fairness, {"dimension": "by", "group_value": "group", "customers": "customers",
-                                  "top_tier_share": "top tier", "elimination_rate": "elimination",
-                                  "top_tier_ratio": "top-tier ratio", "elimination_ratio": "elimination ratio",
-                                  "disparity": "disparity"}, ("top_tier_share", "elimination_rate"))),
+                 fairness_table(fairness)),
         _section("drift", "Threshold drift", "Each tier's share now against when the current rules were set.",
                  "<ul>" + "".join(f"<li class='note'>{_esc(n)}</li>" for n in drift.get("note", [])) + "</ul>"),
     ]
@@ -237,6 +301,15 @@ def render(quarter: Quarter, results: dict[str, pd.DataFrame], backtest: dict[st
         body.append(_backtest_section(backtest))
     return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>Customer grading review {quarter}"
             f"</title><style>{STYLE}</style></head><body>{''.join(body)}</body></html>\n")
+
+
+def _warnings(frame: pd.DataFrame) -> str:
+    """The review's warnings (an unfinished quarter, stale periods) at the top of the page."""
+    if frame.empty:
+        return ""
+    items = "".join(f"<li>{_esc(w)}</li>" for w in frame["warning"])
+    return (f"<div id='warnings' class='warning' role='alert'><b>Read with care: this review may be incomplete "
+            f"or out of date.</b><ul>{items}</ul></div>")
 
 
 def _backtest_section(result: dict[str, pd.DataFrame]) -> str:

@@ -18,6 +18,7 @@ from sqlalchemy.engine import Connection, Engine
 from grading.frames import bulk_insert, read_query_file
 from grading.review.quarters import Quarter
 from grading.review.uplift import scheme_checks, uplift_table
+from grading.settings import uplift_target_effect
 from grading.warehouse import analyze, run_sql_file
 
 # evaluation (SQL file in include/sql/review/ and table marts.review_<name>) -> needs Q-1
@@ -38,6 +39,10 @@ QUARTER_REVENUE = "review_quarter_revenue"
 # A band holding this many times more (or fewer) customers than when its rules were set
 # is worth a note in the review.
 DRIFT_FACTOR = 1.5
+# Fairness (include/sql/review/fairness.sql): groups smaller than min_customers are "too few to
+# tell"; the others are compared with the rest at equal spend, in bands of 365-day value each
+# value_step wide (1.1: spend within 10 %).
+FAIRNESS = {"min_customers": 30, "value_step": 1.1}
 
 
 class NoSnapshot(LookupError):
@@ -91,7 +96,7 @@ def build_review(warehouse: Engine, quarter: Quarter) -> dict[str, pd.DataFrame]
                 f"run customer_grading for a date in that range before reviewing {quarter}")
         previous = snapshot_in(conn, quarter.previous)
         params = {"quarter": str(quarter), "quarter_start": quarter.start, "quarter_end": quarter.end,
-                  "snapshot": snapshot, "previous_snapshot": previous}
+                  "snapshot": snapshot, "previous_snapshot": previous, **FAIRNESS}
         run_sql_file(conn, "review/quarter_revenue", params)  # QUARTER_REVENUE, read by the evaluations
         analyze(conn, QUARTER_REVENUE)
         results: dict[str, pd.DataFrame] = {}
@@ -102,10 +107,12 @@ def build_review(warehouse: Engine, quarter: Quarter) -> dict[str, pd.DataFrame]
         results["drift"] = _store(conn, "drift", str(quarter), threshold_drift(conn, quarter, snapshot))
         base = read_query_file(conn, "review/uplift_base", params) if previous else pd.DataFrame()
         results["uplift"] = _store(conn, "uplift", str(quarter),
-                                   uplift_table(base, str(quarter)) if len(base) else pd.DataFrame())
+                                   uplift_table(base, str(quarter), uplift_target_effect()) if len(base)
+                                   else pd.DataFrame())
         graded = read_query_file(conn, "review/scheme_base", params) if previous else pd.DataFrame()
         results["scheme"] = _store(conn, "scheme", str(quarter),
                                    scheme_checks(graded, str(quarter)) if len(graded) else pd.DataFrame())
+        results["_churn_model"] = read_query_file(conn, "review/churn_model", params)  # the report's, not stored
         conn.exec_driver_sql(f"DROP TABLE {QUARTER_REVENUE}")  # on a failure, the rollback drops it
     results["_meta"] = pd.DataFrame([{"quarter": str(quarter), "snapshot": snapshot, "previous_snapshot": previous}])
     return results

@@ -41,8 +41,11 @@ def first_quarter(region: str = "North") -> dict[str, pd.DataFrame]:
             "complaints": [4.0, 0.0], "complaints_per_customer": [4 / 90, 0.0]}),
         "fairness": pd.DataFrame({
             "quarter": "2024Q4", "dimension": ["region", "industry"], "group_value": [region, "retail"],
-            "customers": [100, 100], "top_tier_share": [0.1, 0.1], "elimination_rate": [0.0, 0.0],
-            "top_tier_ratio": [1.0, 1.0], "elimination_ratio": [None, None], "disparity": ["", ""]}),
+            "customers": [100, 100], "top_tier_share": [0.1, 0.1], "top_tier_low": [0.0552, 0.0552],
+            "top_tier_high": [0.1744, 0.1744], "top_tier_expected": [0.2, 0.1], "elimination_rate": [0.0, 0.0],
+            "elimination_low": [0.0, 0.0], "elimination_high": [0.037, 0.037],
+            "elimination_expected": [0.0, 0.0], "top_tier_ratio": [0.5, 1.0], "elimination_ratio": [None, None],
+            "disparity": ["look closer", "no clear difference"]}),
         "tier_migration": empty, "retention": empty, "winback": empty, "elimination": empty, "stability": empty,
         "drift": pd.DataFrame({"quarter": "2024Q4", "tier": ["gold"], "note": ["stable: 10.0% now, 9.0% when set"]}),
         "uplift": empty, "scheme": empty,
@@ -58,8 +61,24 @@ def test_a_first_quarter_renders_every_section_and_says_what_it_cannot_compare()
     assert "No previous quarter was graded: nothing to compare with." in page
     assert page.count("<p class='empty'>No rows.</p>") == 6  # the six evaluations that need Q-1
     assert "<b>75.0%</b>gold share of revenue" in page
+    assert "<td>10.0% (5.5%-17.4%)</td><td>20.0%</td><td>0.0% (0.0%-3.7%)</td><td>0.0%</td><td>look closer</td>" in page
     assert "id='chart-winback'" not in page
     assert "<section id='backtest'>" not in page
+
+
+def test_warnings_head_the_report_and_pending_customers_are_in_the_summary() -> None:
+    assert "id='warnings'" not in render(Q4, first_quarter())
+    results = first_quarter()
+    results["_warnings"] = pd.DataFrame({"warning": ["2024Q4 is not complete: <the latest period is as of 2024-12-01>",
+                                                     "the published period 2024-11-01 is stale (its tiers ...)"]})
+    results["_pending"] = pd.DataFrame({"list": ["elimination", "win_back", "core"], "pending": [2345, 0, 7]})
+    page = render(Q4, results)
+    assert page.index("id='warnings'") < page.index("<section id='summary'>")
+    assert "<li>2024Q4 is not complete: &lt;the latest period is as of 2024-12-01&gt;</li>" in page
+    assert "<li>the published period 2024-11-01 is stale (its tiers ...)</li>" in page
+    assert "<b>2,345</b>elimination candidates pending confirmation" in page
+    assert "<b>7</b>core customers pending confirmation" in page
+    assert "win-back candidates pending" not in page  # none waiting: no figure
 
 
 def test_values_from_the_data_are_escaped_not_markup() -> None:
@@ -138,3 +157,22 @@ def test_the_console_check_does_catch_errors(tmp_path: Path) -> None:
     page.write_text("<!DOCTYPE html><html><body><script>console.error('boom'); undefinedCall();</script></body></html>")
     _, console = open_in_chromium(page, tmp_path / "broken.png", tmp_path / "profile")
     assert any("boom" in line for line in console)
+
+
+def test_the_report_says_which_scorer_the_churn_judgement_chose_and_why() -> None:
+    from grading.review.html import churn_table
+
+    run = {"as_of_date": "2025-01-01", "model": "hist_gradient_boosting_v2", "auc": 0.740, "baseline_auc": 0.735,
+           "precision_top_decile": 0.849, "baseline_precision_top_decile": 0.855, "lift_top_decile": 1.84,
+           "baseline_lift_top_decile": 1.85, "brier": 0.208, "baseline_brier": 0.212, "calibration": "sigmoid",
+           "scorer": "recency_rule", "reason": "its top decile holds fewer churners (0.849 against 0.855)",
+           "note": "model trained for 2024-12-01"}
+    page = churn_table(pd.DataFrame([run]))
+    assert "<b>Scored with the recency rule</b>: its top decile holds fewer churners (0.849 against 0.855)" in page
+    assert "model (hist_gradient_boosting_v2, sigmoid)" in page
+    assert "0.855" in page
+    assert "1.85" in page
+    assert "Scored with the model" in churn_table(pd.DataFrame([run | {"scorer": "model", "reason": "it beats"}]))
+    assert "No churn model" in churn_table(pd.DataFrame())
+    untrained = churn_table(pd.DataFrame([run | {"auc": None, "note": "not enough history to train"}]))
+    assert untrained == "<p>not enough history to train</p>"
