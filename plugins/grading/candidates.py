@@ -146,7 +146,7 @@ def control_share(rules_list: CandidateList, name: str, eligible: int) -> float:
         return 0.0
     needed = control_needed(eligible, rules_list.control_expected_rate, rules_list.control_effect)
     if needed is None or needed / eligible > rules_list.control_max_share:
-        log.warning("%s: %d customers cannot hold a control group that detects an uplift of %.0f%% points at a %.0f%% "
+        log.warning("%s: %d customers cannot hold a control group that detects an uplift of %g points at a %.0f%% "
                     "return rate (needs %s, at most %.0f%% of the list): no control group drawn this period",
                     name, eligible, rules_list.control_effect * 100, rules_list.control_expected_rate * 100,
                     "more than the whole list" if needed is None else f"{needed:,}", rules_list.control_max_share * 100)

@@ -193,7 +193,7 @@ def test_a_control_group_sized_by_power_holds_out_what_the_effect_needs_or_none_
     assert 0.02 < control_share(powered, "win_back", 20_000) < 0.03  # about 516 of 20,000
     with caplog.at_level(logging.WARNING, logger="grading.candidates"):
         assert control_share(powered, "win_back", 800) == 0.0
-    assert "win_back: 800 customers cannot hold a control group that detects an uplift of 5% points" in caplog.text
+    assert "win_back: 800 customers cannot hold a control group that detects an uplift of 5 points" in caplog.text
     # a list that could, but only by holding out more than max_share of it, holds none either
     assert control_share(replace(powered, control_max_share=0.1), "win_back", 5_000) == 0.0
     assert control_share(CandidateList(rules=(), exemptions=(), control_share=0.1), "win_back", 5) == 0.1

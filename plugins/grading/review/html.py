@@ -156,8 +156,8 @@ def churn_table(runs: pd.DataFrame) -> str:
     if pd.isna(run["auc"]):
         return f"<p>{_esc(str(run['note']))}</p>"
 
-    def figure(value: object, digits: int = 3) -> float | None:
-        return None if pd.isna(value) else round(float(value), digits)
+    def figure(value: object, digits: int = 3) -> str:  # as text: the table would round to two places
+        return "" if pd.isna(value) else f"{float(value):.{digits}f}"
 
     rows = pd.DataFrame([
         {"scorer": f"model ({run['model']}, {run['calibration'] or 'uncalibrated'})", "auc": figure(run["auc"]),

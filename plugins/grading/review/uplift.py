@@ -32,10 +32,10 @@ def sizing(listed_n: int, control_n: int, rate: float, effect: float) -> tuple[i
     """The control group needed for ``effect`` and a sentence saying whether this one had it."""
     needed = control_needed(listed_n, rate, effect)
     if needed is None:
-        return None, f"too small to hold a control group that could detect {effect:.0%} points"
+        return None, f"too small to hold a control group that could detect {effect * 100:g} points"
     if control_n >= needed:
-        return needed, f"control group large enough to detect {effect:.0%} points (needs {needed})"
-    return needed, f"control group too small to detect {effect:.0%} points: needs {needed}, had {control_n}"
+        return needed, f"control group large enough to detect {effect * 100:g} points (needs {needed})"
+    return needed, f"control group too small to detect {effect * 100:g} points: needs {needed}, had {control_n}"
 
 
 def compare_groups(treated_n: int, treated_hits: int, control_n: int, control_hits: int,

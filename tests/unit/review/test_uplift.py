@@ -74,10 +74,10 @@ def test_gini_and_lift_are_undefined_without_revenue() -> None:
 def test_each_segment_says_whether_its_control_group_could_detect_the_target_effect() -> None:
     small = compare_groups(45, 10, 5, 1)
     assert small["control_needed"] is None
-    assert small["sizing"] == "too small to hold a control group that could detect 5% points"
+    assert small["sizing"] == "too small to hold a control group that could detect 5 points"
     big = compare_groups(9000, 1900, 1000, 180, target_effect=0.05)
     assert big["control_needed"] <= 1000
-    assert big["sizing"].startswith("control group large enough to detect 5% points")
+    assert big["sizing"].startswith("control group large enough to detect 5 points")
     assert big["min_detectable_effect"] < 0.05
 
 
@@ -89,4 +89,4 @@ def test_every_uplift_row_carries_its_mde_and_sizing() -> None:
                          "revenue": [1.0] * 40})
     table = uplift_table(rows, "2024Q4", target_effect=0.10)
     assert table["min_detectable_effect"].notna().all()
-    assert table["sizing"].str.contains("10% points").all()
+    assert table["sizing"].str.contains("10 points").all()
