@@ -47,6 +47,8 @@ from typing import Any
 
 from airflow.sdk import BaseNotifier
 
+from grading.settings import airflow_connection
+
 log = logging.getLogger(__name__)
 
 ALERT_CONN_ID = "grading_alerts"
@@ -152,17 +154,6 @@ def alert_from_context(context: Mapping[str, Any]) -> Alert:
         max_tries=attr(ti, "max_tries"),
         hostname=attr(ti, "hostname"),
     )
-
-
-def airflow_connection(conn_id: str) -> Any | None:
-    """The Airflow connection ``conn_id`` (environment, secrets backend or metadata DB), or None."""
-    from airflow.sdk import Connection
-    from airflow.sdk.exceptions import AirflowNotFoundException
-
-    try:
-        return Connection.get(conn_id)
-    except AirflowNotFoundException:
-        return None
 
 
 def channel_of(conn: Any | None) -> str:

@@ -159,23 +159,30 @@ def _from_environment(conn_id: str) -> str | None:
             f"connection {conn_id!r} ({variable}) cannot be read: {mask_urls(str(exc))}") from None
 
 
+def airflow_connection(conn_id: str):
+    """The Airflow connection ``conn_id`` (environment, secrets backend or metadata DB), or None
+    where Airflow knows none; other failures are raised."""
+    from airflow.sdk import Connection
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    try:
+        return Connection.get(conn_id)
+    except AirflowNotFoundException:
+        return None
+
+
 def _from_airflow(conn_id: str) -> str | None:
     """A connection stored in Airflow (metadata DB, secrets backend), asked from inside a task.
 
     A connection Airflow does not know is None (the embedded default then serves); any other
     failure is raised, naming the connection, rather than grading somewhere else.
     """
-    from airflow.sdk import Connection
-    from airflow.sdk.exceptions import AirflowNotFoundException
-
     try:
-        conn = Connection.get(conn_id)
-    except AirflowNotFoundException:
-        return None
+        conn = airflow_connection(conn_id)
     except Exception as exc:
         raise RuntimeError(f"connection {conn_id!r}: Airflow could not be asked for it: {mask_urls(str(exc))}") \
             from exc
-    return _url_of(conn)
+    return None if conn is None else _url_of(conn)
 
 
 def connection_url(conn_id: str, *, ask_airflow: bool = False) -> str:

@@ -52,7 +52,7 @@ class Exported:
 
 def configured_targets() -> list[Target]:
     """The targets GRADING_EXPORT_TARGETS names; the webhook only where the grading_crm connection exists."""
-    from grading.alerts import airflow_connection
+    from grading.settings import airflow_connection
 
     targets = []
     for name in export_targets():
