@@ -49,6 +49,9 @@ SEED = 20250101
 MIN_ROWS = 200
 CALIBRATION = "sigmoid"  # Platt scaling: monotone, so it keeps the model's ranking (and top decile)
 CALIBRATION_SHARE = 5  # every 5th training customer (by id) fits the calibration, not the model
+# The calibration is cross-validated over the calibration part in this many folds, so each outcome
+# needs at least as many customers there (Olist: a handful of churners who came back would not do).
+CALIBRATION_FOLDS = 5
 BRIER_TOLERANCE = 0.005  # how much worse calibrated than the recency rule the model may be
 MODEL, RECENCY_RULE = "model", "recency_rule"
 MODEL_FEATURES = (
@@ -175,21 +178,24 @@ def decide(model: dict[str, float], rule: dict[str, float]) -> tuple[str, str]:
 def fit_calibrated(frame: pd.DataFrame, features: tuple[str, ...]):
     """A gradient-boosting model fitted on four fifths of ``frame`` and Platt-calibrated on the
     rest (every CALIBRATION_SHARE-th row, the frame being in customer order); returns
-    (calibrated model, uncalibrated model, calibration method or None when a part lacks an outcome)."""
+    (calibrated model, uncalibrated model, calibration method or None when a part lacks an outcome
+    or the calibration part holds fewer than CALIBRATION_FOLDS of one)."""
     from sklearn.calibration import CalibratedClassifierCV
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.frozen import FrozenEstimator
 
     x, y = matrix(frame, features), frame["churned"].to_numpy()
     held = np.arange(len(frame)) % CALIBRATION_SHARE == CALIBRATION_SHARE - 1
-    split = len(np.unique(y[held])) == 2 and len(np.unique(y[~held])) == 2
+    _, held_counts = np.unique(y[held], return_counts=True)
+    split = len(held_counts) == 2 and held_counts.min() >= CALIBRATION_FOLDS and len(np.unique(y[~held])) == 2
     model = HistGradientBoostingClassifier(max_iter=150, learning_rate=0.05, max_leaf_nodes=15,
                                            early_stopping=False, random_state=SEED)
     if not split:
         model.fit(x, y)
         return model, model, None
     model.fit(x[~held], y[~held])
-    calibrated = CalibratedClassifierCV(FrozenEstimator(model), method=CALIBRATION).fit(x[held], y[held])
+    calibrated = CalibratedClassifierCV(FrozenEstimator(model), method=CALIBRATION,
+                                        cv=CALIBRATION_FOLDS).fit(x[held], y[held])
     return calibrated, model, CALIBRATION
 
 

@@ -4,6 +4,7 @@ recency rule, and used only when it beats it where the win-back list needs it.""
 from __future__ import annotations
 
 import json
+import warnings
 from datetime import date
 from pathlib import Path
 
@@ -52,6 +53,21 @@ def test_a_model_that_sees_more_than_recency_scores_calibrated() -> None:
     assert sum(b["customers"] for b in bins) == len(holdout)
     assert all(abs(b["mean_predicted"] - b["observed"]) < 0.15 for b in bins if b["customers"] >= 100)
     assert report.note.endswith("the model scores")
+
+
+def test_too_few_of_an_outcome_to_calibrate_on_leaves_the_model_uncalibrated_without_warnings() -> None:
+    frame = _synthetic(600, 5, beyond_recency=True)
+    held = np.arange(len(frame)) % churn.CALIBRATION_SHARE == churn.CALIBRATION_SHARE - 1
+    frame["churned"] = False
+    frame.loc[np.flatnonzero(held)[:3], "churned"] = True   # 3 churners in the calibration part: fewer than 5 folds
+    frame.loc[np.flatnonzero(~held)[:40], "churned"] = True
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # sklearn's "least populated class" warning would fail here
+        model, uncalibrated, calibration = churn.fit_calibrated(frame, ("recency_days", "complaints_365d"))
+    assert calibration is None
+    assert model is uncalibrated
+    frame.loc[np.flatnonzero(held)[:20], "churned"] = True
+    assert churn.fit_calibrated(frame, ("recency_days", "complaints_365d"))[2] == "sigmoid"
 
 
 def test_a_model_that_does_not_beat_recency_falls_back_to_the_rule() -> None:
