@@ -67,6 +67,12 @@ SOURCE_TABLES: dict[str, SourceTable] = {
         # Calls, visits and e-mails with a customer; many sources keep them elsewhere or not at all.
         SourceTable("interactions", key="interaction_id", event_time="ts", timestamps=("ts",),
                     texts=("customer_id", "kind"), required=("customer_id",), optional=True),
+        # What each order held, product by product: only the quarterly basket analysis reads it
+        # (marts.tier_basket_rules). It repeats the order's customer and time so that a window,
+        # an erasure and the known-customer check need no join. Optional, like interactions.
+        SourceTable("order_lines", key="line_id", event_time="order_ts", timestamps=("order_ts",),
+                    texts=("order_id", "customer_id", "product_id", "category"), amounts=("amount",),
+                    integers=("quantity",), required=("order_id", "customer_id", "product_id"), optional=True),
     )
 }
 

@@ -22,6 +22,12 @@ FIRST_NAMES = ["Wei", "Fang", "Anna", "Luis", "Mira", "Omar", "Jun", "Sara", "Iv
 LAST_NAMES = ["Li", "Wang", "Smith", "Garcia", "Khan", "Chen", "Novak", "Rossi", "Kim", "Diaz"]
 # Relative order volume per calendar month: a slow start of the year, a strong Q4.
 MONTH_WEIGHT = np.array([0.8, 0.8, 1.0, 1.0, 1.0, 1.0, 0.9, 0.9, 1.0, 1.1, 1.4, 1.5])
+# Order lines: categories by popularity, five products each. Planted for the basket analysis:
+# a quarter of every customer's orders hold paper and pens together, and 40 % of the orders of
+# the biggest spenders (the top 15 % by typical order value) a printer with its toner.
+CATEGORIES = ["paper", "pens", "binders", "storage", "chairs", "desks", "phones", "software", "printers", "toner"]
+CATEGORY_WEIGHT = np.array([0.18, 0.16, 0.14, 0.12, 0.1, 0.08, 0.08, 0.08, 0.03, 0.03])
+EVERYDAY_PAIR, PREMIUM_PAIR = ("paper", "pens"), ("printers", "toner")
 
 
 @dataclass(frozen=True)
@@ -31,10 +37,11 @@ class DemoData:
     tickets: pd.DataFrame
     surveys: pd.DataFrame
     interactions: pd.DataFrame
+    order_lines: pd.DataFrame
 
     def tables(self) -> dict[str, pd.DataFrame]:
         return {"customers": self.customers, "orders": self.orders, "tickets": self.tickets,
-                "surveys": self.surveys, "interactions": self.interactions}
+                "surveys": self.surveys, "interactions": self.interactions, "order_lines": self.order_lines}
 
 
 def _seconds(rng: np.random.Generator, start: np.ndarray, end: np.ndarray) -> np.ndarray:
@@ -145,7 +152,9 @@ def generate(customers: int = 2000, seed: int = 42, end: date = date(2024, 12, 3
 
     # Interactions from their own random stream, so the other tables stay as they were.
     interactions_df = _interactions(np.random.default_rng(seed + 1), ids, created, stop, end_ts, orders_per_year)
-    return DemoData(customers_df, orders_df, tickets_df, surveys_df, interactions_df)
+    big_spender = mean_amount >= np.quantile(mean_amount, 0.85)
+    lines_df = _order_lines(np.random.default_rng(seed + 2), orders_df, set(ids[big_spender]))
+    return DemoData(customers_df, orders_df, tickets_df, surveys_df, interactions_df, lines_df)
 
 
 def _interactions(rng: np.random.Generator, ids: np.ndarray, created: np.ndarray, stop: np.ndarray,
@@ -166,6 +175,42 @@ def _interactions(rng: np.random.Generator, ids: np.ndarray, created: np.ndarray
         "ts": ts.astype("datetime64[s]"),
         "kind": rng.choice(["call", "e-mail", "visit"], k, p=[0.5, 0.35, 0.15]),
     }).sort_values(["ts", "interaction_id"], ignore_index=True)
+
+
+def _order_lines(rng: np.random.Generator, orders: pd.DataFrame, big_spenders: set[str]) -> pd.DataFrame:
+    """One to a few lines per order whose amounts add up to the order's, with the planted pairs
+    (CATEGORIES): what the quarterly basket analysis must find, and in which tiers."""
+    m = len(orders)
+    premium = orders["customer_id"].isin(big_spenders).to_numpy() & (rng.random(m) < 0.4)
+    everyday = rng.random(m) < 0.25
+    extra = 1 + rng.poisson(0.8, m)
+    per_order = extra + 2 * premium + 2 * everyday
+    order = np.repeat(np.arange(m), per_order)
+    start = np.repeat(np.cumsum(per_order) - per_order, per_order)
+    position = np.arange(len(order)) - start  # the line's place in its order
+    category = rng.choice(len(CATEGORIES), len(order), p=CATEGORY_WEIGHT)
+    planted = np.where(premium[order] & (position < 2), position + CATEGORIES.index(PREMIUM_PAIR[0]), -1)
+    first_everyday = 2 * premium[order]
+    in_everyday = everyday[order] & (position >= first_everyday) & (position < first_everyday + 2)
+    planted = np.where(in_everyday, position - first_everyday + CATEGORIES.index(EVERYDAY_PAIR[0]), planted)
+    category = np.where(planted >= 0, planted, category)
+    weight = rng.exponential(1.0, len(order))
+    share = weight / np.bincount(order, weights=weight)[order]
+    amounts = orders["amount"].to_numpy()
+    amount = np.round(amounts[order] * share, 2)
+    last = position == per_order[order] - 1  # the last line takes what rounding left over
+    amount[last] += np.round(amounts - np.bincount(order, weights=amount, minlength=m), 2)
+    names = np.array(CATEGORIES)
+    return pd.DataFrame({
+        "line_id": np.char.add("L", np.arange(1, len(order) + 1).astype(str)),
+        "order_id": orders["order_id"].to_numpy()[order],
+        "customer_id": orders["customer_id"].to_numpy()[order],
+        "order_ts": orders["order_ts"].to_numpy()[order],
+        "product_id": np.char.add(np.char.add(names[category], "-"), rng.integers(1, 6, len(order)).astype(str)),
+        "category": names[category],
+        "quantity": 1 + rng.poisson(0.5, len(order)),
+        "amount": np.round(amount, 2),
+    })
 
 
 def existing_source(url: str) -> str | None:

@@ -57,7 +57,7 @@ def test_an_existing_source_is_a_file_that_exists_or_a_database_with_the_demo_ta
         conn.execute(sa.text("CREATE TABLE unrelated (x INT)"))
     assert demo.existing_source(pg_url) is None
     demo.write_source(demo.generate(30, seed=1), pg_url)
-    assert demo.existing_source(pg_url) == "table(s) customers, orders, tickets, surveys, interactions"
+    assert demo.existing_source(pg_url) == "table(s) customers, orders, tickets, surveys, interactions, order_lines"
     engine.dispose()
 
 
@@ -70,3 +70,20 @@ def test_writing_a_source_again_replaces_its_tables(tmp_path: Path) -> None:
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT COUNT(*) FROM customers")).scalar() == 25
     engine.dispose()
+
+
+def test_order_lines_add_up_to_their_orders_and_carry_the_planted_pairs() -> None:
+    data = demo.generate(customers=300, seed=3)
+    lines, orders = data.order_lines, data.orders.set_index("order_id")
+    assert lines["line_id"].is_unique
+    totals = lines.groupby("order_id")["amount"].sum().round(2)
+    assert totals.reindex(orders.index).sub(orders["amount"]).abs().max() < 0.005
+    assert (lines["amount"] >= 0).all()
+    by_order = lines.groupby("order_id")["category"].agg(set)
+    assert by_order.map({"paper", "pens"}.issubset).mean() > 0.2
+    customer = orders["customer_id"]
+    premium = by_order.map({"printers", "toner"}.issubset)
+    spend = orders.groupby("customer_id")["amount"].mean()
+    big = set(spend[spend >= spend.quantile(0.8)].index)
+    of_big = customer.loc[premium.index].isin(big)
+    assert premium[of_big].mean() > 3 * premium[~of_big].mean()
