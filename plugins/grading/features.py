@@ -31,14 +31,15 @@ FEATURE_COLUMNS = (
     "interactions_365d", "window_start", "orders_window", "monetary_window",
 )
 # What rule conditions may name, and what kind of value each holds: the features, the churn
-# score, and what candidates.with_history adds from other periods before the lists are drawn.
+# score, the customer potential (grading.potential), and what candidates.with_history adds from
+# other periods before the lists are drawn.
 # A rule compares a number with a number, a text with a text, a time with a date.
 _TEXTS = ("region", "industry", "channel", "tier", "tier_year_ago")
 _TIMES = ("last_order_at",)
 RULE_FEATURES: dict[str, str] = {
     name: "text" if name in _TEXTS else "time" if name in _TIMES else "number"
     for name in (*(c for c in FEATURE_COLUMNS[2:] if c != "window_start"),
-                 "churn_propensity", "tier", "tier_rank", "tier_year_ago",
+                 "churn_propensity", "potential_365d", "p_alive", "tier", "tier_rank", "tier_year_ago",
                  "tier_rank_year_ago", "peak_tier_rank_recent", "monetary_year_ago", "aov_year_ago",
                  "m_score_year_ago", "aov_change_year", "is_protected")
 }
@@ -77,6 +78,18 @@ def features_at(conn: Connection, dates: Sequence[date], window: Qualification =
             read_computed_frames(conn, [(select, query_params(as_of, window)) for as_of in dates])]
 
 
+def with_scores(conn: Connection, as_of: date, frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` (features computed, not stored: a dry run) with the churn score and the customer
+    potential stored for ``as_of``, as load_features gives them, so rules naming them can be tried;
+    empty where that date was not scored."""
+    for table, columns in (("churn_scores", "churn_propensity"), ("customer_potential", "potential_365d, p_alive")):
+        scores = read_computed_frame(
+            conn, f"SELECT customer_id, {columns} FROM staging.{table} WHERE as_of_date = :as_of",  # noqa: S608
+            {"as_of": as_of})
+        frame = frame.merge(scores, on="customer_id", how="left")
+    return frame
+
+
 def compute_features(warehouse: Engine, as_of: date, window: Qualification = DEFAULT_WINDOW) -> int:
     """Replace the staging feature rows of ``as_of``; returns the number of customers."""
     columns = ", ".join(FEATURE_COLUMNS)
@@ -100,16 +113,19 @@ def _known(columns: Sequence[str]) -> Sequence[str]:
 
 
 def load_features(conn: Connection, as_of: date, columns: Sequence[str] | None = None) -> pd.DataFrame:
-    """The stored feature rows of ``as_of`` with the churn score (when scored), ordered by
-    customer; only ``columns`` (and the churn score), when given.
+    """The stored feature rows of ``as_of`` with the churn score and the customer potential
+    (potential_365d, p_alive; empty where not scored), ordered by customer; only ``columns``
+    (and those three), when given.
 
     Read as a computed frame: the join and the sort would otherwise stay in DuckDB's memory
     next to the million-row frame (the flags stage at a million customers: 1.6 GiB, so 1.4)."""
     picked = ", ".join(f"f.{c}" for c in (_known(columns) if columns else FEATURE_COLUMNS))
     return _dates(read_computed_frame(
         conn,
-        f"SELECT {picked}, s.churn_propensity FROM staging.customer_features AS f "  # noqa: S608 - checked names
+        f"SELECT {picked}, s.churn_propensity, p.potential_365d, p.p_alive "  # noqa: S608 - checked names
+        "FROM staging.customer_features AS f "
         "LEFT JOIN staging.churn_scores AS s ON s.as_of_date = f.as_of_date AND s.customer_id = f.customer_id "
+        "LEFT JOIN staging.customer_potential AS p ON p.as_of_date = f.as_of_date AND p.customer_id = f.customer_id "
         "WHERE f.as_of_date = :as_of ORDER BY f.customer_id",
         {"as_of": as_of},
     ))

@@ -60,14 +60,14 @@ def cmd_rules_check(args: argparse.Namespace) -> int:
 
 
 def cmd_rules_dry_run(args: argparse.Namespace) -> int:
-    from grading.features import features_as_of
+    from grading.features import features_as_of, with_scores
     from grading.rules.pins import load_rules
     from grading.tiers import assign_tiers
     from grading.warehouse import open_engine
 
     tier_rules, _ = load_rules(tier_file=args.tiers, proposal=bool(args.tiers))
     with open_engine(connection_url(WAREHOUSE_CONN_ID)) as warehouse, warehouse.connect() as conn:
-        frame = features_as_of(conn, args.as_of, tier_rules.qualification)
+        frame = with_scores(conn, args.as_of, features_as_of(conn, args.as_of, tier_rules.qualification))
     tiers = assign_tiers(frame, tier_rules)
     counts = tiers.groupby(["tier_rule", "tier"]).size().rename("customers").reset_index()
     print(f"Dry run of {tier_rules.source.path} (version {tier_rules.source.version}) as of {args.as_of}; "

@@ -122,6 +122,20 @@ def test_a_failed_stage_is_audited_with_its_error_and_raised(tmp_path: Path) -> 
                    "ConnectionError: postgresql://grader:***@db/source refused; ask <e-mail>", True)
 
 
+def test_the_churn_stage_line_says_what_scored_the_potential() -> None:
+    churn = {"auc": None, "note": "not enough history to train"}
+    scored = churn | {"potential_scorer": "model", "potential_customers": 1690, "potential_holdout_rmse": 13883.386,
+                      "potential_baseline_rmse": 16223.63, "potential_reason": "its RMSE is lower"}
+    assert stage_result("churn", scored, 0.1) == (
+        "churn: not enough history to train; potential: 1,690 customers scored with BG/NBD + Gamma-Gamma, "
+        "holdout RMSE 13883.39 against last year's spend 16223.63 in 0.1 s")
+    fell_back = churn | {"potential_scorer": "last_year_spend", "potential_customers": 12,
+                         "potential_holdout_rmse": None, "potential_reason": "less than two years of order history"}
+    assert stage_result("churn", fell_back, 0.1) == (
+        "churn: not enough history to train; potential: 12 customers scored with last year's spend, as less than "
+        "two years of order history in 0.1 s")
+
+
 def test_each_stage_result_is_one_line_of_rows_and_seconds() -> None:
     assert stage_result("extract", {"batch": "b", "rows": {"customers": 2000, "orders": 24512,
                                                            "customer_keys_added": 3},
