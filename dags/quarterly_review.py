@@ -4,7 +4,8 @@ Runs on the first day of each quarter (00:00 UTC) for the quarter before it, and
 customer_grading publishes a period that closes a quarter (its asset event carries the
 as-of date; a mid-quarter period triggers a run that skips). A manual run may name the
 quarter (``quarter``, e.g. 2024Q4) and a proposed tier rule file to backtest in the report
-(``proposed_tiers``, a path under include/rules/).
+(``proposed_tiers``, a path under include/rules/). Reviewing a fourth quarter also builds that
+year's annual review against the year before (marts.review_annual, reviews/<year>/annual.html).
 """
 
 from __future__ import annotations

@@ -123,6 +123,7 @@ echo
 "$PY" -m grading summary --as-of "$AS_OF"
 echo
 echo "Quarterly review report: $GRADING_HOME/reviews/2024Q4/review.html"
+echo "Annual review 2024 (one quarter of four reviewed, so marked incomplete): $GRADING_HOME/reviews/2024/annual.html"
 echo "Published criteria: $GRADING_HOME/criteria/criteria.html"
 echo "Local files are in $GRADING_HOME (source.sqlite, warehouse.duckdb); Airflow home: $AIRFLOW_HOME"
 echo "See the runs, their durations and task logs in the Airflow UI: scripts/ui.sh"

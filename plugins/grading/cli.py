@@ -83,9 +83,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_review(args: argparse.Namespace) -> int:
-    from grading.pipeline import Connections, review_stage
+    from grading.pipeline import Connections, annual_stage, review_stage
     from grading.review.quarters import Quarter
 
+    if args.year is not None:
+        if args.proposed_tiers:
+            raise UsageError("--proposed-tiers backtests a quarter: use it with --quarter, not --year")
+        _print_annual(annual_stage(Connections.resolve(), args.year, f"cli__review__{args.year}", args.output_dir))
+        return 0
     quarter = checked(Quarter.parse, args.quarter)
     summary = review_stage(Connections.resolve(), quarter, f"cli__review__{quarter}", args.output_dir,
                            args.proposed_tiers)
@@ -93,7 +98,16 @@ def cmd_review(args: argparse.Namespace) -> int:
     for row in summary["tiers"]:
         print(f"  {row['tier']:<10} {row['customers']:>8,} customers   {row['revenue_share']:6.1%} of revenue")
     print(f"Report: {summary['report']}")
+    if "annual" in summary:
+        _print_annual(summary["annual"])
     return 0
+
+
+def _print_annual(summary: dict) -> None:
+    quarters = summary["quarters_reviewed"]
+    print(f"Annual review {summary['year']}: {summary['rows']} rows of marts.review_annual written, from "
+          f"{len(quarters)} of 4 quarters ({', '.join(quarters)})" + ("" if len(quarters) == 4 else " - INCOMPLETE"))
+    print(f"Annual report: {summary['report']}")  # its warnings are logged (stderr), as the quarter's
 
 
 def _command(sub, name: str, summary: str, description: str, *examples: str) -> argparse.ArgumentParser:
@@ -140,13 +154,19 @@ def _add_pipeline_commands(sub) -> None:
     runs.add_argument("--failed", action="store_true", help="only runs that failed")
     runs.set_defaults(func=cmd_runs)
 
-    rev = _command(sub, "review", "build the quarterly review tables and the HTML report for a quarter",
+    rev = _command(sub, "review", "build the quarterly (or annual) review tables and the HTML report",
                    "Build the quarter's evaluation tables (marts.review_*) and its report (one HTML page and CSV "
-                   "files); with --proposed-tiers, the report also shows what that tier rule file would have done.",
+                   "files); with --proposed-tiers, the report also shows what that tier rule file would have done. "
+                   "A fourth quarter also builds its year's annual review; --year builds a year's annual review "
+                   "(marts.review_annual and reviews/YEAR/annual.html) from its quarters reviewed so far.",
                    "review --quarter 2024Q4",
-                   "review --quarter 2024Q4 --proposed-tiers include/rules/examples/tiers_weighted_score.yaml")
-    rev.add_argument("--quarter", required=True, help="quarter such as 2024Q4")
-    rev.add_argument("--output-dir", type=Path, help="report folder (default: $GRADING_HOME/reviews/QUARTER)")
+                   "review --quarter 2024Q4 --proposed-tiers include/rules/examples/tiers_weighted_score.yaml",
+                   "review --year 2024")
+    which = rev.add_mutually_exclusive_group(required=True)
+    which.add_argument("--quarter", help="quarter such as 2024Q4")
+    which.add_argument("--year", type=int, help="calendar year such as 2024: its annual review against the one before")
+    rev.add_argument("--output-dir", type=Path,
+                     help="report folder (default: $GRADING_HOME/reviews/QUARTER, or reviews/YEAR with --year)")
     rev.add_argument("--proposed-tiers", type=Path, help="add a backtest of this tier rule file to the report")
     rev.set_defaults(func=cmd_review)
 

@@ -74,6 +74,17 @@ def test_generate_run_summary_review_and_rules(tmp_path: Path) -> None:
     report = tmp_path / "reviews" / "2024Q4" / "review.html"
     assert report.exists()
     assert "What the proposed rules would have done" in report.read_text()
+    # a fourth quarter closes the year: its annual review too, flagged as one quarter of four
+    assert "Annual review 2024: " in out.stdout
+    assert "from 1 of 4 quarters (2024Q4) - INCOMPLETE" in out.stdout
+    assert (tmp_path / "reviews" / "2024" / "annual.html").exists()
+    out = grading(tmp_path, "review", "--year", "2024")
+    assert out.returncode == 0, out.stderr
+    assert "annual review 2024: 2024 is incomplete: 1 of its 4 quarters reviewed (2024Q4)" in out.stderr
+    out = grading(tmp_path, "review", "--year", "2023")
+    assert out.returncode == 1
+    assert out.stderr.startswith("error: no quarter of 2023 was reviewed"), out.stderr
+    assert grading(tmp_path, "review", "--year", "2024", "--proposed-tiers", "x.yaml").returncode == 2
 
     out = grading(tmp_path, "backtest", "--tiers", "include/rules/examples/tiers_kmeans.yaml")
     assert out.returncode == 0, out.stderr
@@ -93,6 +104,13 @@ def test_generate_run_summary_review_and_rules(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     assert "nothing written" in out.stdout
     assert "gold_band" in out.stdout
+    # a rule on the stored scores (churn, customer potential) dry-runs too
+    scored = tmp_path / "tiers_potential.yaml"
+    scored.write_text((ROOT / "include/rules/tiers.yaml").read_text().replace(
+        "feature: monetary_window", "feature: potential_365d", 1))
+    out = grading(tmp_path, "rules", "dry-run", "--as-of", "2025-01-01", "--tiers", str(scored))
+    assert out.returncode == 0, out.stderr
+    assert "platinum_band" in out.stdout
 
     # calibrate: thresholds for 80/15/5 of the customers, a candidate file that checks and grades as shown
     out = grading(tmp_path, "rules", "calibrate", "--as-of", "2025-01-01", "--shares", "80/15/5")
