@@ -26,6 +26,7 @@ from sqlalchemy.engine import Engine
 from grading import candidates, churn, extract, features, ledger, periods, privacy, publish, tiers, validation
 from grading.catalog import apply_comments
 from grading.frames import bulk_insert
+from grading.potential import score_potential
 from grading.review.quarters import Quarter, review_checks
 from grading.review.tables import build_review
 from grading.rules.model import RuleFile
@@ -122,6 +123,18 @@ def _churn_result(summary: dict) -> str:
             + (f" (baseline {baseline:.3f})" if baseline is not None else ""))
 
 
+def _potential_result(summary: dict) -> str:
+    """The customer potential's part of the churn stage's line: who scored, and the holdout errors."""
+    if "potential_scorer" not in summary:
+        return ""
+    errors = (f", holdout RMSE {summary['potential_holdout_rmse']:.2f} against last year's spend "
+              f"{summary['potential_baseline_rmse']:.2f}" if summary.get("potential_holdout_rmse") is not None else "")
+    if summary["potential_scorer"] == "model":
+        return f"; potential: {summary['potential_customers']:,} customers scored with BG/NBD + Gamma-Gamma{errors}"
+    return (f"; potential: {summary['potential_customers']:,} customers scored with last year's spend{errors}, as "
+            f"{summary['potential_reason']}")
+
+
 def _publish_result(summary: dict) -> str:
     rows = {k: v for k, v in summary.items() if k != "stale_periods"}
     stale = summary.get("stale_periods") or []
@@ -135,7 +148,7 @@ _RESULTS: dict[str, Callable[[dict], str]] = {
     "validate": lambda s: (f"{s['checks']} checks, {s['failed']} failed, "
                            f"{sum(s.get('quarantined', {}).values()):,} rows quarantined"),
     "features": lambda s: f"{s['customers']:,} customers",
-    "churn": _churn_result,
+    "churn": lambda s: _churn_result(s) + _potential_result(s),
     "tiers": lambda s: (f"{sum(s['tiers'].values()):,} customers graded ({_counts(s['tiers'])}), rules "
                         f"{s['rule_version']}"),
     "flags": lambda s: f"{_counts(s)} candidates",
@@ -259,15 +272,22 @@ def features_stage(conns: Connections, as_of: date, run_id: str) -> dict:
 @reported("churn")
 def churn_stage(conns: Connections, as_of: date, run_id: str) -> dict:
     """Score every customer as of ``as_of`` with a recent stored churn model, training and
-    judging one on history first when none is young enough."""
+    judging one on history first when none is young enough; then their potential (the next
+    365 days' expected value, grading.potential), judged on the last year against last year's spend."""
     with open_engine(conns.warehouse_url) as warehouse, audited(warehouse, run_id, as_of, "churn") as audit, \
             reading_raw(warehouse, "churn"):
         outcome = churn.score_churn(warehouse, as_of, run_id)
         report = outcome.report
-        audit["rows_out"], audit["message"] = report.holdout_rows, outcome.note
+        scored = score_potential(warehouse, as_of, run_id)
+        audit["rows_out"] = report.holdout_rows
+        audit["message"] = f"{outcome.note}; potential: {scored['scorer']} scored, as {scored['reason']}"
     return {"auc": report.auc, "baseline_auc": report.baseline_auc, "beats_baseline": report.beats_baseline,
             "scorer": report.scorer, "model_as_of": outcome.model_as_of.isoformat() if outcome.model_as_of else None,
-            "note": outcome.note}
+            "note": outcome.note, "potential_scorer": scored["scorer"], "potential_reason": scored["reason"],
+            "potential_customers": scored["customers"], "potential_holdout_mae": scored["holdout_mae"],
+            "potential_baseline_mae": scored["baseline_mae"], "potential_holdout_rmse": scored["holdout_rmse"],
+            "potential_baseline_rmse": scored["baseline_rmse"],
+            "potential_holdout_relative_error": scored["holdout_relative_error"]}
 
 
 def record_rule_file(warehouse: Engine, run_id: str, as_of: date, source: RuleFile) -> None:
@@ -342,7 +362,9 @@ def review_stage(conns: Connections, quarter: Quarter, run_id: str, output_dir: 
     """Build the quarter's evaluation tables and write its report (HTML + CSV) to ``output_dir``.
 
     With ``proposed_tiers``, the report also shows what that rule file would have done at the
-    quarter's close (a backtest; nothing of it is published).
+    quarter's close (a backtest; nothing of it is published). A fourth quarter closes the year:
+    its review also builds the year's annual review (:func:`annual_stage`), in the folder beside
+    the quarter's named after the year (reviews/2024Q4 and reviews/2024).
     """
     from grading import backtest
     from grading.review import html
@@ -366,8 +388,34 @@ def review_stage(conns: Connections, quarter: Quarter, run_id: str, output_dir: 
             page = html.write(folder, quarter, results, compared)
             audit["rows_out"] = sum(len(f) for name, f in results.items() if not name.startswith("_"))
             audit["message"] = f"report: {page}" + "".join(f"; WARNING: {w}" for w in warnings)
-    return {"quarter": str(quarter), "report": str(page), "warnings": warnings,
-            "tiers": results["tier_distribution"][["tier", "customers", "revenue_share"]].to_dict("records")}
+    summary = {"quarter": str(quarter), "report": str(page), "warnings": warnings,
+               "tiers": results["tier_distribution"][["tier", "customers", "revenue_share"]].to_dict("records")}
+    if quarter.number == 4:
+        summary["annual"] = annual_stage(conns, quarter.year, run_id, folder.parent / str(quarter.year))
+    return summary
+
+
+def annual_stage(conns: Connections, year: int, run_id: str, output_dir: Path | None = None) -> dict:
+    """Build the annual review of ``year`` from its stored quarterly reviews (marts.review_annual) and
+    write its page (annual.html + annual.csv) to ``output_dir``, by default $GRADING_HOME/reviews/<year>.
+    An incomplete year is built all the same, with its warnings in the page, the log and the run record."""
+    from grading.review import annual_html
+    from grading.review.annual import build_annual
+
+    folder = output_dir or grading_home() / "reviews" / str(year)
+    with open_engine(conns.warehouse_url) as warehouse:
+        prepare_warehouse(warehouse)
+        # stage "review 2024", as a quarter's is "review 2024Q4": `runs` counts a run that did it as done
+        with audited(warehouse, run_id, date(year + 1, 1, 1), f"review {year}") as audit:
+            results = build_annual(warehouse, year)
+            warnings = results["_warnings"]["warning"].tolist()
+            for warning in warnings:
+                log.warning("annual review %s: %s", year, warning)
+            page = annual_html.write(folder, year, results)
+            audit["rows_out"] = len(results["annual"])
+            audit["message"] = f"report: {page}" + "".join(f"; WARNING: {w}" for w in warnings)
+    return {"year": year, "report": str(page), "warnings": warnings,
+            "quarters_reviewed": list(results["_meta"]["quarters_reviewed"].iloc[0]), "rows": len(results["annual"])}
 
 
 def run_grading(conns: Connections, as_of: date, run_id: str | None = None, progress: Progress | None = None) -> dict:

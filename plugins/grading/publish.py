@@ -48,7 +48,7 @@ LOADED_ELSEWHERE = frozenset({
     "tier_history", "score_cut_points",
     # by other stages and commands
     "run_audit", "validation_results", "model_runs", "run_rule_files", "published_periods",
-    "elimination_decisions",
+    "elimination_decisions", "potential_runs",
     # by this module, from the run's rule files (store_standards, grading.decisions.restate)
     "service_entitlements", "action_treatments", "elimination_status",
     # views (migrations)
@@ -58,7 +58,7 @@ LOADED_ELSEWHERE = frozenset({
     # the quarterly review
     "review_tier_distribution", "review_pareto", "review_tier_migration", "review_retention",
     "review_satisfaction", "review_winback", "review_elimination", "review_stability", "review_fairness",
-    "review_drift", "review_uplift", "review_scheme",
+    "review_drift", "review_uplift", "review_scheme", "tier_basket_rules", "review_annual",
 })
 # Files of include/sql/publish/ that are steps of this module rather than a relation's load.
 STEP_FILES = frozenset({"tier_history_append", "tier_history_rebuild", "score_cut_points"})

@@ -345,3 +345,30 @@ def uplift_target_effect() -> float:
     if not 0 < effect < 1:
         raise ValueError(f"GRADING_UPLIFT_TARGET_EFFECT must be between 0 and 1 (0.05 = 5 points), not {effect}")
     return effect
+
+
+def basket_settings() -> dict[str, object]:
+    """How the quarterly basket analysis (marts.tier_basket_rules) counts, from the environment.
+
+    GRADING_BASKET_ITEM: ``category`` (a line's category, its product where it has none) or
+    ``product``; GRADING_BASKET_MIN_SUPPORT: the share of a tier's baskets a pair must be in
+    (default 0.01); GRADING_BASKET_TOP_ITEMS: the most-bought items per tier that pairs are
+    formed from (default 100), which bounds the work at any catalogue size - pairs of items
+    ranked below it are not counted even when they reach the minimum support;
+    GRADING_BASKET_MIN_PAIR_BASKETS: a rule needs at least this many baskets (default 5), so a
+    small tier's few orders do not make rules of anecdotes.
+    """
+    item = os.environ.get("GRADING_BASKET_ITEM", "").strip() or "category"
+    if item not in ("category", "product"):
+        raise ValueError(f"GRADING_BASKET_ITEM must be category or product, not {item!r}")
+    value = os.environ.get("GRADING_BASKET_MIN_SUPPORT", "").strip()
+    try:
+        support = float(value) if value else 0.01
+    except ValueError:
+        raise ValueError(f"GRADING_BASKET_MIN_SUPPORT must be a share such as 0.01, not {value!r}") from None
+    if not 0 < support <= 1:
+        raise ValueError(f"GRADING_BASKET_MIN_SUPPORT must be above 0 and at most 1 (0.01 = 1 %), not {support}")
+    return {"item_level": item, "min_support": support,
+            "top_items": _positive_int("GRADING_BASKET_TOP_ITEMS", 100),
+            "min_pair_baskets": _positive_int("GRADING_BASKET_MIN_PAIR_BASKETS", 5),
+            "max_rules": 50}

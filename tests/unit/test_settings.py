@@ -75,6 +75,10 @@ def test_the_public_development_key_is_refused_outside_demo_dev_and_test(monkeyp
     ("GRADING_DUCKDB_MEMORY_LIMIT", settings.duckdb_memory_limit, "1G'; DROP", "must be a size such as 1GiB"),
     ("GRADING_UPLIFT_TARGET_EFFECT", settings.uplift_target_effect, "5%", "must be a share such as 0.05"),
     ("GRADING_UPLIFT_TARGET_EFFECT", settings.uplift_target_effect, "5", "must be between 0 and 1"),
+    ("GRADING_BASKET_ITEM", settings.basket_settings, "sku", "must be category or product, not 'sku'"),
+    ("GRADING_BASKET_MIN_SUPPORT", settings.basket_settings, "1%", "must be a share such as 0.01"),
+    ("GRADING_BASKET_MIN_SUPPORT", settings.basket_settings, "0", "must be above 0 and at most 1"),
+    ("GRADING_BASKET_TOP_ITEMS", settings.basket_settings, "many", "must be a whole number"),
 ])
 def test_a_mistyped_setting_is_an_error_naming_the_variable(monkeypatch: pytest.MonkeyPatch, variable: str,
                                                             read: Callable[[], object], value: str,
@@ -92,6 +96,8 @@ def test_settings_take_their_defaults_when_unset_and_zero_parts_means_one_part(
     assert settings.postgres_work_mem() == "64MB"
     assert settings.duckdb_memory_limit() == "1GiB"
     assert settings.uplift_target_effect() == 0.05
+    assert settings.basket_settings() == {"item_level": "category", "min_support": 0.01, "top_items": 100,
+                                          "min_pair_baskets": 5, "max_rules": 50}
     monkeypatch.setenv("GRADING_DUCKDB_MEMORY_LIMIT", "800 mb")
     assert settings.duckdb_memory_limit() == "800 mb"
     monkeypatch.setenv("GRADING_VALIDATE_PART_ROWS", "0")

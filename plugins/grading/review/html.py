@@ -172,6 +172,39 @@ def churn_table(runs: pd.DataFrame) -> str:
                                   "lift": "top-decile lift", "brier": "Brier score"})
 
 
+def potential_table(runs: pd.DataFrame) -> str:
+    """The potential model and last year's spend on the holdout year, and which of them scored, and why."""
+    if runs.empty:
+        return "<p class='empty'>No customer potential was scored by this snapshot.</p>"
+    run = runs.iloc[0]
+    rows = pd.DataFrame([
+        {"scorer": f"BG/NBD + Gamma-Gamma ({run['model']})", "mae": run["holdout_mae"], "rmse": run["holdout_rmse"],
+         "total": run["holdout_relative_error"]},
+        {"scorer": "last year's spend", "mae": run["baseline_mae"], "rmse": run["baseline_rmse"],
+         "total": run["baseline_relative_error"]}])
+    used = "the model" if run["scorer"] == "model" else "last year's spend"
+    as_of, start = (pd.Timestamp(run[c]).date() for c in ("as_of_date", "holdout_start"))
+    return (f"<p><b>Scored with {_esc(used)}</b> ({int(run['customers']):,} customers, as of {as_of}): "
+            f"{_esc(run['reason'])}. Holdout year from {start}, {int(run['holdout_customers']):,} customers.</p>"
+            + table(rows, {"scorer": "scorer", "mae": "MAE", "rmse": "RMSE", "total": "error of the total"},
+                    ("total",)))
+
+
+def basket_table(rules: pd.DataFrame, tiers: list[str], shown: int = 5) -> str:
+    """Each tier's best rules by lift (the top ``shown``), highest tier first; one direction of a pair only."""
+    if rules.empty:
+        return ("<p class='empty'>No pair of items reached the minimum support in any tier: the source has no "
+                "order lines, or too few orders hold two items (see docs/review.md).</p>")
+    pair = rules[["antecedent", "consequent"]].min(axis=1) + "\x00" + rules[["antecedent", "consequent"]].max(axis=1)
+    rules = rules.assign(order=rules["tier"].map({t: -i for i, t in enumerate(tiers)}).fillna(0), pair=pair)
+    one_way = rules.sort_values("confidence", ascending=False).drop_duplicates(["tier", "pair"])
+    best = one_way.sort_values(["order", "rule_rank"]).groupby("tier", sort=False).head(shown)
+    best = best.assign(rule=best["antecedent"] + " → " + best["consequent"])
+    return table(best, {"tier": "tier", "rule": "bought together", "baskets": "baskets",
+                        "pair_baskets": "with both", "support": "support", "confidence": "confidence",
+                        "lift": "lift"}, ("support", "confidence"))
+
+
 def _section(section_id: str, title: str, intro: str, *content: str) -> str:
     return (f"<section id='{section_id}'><h2>{_esc(title)}</h2><p>{_esc(intro)}</p>{''.join(content)}</section>")
 
@@ -262,6 +295,11 @@ def render(quarter: Quarter, results: dict[str, pd.DataFrame], backtest: dict[st
                  "list only if its top decile holds more churners and its Brier score is no more than 0.005 worse; "
                  "otherwise the recency rule scores.",
                  churn_table(results.get("_churn_model", pd.DataFrame()))),
+        _section("potential", "Customer potential: the next year's expected value",
+                 "The latest customer-potential judgement at or before the snapshot: fitted on the history before "
+                 "the last year, each customer's predicted spend in that year against what they spent, for the "
+                 "model and for last year's spend. The model scores potential_365d only if its RMSE is lower.",
+                 potential_table(results.get("_potential_model", pd.DataFrame()))),
         _section("scheme", "Does the tiering predict value?",
                  "Customers by the tier they held at the previous close and the revenue each brought this quarter. "
                  "Revenue per customer should rise with the tier; the normalised Gini says how well the tiers rank "
@@ -272,6 +310,13 @@ def render(quarter: Quarter, results: dict[str, pd.DataFrame], backtest: dict[st
                            scheme["revenue_per_customer"].tolist(), "", "chart-scheme") if len(scheme) else "",
                  table(scheme, {"tier": "tier", "customers": "customers",
                                 "revenue_per_customer": "revenue per customer", "lift": "lift"})),
+        _section("baskets", "What each tier buys together",
+                 "Pairs of items bought in the same completed order this quarter, per tier at the close: support is "
+                 "the share of the tier's orders holding both, confidence the share of orders with the first item "
+                 "that also hold the second (the pair's stronger direction; both are in marts.tier_basket_rules), lift "
+                 "how many times more often they go together than by chance. Offers per tier start from these.",
+                 basket_table(results.get("basket_rules", pd.DataFrame()),
+                              dist.sort_values("tier_rank")["tier"].tolist())),
         _section("elimination", "Elimination outcomes", "Last quarter's elimination candidates by rule: what they "
                  "brought and cost this quarter, and how many no longer meet the criteria.",
                  bar_chart("Improved (no longer candidates)", elimination["rule_name"].tolist(),

@@ -18,7 +18,7 @@ from sqlalchemy.engine import Connection, Engine
 from grading.frames import bulk_insert, read_query_file
 from grading.review.quarters import Quarter
 from grading.review.uplift import scheme_checks, uplift_table
-from grading.settings import uplift_target_effect
+from grading.settings import basket_settings, uplift_target_effect
 from grading.warehouse import analyze, run_sql_file
 
 # evaluation (SQL file in include/sql/review/ and table marts.review_<name>) -> needs Q-1
@@ -113,13 +113,16 @@ def build_review(warehouse: Engine, quarter: Quarter) -> dict[str, pd.DataFrame]
         results["scheme"] = _store(conn, "scheme", str(quarter),
                                    scheme_checks(graded, str(quarter)) if len(graded) else pd.DataFrame())
         results["_churn_model"] = read_query_file(conn, "review/churn_model", params)  # the report's, not stored
+        results["_potential_model"] = read_query_file(conn, "review/potential_model", params)  # the same
+        results["basket_rules"] = _store(conn, "basket_rules", str(quarter), read_query_file(
+            conn, "review/tier_basket_rules", {**params, **basket_settings()}), table="marts.tier_basket_rules")
         conn.exec_driver_sql(f"DROP TABLE {QUARTER_REVENUE}")  # on a failure, the rollback drops it
     results["_meta"] = pd.DataFrame([{"quarter": str(quarter), "snapshot": snapshot, "previous_snapshot": previous}])
     return results
 
 
-def _store(conn: Connection, name: str, quarter: str, frame: pd.DataFrame) -> pd.DataFrame:
-    table = f"marts.review_{name}"
+def _store(conn: Connection, name: str, quarter: str, frame: pd.DataFrame, table: str | None = None) -> pd.DataFrame:
+    table = table or f"marts.review_{name}"
     conn.execute(sa.text(f"DELETE FROM {table} WHERE quarter = :quarter"), {"quarter": quarter})  # noqa: S608
     if not frame.empty:
         bulk_insert(conn, table, frame)

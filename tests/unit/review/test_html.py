@@ -13,13 +13,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from grading.review.html import render, write
+from grading.review.html import basket_table, render, write
 from grading.review.quarters import Quarter
 from grading.review.tables import EVALUATIONS
 
 # Every section of the report, in the order a reader meets them.
 SECTIONS = ("summary", "distribution", "pareto", "migration", "retention", "satisfaction", "winback", "uplift",
-            "scheme", "elimination", "stability", "fairness", "drift")
+            "scheme", "baskets", "elimination", "stability", "fairness", "drift")
 
 Q4 = Quarter(2024, 4)
 
@@ -148,7 +148,7 @@ def test_the_report_opens_in_chromium_with_every_section_and_chart(reviewed_ware
     assert console == []
     assert (tmp_path / "review.png").stat().st_size > 20_000
     csvs = {p.stem for p in report.parent.glob("*.csv")}
-    assert csvs == {*EVALUATIONS, "drift", "uplift", "scheme"}
+    assert csvs == {*EVALUATIONS, "drift", "uplift", "scheme", "basket_rules"}
 
 
 def test_the_console_check_does_catch_errors(tmp_path: Path) -> None:
@@ -176,3 +176,39 @@ def test_the_report_says_which_scorer_the_churn_judgement_chose_and_why() -> Non
     assert "No churn model" in churn_table(pd.DataFrame())
     untrained = churn_table(pd.DataFrame([run | {"auc": None, "note": "not enough history to train"}]))
     assert untrained == "<p>not enough history to train</p>"
+
+
+def test_the_report_shows_the_potential_models_holdout_error_against_last_years_spend() -> None:
+    run = {"as_of_date": pd.Timestamp("2025-01-01"), "model": "bgnbd_gamma_gamma_v1", "scorer": "model",
+           "reason": "the model's holdout RMSE 13883.39 is below the baseline's 16223.63", "customers": 1690,
+           "holdout_start": pd.Timestamp("2024-01-02"), "holdout_customers": 1094, "holdout_mae": 5511.3863,
+           "holdout_rmse": 13883.3858, "holdout_relative_error": 0.1864, "baseline_mae": 5068.3286,
+           "baseline_rmse": 16223.6301, "baseline_relative_error": -0.1319}
+    page = render(Q4, first_quarter() | {"_potential_model": pd.DataFrame([run])})
+    section = page[page.index("<section id='potential'>"):]
+    section = section[:section.index("</section>")]
+    assert ("<b>Scored with the model</b> (1,690 customers, as of 2025-01-01): the model&#x27;s holdout RMSE "
+            "13883.39 is below the baseline&#x27;s 16223.63. Holdout year from 2024-01-02, 1,094 customers.") in section
+    assert "<td>BG/NBD + Gamma-Gamma (bgnbd_gamma_gamma_v1)</td><td>5,511.39</td><td>13,883.39</td><td>18.6%</td>" \
+        in section
+    assert "<td>last year&#x27;s spend</td><td>5,068.33</td><td>16,223.63</td><td>-13.2%</td>" in section
+    fallback = run | {"scorer": "last_year_spend", "reason": "less than two years of order history",
+                      "holdout_mae": None, "holdout_rmse": None, "holdout_relative_error": None}
+    page = render(Q4, first_quarter() | {"_potential_model": pd.DataFrame([fallback])})
+    assert "<b>Scored with last year&#x27;s spend</b> (1,690 customers" in page
+    assert "<td>BG/NBD + Gamma-Gamma (bgnbd_gamma_gamma_v1)</td><td>-</td><td>-</td><td>-</td>" in page
+    assert "No customer potential was scored by this snapshot." in render(Q4, first_quarter())
+
+
+def test_the_basket_section_shows_each_pairs_stronger_direction_top_tier_first() -> None:
+    rules = pd.DataFrame({
+        "tier": ["gold", "gold", "platinum", "platinum"], "antecedent": ["bread", "butter", "wine", "cheese"],
+        "consequent": ["butter", "bread", "cheese", "wine"], "baskets": [20, 20, 10, 10], "pair_baskets": [8, 8, 6, 6],
+        "support": [0.4, 0.4, 0.6, 0.6], "confidence": [8 / 12, 0.8, 6 / 7, 1.0], "lift": [4 / 3, 4 / 3, 1.43, 1.43],
+        "rule_rank": [2, 1, 2, 1]})
+    shown = basket_table(rules, ["normal", "gold", "platinum"])
+    assert shown.index("cheese → wine") < shown.index("butter → bread")  # platinum first, stronger directions
+    assert "wine → cheese" not in shown
+    assert "<td>100.0%</td>" in shown  # cheese -> wine's confidence
+    assert "No pair of items" in basket_table(pd.DataFrame(), ["normal"])
+    assert "No pair of items" in render(Q4, first_quarter())  # a source without order lines
