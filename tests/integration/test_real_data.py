@@ -304,6 +304,39 @@ def check_baskets(url: str, quarter: Quarter, expected: Expected) -> pd.DataFram
     return got
 
 
+def check_potential(url: str, as_of: date, expected: Expected) -> pd.Series:
+    """Every customer who completed an order before ``as_of`` has a potential, recorded with the
+    scorer and why; the baseline's holdout error (last year's spend against the next year's,
+    for the customers who bought before the holdout year) is the one worked out here."""
+    run = query(url, "SELECT * FROM audit.potential_runs WHERE as_of_date = :d", d=as_of).iloc[-1]
+    got = published_features(url, as_of)
+    cutoff = datetime.combine(as_of, datetime.min.time())
+    buyers = {o.customer for o in expected.orders.values() if o.status == "completed" and o.ts < cutoff}
+    assert set(got.index[got["potential_365d"].notna()]) == buyers
+    assert (got["potential_365d"].dropna() >= 0).all()
+    assert run["scorer"] in ("model", "last_year_spend")
+    assert run["reason"]
+    if run["scorer"] == "last_year_spend":  # potential = the last 365 days' completed spend
+        assert got.loc[list(buyers), "potential_365d"].astype(float).tolist() == \
+            pytest.approx(got.loc[list(buyers), "monetary_365d"].astype(float).tolist(), abs=0.01)
+    if pd.notna(run["holdout_customers"]):
+        start = pd.Timestamp(run["holdout_start"]).date()
+        before, year, after = defaultdict(Decimal), defaultdict(Decimal), defaultdict(Decimal)
+        for o in expected.orders.values():
+            if o.status != "completed" or o.ts >= cutoff:
+                continue
+            if o.ts.date() < start:
+                before[o.customer] += o.amount
+                if o.ts.date() >= start - timedelta(days=365):
+                    year[o.customer] += o.amount
+            else:
+                after[o.customer] += o.amount
+        errors = [abs(float(year[c] - after[c])) for c in before]
+        assert int(run["holdout_customers"]) == len(before)
+        assert float(run["baseline_mae"]) == pytest.approx(sum(errors) / len(errors), rel=1e-6)
+    return run
+
+
 FEATURES = ["recency_days", "orders_365d", "monetary_365d", "refunds_365d"]
 
 
@@ -357,6 +390,7 @@ def test_superstore_graded_end_to_end(airflow_db: str, use_mapping, warehouse_ur
     rules = check_baskets(warehouse_url, Quarter(2022, 4), expected)  # sub-categories bought together
     assert set(rules["tier"]) >= {"normal"}
     assert (rules["item_level"] == "category").all()
+    check_potential(warehouse_url, as_ofs[-1], expected)
 
 
 # ----------------------------------------------------------------------------------------
@@ -422,6 +456,8 @@ def test_online_retail_graded_end_to_end(airflow_db: str, use_mapping, warehouse
                  customers=len(expected.customers_before(datetime(2011, 10, 1))))
     rules = check_baskets(warehouse_url, Quarter(2011, 3), expected)  # no categories: products (StockCode)
     assert len(rules) > 0
+    # a year of invoices: too short to judge the model on a holdout year, so last year's spend scores
+    assert check_potential(warehouse_url, as_ofs[-1], expected)["scorer"] == "last_year_spend"
 
 
 def test_online_retail_whole_file_rejects_every_guest_line(grading_home: Path, monkeypatch: pytest.MonkeyPatch) \
@@ -497,3 +533,4 @@ def test_olist_graded_end_to_end(airflow_db: str, use_mapping, warehouse_url: st
     # none, and says so (the same count done here agrees).
     assert check_baskets(warehouse_url, Quarter(2018, 3), expected).empty
     assert int(query(warehouse_url, "SELECT COUNT(*) AS n FROM raw.order_lines").at[0, "n"]) > 0
+    check_potential(warehouse_url, as_ofs[-1], expected)
