@@ -5,8 +5,9 @@ pipeline's source (a DuckDB file in the canonical schema), runs every stage thro
 stage functions of grading.pipeline on the embedded DuckDB warehouse and on PostgreSQL (a
 database it creates and drops), each stage in a fresh worker process as an Airflow task
 would run, and records wall time and the worker's peak RSS per stage. In the same run it
-times the baselines on the same data and writes bench/results/<scale>.json and
-bench/RESULTS.md (all scales run so far, the machine, and the targets of issue 8).
+times the baselines on the same data (among them the whole job written as plain SQL,
+bench/plain_job.py, on each warehouse asked for: the reference of issue 24) and writes bench/results/<scale>.json and
+bench/RESULTS.md (all scales run so far, the machine, and the targets of issues 8 and 24).
 
     .venv/bin/python bench/run.py --scale S --warehouse both
     .venv/bin/python bench/run.py --scale M --warehouse both
@@ -44,6 +45,7 @@ from workers import (
     duckdb_baseline_worker,
     in_fresh_process,
     pg_baseline_worker,
+    plain_job_worker,
     stage_worker,
     tutorial_pandas_worker,
 )
@@ -338,8 +340,29 @@ def generate_source(customers: int, orders: int | None, tickets: int | None, duc
     return {"rows": counts, "rows_before_as_of": before, "generate_s": gen_s, "write_source_s": write_s}
 
 
-def run_baselines(args: argparse.Namespace, duck_source: Path, pg_src: str, use_pg: bool, customers: int) -> dict:
-    """The bare-SQL baselines (and the tutorial pandas one up to 200,000 customers) on the same source."""
+def run_plain_jobs(duck_source: Path, work: Path, pg_plain: str, use_duck: bool, use_pg: bool) -> dict:
+    """The whole job as plain SQL (bench/plain_job.py) on each warehouse asked for, in a fresh worker each."""
+    baselines = {}
+    for kind, wanted in (("duckdb", use_duck), ("postgresql", use_pg)):
+        if not wanted:
+            continue
+        if kind == "duckdb":
+            target = str(work / "plain.duckdb")
+        else:
+            pg_recreate(pg_plain)
+            target = pg_plain
+        res = in_fresh_process(plain_job_worker, kind, str(duck_source), target, AS_OF.isoformat())
+        baselines[f"plain-SQL job ({kind})"] = res
+        stages = ", ".join(f"{name} {stage['seconds']:.2f}s" for name, stage in (res.get("stages") or {}).items())
+        shown = f"{res['seconds']:.2f}s ({stages})" if res.get("seconds") is not None else "FAILED " + res["error"]
+        print(f"  baseline plain-SQL job on {kind}: {shown}", flush=True)
+    return baselines
+
+
+def run_baselines(args: argparse.Namespace, duck_source: Path, pg_src: str, use_pg: bool, customers: int,
+                  plain: dict | None = None) -> dict:
+    """The bare-SQL baselines (and the tutorial pandas one up to 200,000 customers) on the same source,
+    then the plain-SQL job (``plain``: run_plain_jobs' arguments)."""
     baselines: dict[str, dict] = {}
     res = in_fresh_process(duckdb_baseline_worker, str(duck_source), AS_OF.isoformat())
     baselines["bare DuckDB SQL"] = res
@@ -355,6 +378,8 @@ def run_baselines(args: argparse.Namespace, duck_source: Path, pg_src: str, use_
         res = in_fresh_process(tutorial_pandas_worker, str(duck_source), AS_OF.isoformat())
         baselines["tutorial pandas (lambdas)"] = res
         print(f"  baseline tutorial pandas: {res}", flush=True)
+    if plain is not None:
+        baselines.update(run_plain_jobs(duck_source, **plain))
     return baselines
 
 
@@ -418,15 +443,17 @@ def main(argv: list[str] | None = None) -> int:
 
     pg_src = f"bench_src_{scale_label.lower()}"
     pg_wh = f"bench_wh_{scale_label.lower()}"
+    pg_plain = f"bench_plain_{scale_label.lower()}"
     use_pg = args.warehouse in ("postgresql", "both")
     use_duck = args.warehouse in ("duckdb", "both")
     try:
+        plain = {"work": work, "pg_plain": pg_plain, "use_duck": use_duck, "use_pg": use_pg}
         record["baselines"] = {} if args.no_baselines else run_baselines(args, duck_source, pg_src, use_pg,
-                                                                         customers)
+                                                                         customers, plain)
         record["runs"] = {} if args.pipeline == "none" else run_pipelines(args, duck_source, work, pg_wh,
                                                                           use_duck, use_pg)
     finally:
-        clean_up(args, work, (pg_src, pg_wh), use_pg)
+        clean_up(args, work, (pg_src, pg_wh, pg_plain), use_pg)
 
     args.results.mkdir(parents=True, exist_ok=True)
     earlier = args.results / f"{scale_label}.json"

@@ -234,6 +234,17 @@ def tutorial_pandas_worker(duck_source: str, as_of: str) -> dict:
     return {"seconds": seconds, "rss": _peak_rss(), "summary": {"rows": len(out)}}
 
 
+def plain_job_worker(kind: str, duck_source: str, target: str, as_of: str) -> dict:
+    """The whole job as plain SQL (bench/plain_job.py) on one warehouse, every stage in this one
+    fresh process; the total and each stage's seconds, and the worker's peak RSS."""
+    import plain_job  # a sibling module, as this one is in run.py
+
+    started = time.perf_counter()
+    stages = plain_job.run_job(kind, duck_source, target, date.fromisoformat(as_of))
+    seconds = time.perf_counter() - started
+    return {"seconds": seconds, "rss": _peak_rss(), "stages": json.loads(json.dumps(stages, default=str))}
+
+
 def in_fresh_process(fn, *args, timeout: float | None = None) -> dict:
     """Run ``fn`` in a new spawned interpreter (like one Airflow task) and return its dict."""
     ctx = mp.get_context("spawn")
