@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from grading.frames import bulk_insert, read_query_file
+from grading.review.tables import last_snapshot
 
 TABLE = "marts.review_annual"
 KEY = ["section", "metric", "tier"]
@@ -55,18 +56,16 @@ def reviewed_quarters(conn: Connection, year: int) -> list[str]:
 
 def year_end_snapshot(conn: Connection, year: int) -> date | None:
     """The last published as-of date in (1 January of ``year``, 1 January after it]: the year's close."""
-    value = conn.execute(sa.text(
-        "SELECT MAX(as_of_date) FROM marts.customer_tier_snapshot WHERE as_of_date > :start AND as_of_date <= :end"
-    ), {"start": date(year, 1, 1), "end": date(year + 1, 1, 1)}).scalar()
-    return pd.Timestamp(value).date() if value is not None else None
+    return last_snapshot(conn, date(year, 1, 1), date(year + 1, 1, 1))
 
 
-def year_figures(conn: Connection, year: int) -> pd.DataFrame:
-    """The long rows of include/sql/review/annual.sql for one year (section, metric, tier, tier_rank, unit, value)."""
+def year_figures(conn: Connection, year: int, start_snapshot: date | None, end_snapshot: date | None) -> pd.DataFrame:
+    """The long rows of include/sql/review/annual.sql for one year (section, metric, tier, tier_rank, unit,
+    value), between the tiers at its start and at its end (the closes of the year before and of the year)."""
     return read_query_file(conn, "review/annual", {
         "first_quarter": f"{year}Q1", "last_quarter": f"{year}Q4",
         "year_start": date(year, 1, 1), "year_end": date(year + 1, 1, 1),
-        "start_snapshot": year_end_snapshot(conn, year - 1), "end_snapshot": year_end_snapshot(conn, year)})
+        "start_snapshot": start_snapshot, "end_snapshot": end_snapshot})
 
 
 def compare(current: pd.DataFrame, previous: pd.DataFrame) -> pd.DataFrame:
@@ -136,7 +135,8 @@ def build_annual(warehouse: Engine, year: int) -> dict[str, pd.DataFrame]:
                                   f"review --quarter {year}Q4), then build the year")
         previous_reviewed = reviewed_quarters(conn, year - 1)
         end_snapshot, start_snapshot = year_end_snapshot(conn, year), year_end_snapshot(conn, year - 1)
-        frame = compare(year_figures(conn, year), year_figures(conn, year - 1))
+        frame = compare(year_figures(conn, year, start_snapshot, end_snapshot),
+                        year_figures(conn, year - 1, year_end_snapshot(conn, year - 2), start_snapshot))
         frame.insert(0, "year", year)
         frame = frame.assign(quarters_reviewed=",".join(reviewed),
                              previous_quarters_reviewed=",".join(previous_reviewed),

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from grading.review.html import STYLE, _esc, _fmt, _warnings, bar_chart
+from grading.review.html import _esc, _fmt, _section, _warnings, bar_chart, document, figures_block
 
 SECTION_TITLES = {
     "customers": ("Customers at the year's close",
@@ -121,20 +121,17 @@ def render(year: int, results: dict[str, pd.DataFrame]) -> str:
             shares = rows[(rows["metric"] == "revenue_share") & (rows["tier"] != "(all)")]
             chart = bar_chart(f"Share of revenue {year}", shares["tier"].tolist(), shares["value"].tolist(), "%",
                               "chart-annual-revenue")
-        sections.append(f"<section id='{_esc(name)}'><h2>{_esc(title)}</h2><p>{_esc(intro)}</p>{chart}"
-                        f"{year_table(rows, year)}</section>")
+        sections.append(_section(name, title, intro, chart, year_table(rows, year)))
     sub = (f"Quarters reviewed: {', '.join(reviewed) or 'none'}; compared with {year - 1} (quarters reviewed: "
            f"{', '.join(previous) or 'none'}). Tiers at the year's close as of {meta['end_snapshot'] or '-'}, at its "
            f"start as of {meta['start_snapshot'] or 'no earlier period'}. Each quarter's own report is in "
            "reviews/<quarter>/review.html.")
     body = [f"<h1>Customer grading annual review {year}</h1>", f"<p class='sub'>{_esc(sub)}</p>",
             _warnings(results.get("_warnings", pd.DataFrame(columns=["warning"]))),
-            "<section id='summary'><h2>Summary</h2><p>The year in a few figures, the change against the year before "
-            "in brackets.</p><div class='figures'>"
-            + "".join(f"<div class='figure'><b>{_esc(v)}</b>{_esc(k)}</div>" for k, v in figures) + "</div></section>",
+            _section("summary", "Summary", "The year in a few figures, the change against the year before in brackets.",
+                     figures_block(figures)),
             *sections]
-    return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>Customer grading annual review "
-            f"{year}</title><style>{STYLE}</style></head><body>{''.join(body)}</body></html>\n")
+    return document(f"Customer grading annual review {year}", body)
 
 
 def write(folder: Path, year: int, results: dict[str, pd.DataFrame]) -> Path:

@@ -206,7 +206,19 @@ def basket_table(rules: pd.DataFrame, tiers: list[str], shown: int = 5) -> str:
 
 
 def _section(section_id: str, title: str, intro: str, *content: str) -> str:
-    return (f"<section id='{section_id}'><h2>{_esc(title)}</h2><p>{_esc(intro)}</p>{''.join(content)}</section>")
+    return f"<section id='{_esc(section_id)}'><h2>{_esc(title)}</h2><p>{_esc(intro)}</p>{''.join(content)}</section>"
+
+
+def figures_block(figures: list[tuple[str, str]]) -> str:
+    """Headline figures as boxes: (label, value) each."""
+    return "<div class='figures'>" + "".join(f"<div class='figure'><b>{_esc(v)}</b>{_esc(k)}</div>"
+                                             for k, v in figures) + "</div>"
+
+
+def document(title: str, body: list[str]) -> str:
+    """A self-contained page: the style inline, nothing fetched."""
+    return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{_esc(title)}</title>"
+            f"<style>{STYLE}</style></head><body>{''.join(body)}</body></html>\n")
 
 
 def render(quarter: Quarter, results: dict[str, pd.DataFrame], backtest: dict[str, pd.DataFrame] | None = None) -> str:
@@ -238,8 +250,7 @@ def render(quarter: Quarter, results: dict[str, pd.DataFrame], backtest: dict[st
         _warnings(results.get("_warnings", pd.DataFrame(columns=["warning"]))),
         _section("summary", "Summary", "The quarter in a few figures; customers pending confirmation meet a "
                  "list's criteria but not yet for its confirmation periods, so they are not on the list yet.",
-                 "<div class='figures'>" + "".join(f"<div class='figure'><b>{_esc(v)}</b>{_esc(k)}</div>"
-                                                   for k, v in figures) + "</div>"),
+                 figures_block(figures)),
         _section("distribution", "Tier distribution and revenue share",
                  "Customers per tier at the quarter's close and the share of the quarter's revenue they brought.",
                  bar_chart("Share of customers", dist["tier"].tolist(), dist["customer_share"].tolist(), "%",
@@ -344,8 +355,7 @@ def render(quarter: Quarter, results: dict[str, pd.DataFrame], backtest: dict[st
     ]
     if backtest:
         body.append(_backtest_section(backtest))
-    return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>Customer grading review {quarter}"
-            f"</title><style>{STYLE}</style></head><body>{''.join(body)}</body></html>\n")
+    return document(f"Customer grading review {quarter}", body)
 
 
 def _warnings(frame: pd.DataFrame) -> str:

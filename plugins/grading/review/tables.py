@@ -49,12 +49,17 @@ class NoSnapshot(LookupError):
     """No graded period falls in the quarter under review."""
 
 
-def snapshot_in(conn: Connection, quarter: Quarter) -> date | None:
-    """The last published as-of date in (start, end] of the quarter: its state at the close."""
+def last_snapshot(conn: Connection, start: date, end: date) -> date | None:
+    """The last published as-of date in (start, end]: the state at the close of that period."""
     value = conn.execute(sa.text(
         "SELECT MAX(as_of_date) FROM marts.customer_tier_snapshot WHERE as_of_date > :start AND as_of_date <= :end"
-    ), {"start": quarter.start, "end": quarter.end}).scalar()
+    ), {"start": start, "end": end}).scalar()
     return pd.Timestamp(value).date() if value is not None else None
+
+
+def snapshot_in(conn: Connection, quarter: Quarter) -> date | None:
+    """The last published as-of date in (start, end] of the quarter: its state at the close."""
+    return last_snapshot(conn, quarter.start, quarter.end)
 
 
 def threshold_drift(conn: Connection, quarter: Quarter, snapshot: date) -> pd.DataFrame:
