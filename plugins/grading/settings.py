@@ -323,14 +323,23 @@ def duckdb_memory_limit() -> str:
 
 
 def validate_part_rows() -> int:
-    """On the embedded warehouse, GX checks a batch in parts of about this many rows
-    (GRADING_VALIDATE_PART_ROWS, default 1,000,000; 0 for one part however large).
+    """On the embedded warehouse, a GX expectation with no SQL form (none of the shipped suites
+    has one) checks a batch in parts of about this many rows (GRADING_VALIDATE_PART_ROWS,
+    default 1,000,000; 0 for one part however large).
 
     GX's pandas engine copies a frame several times while checking it; parts bound the
     worker's memory (one 20M-order frame peaked at 7 GiB) at the cost of sorting the batch by
     part once and running GX once per part.
     """
     return _positive_int("GRADING_VALIDATE_PART_ROWS", 1_000_000) or 2**62
+
+
+def validate_sample_rows() -> int:
+    """On the embedded warehouse, how many rows of each table's batch Great Expectations checks
+    besides every failing check's first offending rows (GRADING_VALIDATE_SAMPLE_ROWS, default
+    10,000); the verdict is counted in SQL over every row (grading.validation.aggregates).
+    """
+    return _positive_int("GRADING_VALIDATE_SAMPLE_ROWS", 10_000)
 
 
 def uplift_target_effect() -> float:

@@ -102,6 +102,9 @@ def test_settings_take_their_defaults_when_unset_and_zero_parts_means_one_part(
     assert settings.duckdb_memory_limit() == "800 mb"
     monkeypatch.setenv("GRADING_VALIDATE_PART_ROWS", "0")
     assert settings.validate_part_rows() == 2**62
+    assert settings.validate_sample_rows() == 10_000
+    monkeypatch.setenv("GRADING_VALIDATE_SAMPLE_ROWS", "500")
+    assert settings.validate_sample_rows() == 500
 
 
 def test_passwords_in_urls_are_masked_in_any_text() -> None:

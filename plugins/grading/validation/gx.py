@@ -3,14 +3,17 @@
 On PostgreSQL the expectations run as SQL inside the database, through a GX postgres data
 source whose table asset is a view of exactly the batch's rows (found by index), so the work
 scales with the server instead of pulling rows into Python. GX has no DuckDB data source
-(and its generic SQL source fails on DuckDB), so on the embedded warehouse the batch is read
-into pandas frames, which GX supports best, in parts of GRADING_VALIDATE_PART_ROWS rows split
-by a hash of the unique column, so a large batch never sits in memory whole and a duplicate
-key still meets its twin. The runner keeps each check's GX result (merged over the parts)
-for Data Docs, which grading.validation.docs writes once every check of the batch has run;
-GRADING_DATA_DOCS_DIR (default $GRADING_HOME/data_docs) says where. Great Expectations is
-imported inside functions only: DAG files must not pay for it, and its loggers are quieted
-first (importing it logs some 200 lines at INFO).
+(and its generic SQL source fails on DuckDB), so on the embedded warehouse the expectations
+with a SQL form are counted over the batch in one aggregate query and GX checks a sample
+holding their offending rows, with which it must agree (grading.validation.aggregates); an
+expectation without one reads the batch into pandas frames, which GX supports best, in parts
+of GRADING_VALIDATE_PART_ROWS rows split by a hash of the unique column, so a large batch
+never sits in memory whole and a duplicate key still meets its twin. The runner keeps each
+check's GX result (merged over the parts) for Data Docs, which grading.validation.docs writes
+once every check of the batch has run; GRADING_DATA_DOCS_DIR (default
+$GRADING_HOME/data_docs) says where. Great Expectations is imported inside functions only:
+DAG files must not pay for it, and its loggers are quieted first (importing it logs some 200
+lines at INFO).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import gc
 import logging
 import os
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -30,9 +33,10 @@ from sqlalchemy.engine import Connection, Engine
 
 from grading.contract import SourceTable
 from grading.frames import duckdb_memory_capped, duckdb_record_batches, read_frame, release_duckdb_memory
-from grading.settings import grading_home, validate_part_rows
+from grading.settings import grading_home, validate_part_rows, validate_sample_rows
+from grading.validation import aggregates
 from grading.validation.results import CheckResult, check_result, sample
-from grading.validation.suites import Check, Suite, expectation_parameters, load_suite
+from grading.validation.suites import COLUMN_SET, Check, Suite, expectation_parameters, load_suite
 
 log = logging.getLogger("grading.validate")  # the stage's logger, under the name it had before the package
 
@@ -138,21 +142,24 @@ def _merged_gx_result(parts: list[tuple[Any, int | None]]):
 
 
 def _gx_run(gx, context, suite: Suite, parts: Iterable[tuple[Any, dict | None]], *, now: datetime,
-            run_name: str, run_time: datetime, key_available: bool = True,
-            pseudonymised: bool = False) -> tuple[list[CheckResult], list]:
+            run_name: str, run_time: datetime, key_available: bool = True, pseudonymised: bool = False,
+            expectations: Sequence[Check] | None = None) -> tuple[list[CheckResult], list]:
     """Run a suite's GX expectations over each part of a batch and merge the outcomes into results.
 
     ``parts`` yields (batch definition, batch parameters) one at a time, so only one part's
     rows need to be in memory. Column-map checks add up over parts (a failure anywhere fails
     the check, unexpected rows are summed, sample keys pooled); parts split by the unique
     column keep uniqueness exact (see _partition_column). Returns the results and, in the
-    same order, each check's GX result merged over the parts (for Data Docs).
+    same order, each check's GX result merged over the parts (for Data Docs). ``expectations``:
+    the suite's expectations to run, default all.
     """
     from great_expectations.core.run_identifier import RunIdentifier
 
     key = suite.spec.key
-    gx_suite = context.suites.add(gx.ExpectationSuite(
-        name=suite.name, expectations=[c.gx_config() for c in suite.expectations], meta=dict(suite.meta)))
+    chosen = suite.expectations if expectations is None else expectations
+    gx_suite = context.suites.add(gx.ExpectationSuite(  # a suite's checks may run in two groups: two names
+        name=f"{suite.name}_{chosen[0].index if chosen else 0}", expectations=[c.gx_config() for c in chosen],
+        meta=dict(suite.meta)))
     merged: dict[int, dict[str, Any]] = {}
     gx_results: dict[int, list[tuple[Any, int | None]]] = {}
     for number, (data, batch_parameters) in enumerate(parts):
@@ -326,6 +333,53 @@ def _batch_views(warehouse: Engine, suites: Mapping[str, Suite], batch: datetime
     return views
 
 
+def _check_embedded(gx, context, conn: Connection, suite: Suite, batch: datetime, *, now: datetime, run_name: str,
+                    run_time: datetime) -> tuple[list[CheckResult], list]:
+    """A suite's expectations over a batch of the embedded DuckDB warehouse (GX has no DuckDB source).
+
+    The expectations with a SQL form are counted over every row in one aggregate query and GX
+    checks a sample holding their offending rows, which must agree with SQL's counts on it
+    (grading.validation.aggregates); any other expectation goes through pandas frames of the
+    whole batch, a part at a time, as before.
+    """
+    counted = [c for c in suite.expectations if aggregates.counted(c)]
+    by_frames = [c for c in suite.expectations if not aggregates.counted(c) and c.type != COLUMN_SET]
+    columns, rows_from = _gx_rows(suite.spec)
+    relation = f"(SELECT r.rowid AS gx_row, {columns} {rows_from} WHERE r.extracted_at = :batch)"
+    parameters = expectation_parameters(suite, now)
+    counts = aggregates.count(conn, suite, counted, relation, {"batch": batch}, parameters)
+    sample = aggregates.sample_table(conn, suite, counted, counts, relation, {"batch": batch}, parameters,
+                                     validate_sample_rows())
+    frame = _for_gx(read_frame(conn, f"SELECT {', '.join(suite.spec.columns)} FROM {sample} ORDER BY gx_row"))  # noqa: S608
+    source = context.data_sources.add_pandas(f"sample_{suite.table}")
+    on_sample, gx_results = _gx_run(
+        gx, context, suite, [(source.add_dataframe_asset(suite.table).add_batch_definition_whole_dataframe("batch"),
+                              {"dataframe": frame})],
+        now=now, run_name=run_name, run_time=run_time, pseudonymised=True,
+        expectations=[c for c in suite.expectations if c not in by_frames])
+    context.data_sources.delete(source.name)
+    aggregates.agree(conn, suite, counted, sample, on_sample, parameters)
+    conn.exec_driver_sql(f"DROP TABLE {sample}")
+    results = [aggregates.on_batch(result, counts) for result in on_sample]
+    gx_results = [aggregates.batch_gx_result(item, counts) for item in gx_results]
+    if by_frames:
+        def parts():
+            for number, part in enumerate(_frame_parts(conn, suite, batch, validate_part_rows())):
+                # A data source per part: GX's execution engine caches every batch it was
+                # given and every metric it computed (boolean masks as long as the frame),
+                # so a shared one would end up holding the whole batch again.
+                name = f"warehouse_{suite.table}_part_{number + 1}"
+                yield context.data_sources.add_pandas(name).add_dataframe_asset(suite.table) \
+                    .add_batch_definition_whole_dataframe("batch"), {"dataframe": part}
+                context.data_sources.delete(name)
+        more, more_gx = _gx_run(gx, context, suite, parts(), now=now, run_name=run_name, run_time=run_time,
+                                pseudonymised=True, expectations=by_frames)
+        results, gx_results = results + more, gx_results + more_gx
+        order = sorted(range(len(results)), key=lambda i: results[i].check.index)
+        results, gx_results = [results[i] for i in order], [gx_results[i] for i in order]
+    return results, gx_results
+
+
 def run_expectations(warehouse: Engine, suites: Mapping[str, Suite], batch: datetime, run_id: str,
                      now: datetime) -> tuple[list[CheckResult], dict[str, list]]:
     """Every suite's GX expectations over the batch; returns the results and, per table, the GX
@@ -361,22 +415,10 @@ def run_expectations(warehouse: Engine, suites: Mapping[str, Suite], batch: date
                 for view in views.values():
                     conn.execute(sa.text(f"DROP VIEW IF EXISTS ops.{view}"))
     else:
-        # Embedded DuckDB: GX has no DuckDB source, so each batch goes through pandas frames,
-        # one part (its own asset, so Data Docs keep every part's result) at a time.
         with warehouse.connect() as conn:
             for table, suite in suites.items():
-                def parts(table=table, suite=suite):
-                    for number, frame in enumerate(_frame_parts(conn, suite, batch, validate_part_rows())):
-                        # A data source per part: GX's execution engine caches every batch it was
-                        # given and every metric it computed (boolean masks as long as the frame),
-                        # so a shared one would end up holding the whole batch again.
-                        name = "warehouse" if number == 0 else f"warehouse_part_{number + 1}"
-                        source = context.data_sources.add_pandas(name)
-                        yield source.add_dataframe_asset(table).add_batch_definition_whole_dataframe("batch"), \
-                            {"dataframe": frame}
-                        context.data_sources.delete(name)
-                checked, gx_results[table] = _gx_run(gx, context, suite, parts(), now=now, run_name=run_id,
-                                                     run_time=run_time, pseudonymised=True)
+                checked, gx_results[table] = _check_embedded(gx, context, conn, suite, batch, now=now,
+                                                             run_name=run_id, run_time=run_time)
                 results += checked
     return results, gx_results
 

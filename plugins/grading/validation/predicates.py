@@ -93,6 +93,17 @@ def _resolved(value: Any, parameters: Mapping[str, Any]) -> Any:
     return value
 
 
+def condition(suite: Suite, check: Check, params: dict) -> str | None:
+    """SQL for a GX check's row_condition (alias ``r``), its values bound in ``params``; None without one.
+
+    GX judges only the rows the condition selects: the aggregate pass counts those too.
+    """
+    row_condition = check.kwargs.get("row_condition")
+    if not row_condition:
+        return None
+    return _condition(row_condition, set(suite.spec.columns), params, f"p{check.index}_c")
+
+
 def predicate(suite: Suite, check: Check, parameters: Mapping[str, Any] | None = None) -> tuple[str, dict]:
     """The offending-row predicate of any row-wise check, with its bound parameters.
 

@@ -22,10 +22,12 @@ from grading.settings import include_dir
 SEVERITIES = ("critical", "row")
 # GX expectations that may be row-level: the quarantine moves their offending rows with SQL,
 # so each needs a translation into a SQL predicate (see grading.validation.predicates).
-_ROW_LEVEL_GX = {
+ROW_LEVEL_GX = {
     "expect_column_values_to_be_between", "expect_column_values_to_be_in_set",
     "expect_column_values_to_not_be_null", "expect_column_pair_values_a_to_be_greater_than_b",
 }
+# Judged by GX on a sample of the batch on DuckDB: every row of a batch has the same columns.
+COLUMN_SET = "expect_table_columns_to_match_set"
 SQL_CHECKS = {
     "expect_columns_to_have_usable_types", "expect_column_values_to_reference_known_customers",
     "expect_keys_not_loaded_by_an_earlier_batch", "expect_event_time_not_before_customer_created",
@@ -123,7 +125,7 @@ def _parse(item: Mapping[str, Any], fail: str, index: int, by_gx: bool, table: s
     _check_meta(meta, fail)
     if not by_gx and kind not in SQL_CHECKS:
         raise SuiteError(f"{fail}unknown check {kind!r}; known: {sorted(SQL_CHECKS)}")
-    if meta["severity"] == "row" and kind not in (_ROW_LEVEL_GX if by_gx else ROW_LEVEL_SQL):
+    if meta["severity"] == "row" and kind not in (ROW_LEVEL_GX if by_gx else ROW_LEVEL_SQL):
         raise SuiteError(f"{fail}{kind} cannot be row-level (its rows cannot be quarantined)")
     for name in ("column", "column_A", "column_B"):
         if name in kwargs and kwargs[name] not in columns:

@@ -48,14 +48,14 @@ class Site:
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Site:
-    """A first load validated on DuckDB with Data Docs, orders checked in parts: an unknown status (with
+    """A first load validated on DuckDB with Data Docs, GX shown a sample of each batch: an unknown status (with
     markup in it) and a negative amount (GX, row-level) and an order placed days before its customer existed
     (SQL, row-level) are quarantined and the batch passes."""
     folder = tmp_path_factory.mktemp("data-docs")
     with pytest.MonkeyPatch.context() as env:
         env.setenv("GRADING_HOME", str(folder / "home"))
         env.setenv("GRADING_DATA_DOCS_DIR", str(folder / "docs"))
-        env.setenv("GRADING_VALIDATE_PART_ROWS", "300")
+        env.setenv("GRADING_VALIDATE_SAMPLE_ROWS", "50")  # GX sees 50 rows and the offending ones
         source_url = f"sqlite:///{folder / 'source.sqlite'}"
         data = demo.generate(customers=150, seed=9)
         demo.write_source(data, source_url)
@@ -131,10 +131,15 @@ def test_a_table_page_holds_every_check_with_its_real_outcome(site: Site) -> Non
     bound = _row(text, "At most 5% of the batch fails row-level checks")
     assert "fa-check-circle" in bound
     assert "3 of " in bound
-    # GX checks merged over the parts: counts add up, the offending values are sampled
+    # GX checks shown a sample: counts are the batch's, the offending values are sampled
     status = _section(text, "status")
     assert "fa-times text-danger" in status
     assert "1 unexpected values found" in status
+    with open_engine(site.url) as engine, engine.connect() as conn:
+        batch_rows = conn.execute(sa.text("SELECT rows_checked FROM ops.validation_batches "
+                                          "WHERE source_table = 'orders'")).scalar_one()
+    assert batch_rows > 50
+    assert re.search(rf"% of {batch_rows} total rows", status)  # the batch's, not the sample's
     assert "<div class=\"show-scrollbars\">&lt;b&gt;lost&lt;/b&gt;</div>" in status  # a value from the data, escaped
     assert "<b>lost" not in text
     assert _section(text, "amount").count("fa-times text-danger") == 1
