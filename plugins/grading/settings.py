@@ -335,7 +335,7 @@ def validate_part_rows() -> int:
 
 
 def validate_sample_rows() -> int:
-    """On the embedded warehouse, how many rows of each table's batch Great Expectations checks
+    """How many rows of each table's batch Great Expectations checks
     besides every failing check's first offending rows (GRADING_VALIDATE_SAMPLE_ROWS, default
     10,000); the verdict is counted in SQL over every row (grading.validation.aggregates).
     """

@@ -1,17 +1,16 @@
 """Great Expectations: an ephemeral context, the runner of a batch's expectations, Data Docs.
 
-On PostgreSQL the expectations run as SQL inside the database, through a GX postgres data
-source whose table asset is a view of exactly the batch's rows (found by index), so the work
-scales with the server instead of pulling rows into Python. GX has no DuckDB data source
-(and its generic SQL source fails on DuckDB), so on the embedded warehouse the expectations
-with a SQL form are counted over the batch in one aggregate query and GX checks a sample
-holding their offending rows, with which it must agree (grading.validation.aggregates); an
-expectation without one reads the batch into pandas frames, which GX supports best, in parts
-of GRADING_VALIDATE_PART_ROWS rows split by a hash of the unique column, so a large batch
-never sits in memory whole and a duplicate key still meets its twin. The runner keeps each
-check's GX result (merged over the parts) for Data Docs, which grading.validation.docs writes
-once every check of the batch has run; GRADING_DATA_DOCS_DIR (default
-$GRADING_HOME/data_docs) says where. Great Expectations is imported inside functions only:
+Each expectation with a SQL form is counted over the whole batch in one aggregate query per
+table, which gives the verdict, and GX checks a sample holding the offending rows, with which it
+must agree (grading.validation.aggregates): on PostgreSQL in the database, through a GX
+postgres data source over a table of the sample; on the embedded DuckDB warehouse, for which
+GX has no data source (its generic SQL source fails on DuckDB), as a pandas frame. An
+expectation without a SQL form is checked over the whole batch: on PostgreSQL through a view of
+exactly the batch's rows, on DuckDB in pandas frames of GRADING_VALIDATE_PART_ROWS rows split
+by a hash of the unique column, so a large batch never sits in memory whole and a duplicate key
+still meets its twin. The runner keeps each check's GX result (merged over the parts) for Data
+Docs, which grading.validation.docs writes once every check of the batch has run;
+GRADING_DATA_DOCS_DIR (default $GRADING_HOME/data_docs) says where. Great Expectations is imported inside functions only:
 DAG files must not pay for it, and its loggers are quieted first (importing it logs some 200
 lines at INFO).
 """
@@ -333,47 +332,68 @@ def _batch_views(warehouse: Engine, suites: Mapping[str, Suite], batch: datetime
     return views
 
 
-def _check_embedded(gx, context, conn: Connection, suite: Suite, batch: datetime, *, now: datetime, run_name: str,
-                    run_time: datetime) -> tuple[list[CheckResult], list]:
-    """A suite's expectations over a batch of the embedded DuckDB warehouse (GX has no DuckDB source).
+def _sample_batch(context, conn: Connection, suite: Suite, sample: str, source) -> tuple[Any, dict | None]:
+    """GX's batch definition (and parameters) of the sample table: in the database through the
+    postgres data source ``source``, else (DuckDB) a pandas frame of it."""
+    if source is not None:
+        return source.add_table_asset(f"{suite.table}_sample", table_name=sample.removeprefix("ops."),
+                                      schema_name="ops").add_batch_definition_whole_table("batch"), None
+    frame = _for_gx(read_frame(conn, f"SELECT * FROM {sample}"))  # noqa: S608 - our own name
+    pandas = context.data_sources.add_pandas(f"sample_{suite.table}")
+    return pandas.add_dataframe_asset(suite.table).add_batch_definition_whole_dataframe("batch"), {"dataframe": frame}
+
+
+def _whole_batch(context, conn: Connection, suite: Suite, batch: datetime, source, views: Mapping[str, str]):
+    """The whole batch for expectations with no SQL form: the batch's view in the database (PostgreSQL), or
+    pandas frames of it a part at a time (DuckDB), each its own data source: GX's execution engine caches
+    every batch and metric it saw (masks as long as the frame), so a shared one would hold them all."""
+    if source is not None:
+        yield source.add_table_asset(suite.table, table_name=views[suite.table], schema_name="ops") \
+            .add_batch_definition_whole_table("batch"), None
+        return
+    for number, part in enumerate(_frame_parts(conn, suite, batch, validate_part_rows())):
+        name = f"warehouse_{suite.table}_part_{number + 1}"
+        yield context.data_sources.add_pandas(name).add_dataframe_asset(suite.table) \
+            .add_batch_definition_whole_dataframe("batch"), {"dataframe": part}
+        context.data_sources.delete(name)
+
+
+def _check_suite(gx, context, conn: Connection, suite: Suite, batch: datetime, *, source, views: Mapping[str, str],
+                 now: datetime, run_name: str, run_time: datetime) -> tuple[list[CheckResult], list]:
+    """A suite's expectations over a batch: counted in SQL, GX on a sample that must agree.
 
     The expectations with a SQL form are counted over every row in one aggregate query and GX
-    checks a sample holding their offending rows, which must agree with SQL's counts on it
-    (grading.validation.aggregates); any other expectation goes through pandas frames of the
-    whole batch, a part at a time, as before.
+    checks a sample holding their offending rows - in the database on PostgreSQL (``source``),
+    as a pandas frame on DuckDB, which GX has no data source for - and must agree with SQL's
+    counts on it (grading.validation.aggregates). Any other expectation is checked by GX over
+    the whole batch (_whole_batch).
     """
     counted = [c for c in suite.expectations if aggregates.counted(c)]
-    by_frames = [c for c in suite.expectations if not aggregates.counted(c) and c.type != COLUMN_SET]
+    rest = [c for c in suite.expectations if not aggregates.counted(c) and c.type != COLUMN_SET]
     columns, rows_from = _gx_rows(suite.spec)
-    relation = f"(SELECT r.rowid AS gx_row, {columns} {rows_from} WHERE r.extracted_at = :batch)"
+    row = "r.ctid" if source is not None else "r.rowid"  # a row's own number in the table
+    relation = f"(SELECT {row} AS gx_row, {columns} {rows_from} WHERE r.extracted_at = :batch)"
     parameters = expectation_parameters(suite, now)
     counts = aggregates.count(conn, suite, counted, relation, {"batch": batch}, parameters)
     sample = aggregates.sample_table(conn, suite, counted, counts, relation, {"batch": batch}, parameters,
                                      validate_sample_rows())
-    frame = _for_gx(read_frame(conn, f"SELECT {', '.join(suite.spec.columns)} FROM {sample} ORDER BY gx_row"))  # noqa: S608
-    source = context.data_sources.add_pandas(f"sample_{suite.table}")
-    on_sample, gx_results = _gx_run(
-        gx, context, suite, [(source.add_dataframe_asset(suite.table).add_batch_definition_whole_dataframe("batch"),
-                              {"dataframe": frame})],
-        now=now, run_name=run_name, run_time=run_time, pseudonymised=True,
-        expectations=[c for c in suite.expectations if c not in by_frames])
-    context.data_sources.delete(source.name)
-    aggregates.agree(conn, suite, counted, sample, on_sample, parameters)
-    conn.exec_driver_sql(f"DROP TABLE {sample}")
+    data = None
+    try:
+        data = _sample_batch(context, conn, suite, sample, source)
+        on_sample, gx_results = _gx_run(gx, context, suite, [data], now=now, run_name=run_name, run_time=run_time,
+                                        pseudonymised=True, expectations=[c for c in suite.expectations
+                                                                          if c not in rest])
+        aggregates.agree(conn, suite, counted, sample, on_sample, parameters)
+    finally:
+        aggregates.drop_sample(conn, sample)
+        if source is None and data is not None:
+            context.data_sources.delete(f"sample_{suite.table}")
     results = [aggregates.on_batch(result, counts) for result in on_sample]
     gx_results = [aggregates.batch_gx_result(item, counts) for item in gx_results]
-    if by_frames:
-        def parts():
-            for number, part in enumerate(_frame_parts(conn, suite, batch, validate_part_rows())):
-                # A data source per part: GX's execution engine caches every batch it was
-                # given and every metric it computed (boolean masks as long as the frame),
-                # so a shared one would end up holding the whole batch again.
-                name = f"warehouse_{suite.table}_part_{number + 1}"
-                yield context.data_sources.add_pandas(name).add_dataframe_asset(suite.table) \
-                    .add_batch_definition_whole_dataframe("batch"), {"dataframe": part}
-                context.data_sources.delete(name)
-        more, more_gx = _gx_run(gx, context, suite, parts(), now=now, run_name=run_name, run_time=run_time,
-                                pseudonymised=True, expectations=by_frames)
+    if rest:
+        more, more_gx = _gx_run(gx, context, suite, _whole_batch(context, conn, suite, batch, source, views),
+                                now=now, run_name=run_name, run_time=run_time, pseudonymised=True,
+                                expectations=rest)
         results, gx_results = results + more, gx_results + more_gx
         order = sorted(range(len(results)), key=lambda i: results[i].check.index)
         results, gx_results = [results[i] for i in order], [gx_results[i] for i in order]
@@ -385,28 +405,29 @@ def run_expectations(warehouse: Engine, suites: Mapping[str, Suite], batch: date
     """Every suite's GX expectations over the batch; returns the results and, per table, the GX
     results behind them (for Data Docs, grading.validation.docs).
 
-    On PostgreSQL GX queries the database itself; on DuckDB it checks pandas frames of the
-    batch, a part at a time.
+    On PostgreSQL GX queries the database itself (a sample table, and a view of the batch for
+    an expectation with no SQL form); on DuckDB it checks pandas frames.
     """
     gx, context = _gx_context(None)
     run_time = datetime.now(UTC)
     results: list[CheckResult] = []
     gx_results: dict[str, list] = {}
+    source, views = None, {}
     if warehouse.dialect.name == "postgresql":
-        # In the database: GX sends one query per metric over a view of exactly the batch's rows.
-        # A table asset, not a query asset: for a query GX learns the columns by running it,
-        # which would fetch the whole batch into Python.
+        # Table assets, not query assets: for a query GX learns the columns by running it.
         source = context.data_sources.add_postgres(
             "warehouse", connection_string=warehouse.url.render_as_string(hide_password=False))
-        views = _batch_views(warehouse, suites, batch)
-        try:
+        views = _batch_views(warehouse, {table: suite for table, suite in suites.items()
+                                         if any(not aggregates.counted(c) and c.type != COLUMN_SET
+                                                for c in suite.expectations)}, batch)
+    try:
+        with warehouse.connect() as conn:
             for table, suite in suites.items():
-                data = source.add_table_asset(table, table_name=views[table], schema_name="ops") \
-                    .add_batch_definition_whole_table("batch")
-                checked, gx_results[table] = _gx_run(gx, context, suite, [(data, None)], now=now, run_name=run_id,
-                                                     run_time=run_time, pseudonymised=True)
+                checked, gx_results[table] = _check_suite(gx, context, conn, suite, batch, source=source,
+                                                          views=views, now=now, run_name=run_id, run_time=run_time)
                 results += checked
-        finally:
+    finally:
+        if source is not None:
             # GX keeps a pooled engine in the data source and another in its execution engine;
             # neither may hold a connection once the stage ends.
             source.get_engine().dispose()
@@ -414,11 +435,5 @@ def run_expectations(warehouse: Engine, suites: Mapping[str, Suite], batch: date
             with warehouse.begin() as conn:
                 for view in views.values():
                     conn.execute(sa.text(f"DROP VIEW IF EXISTS ops.{view}"))
-    else:
-        with warehouse.connect() as conn:
-            for table, suite in suites.items():
-                checked, gx_results[table] = _check_embedded(gx, context, conn, suite, batch, now=now,
-                                                             run_name=run_id, run_time=run_time)
-                results += checked
     return results, gx_results
 

@@ -1,6 +1,7 @@
 """The SQL pass (grading.validation.aggregates): it counts what Great Expectations counts, on random
-rows of every kind GX rejects, check by check; a DuckDB batch is judged over every row while GX checks
-a sample holding the offending rows; and a SQL form that drifts from GX's meaning stops the stage."""
+rows of every kind GX rejects, check by check; a batch is judged over every row while GX checks a
+sample holding the offending rows (in the database on PostgreSQL, in pandas on DuckDB); and a SQL
+form that drifts from GX's meaning stops the stage."""
 
 from __future__ import annotations
 
@@ -106,21 +107,22 @@ def _results(url: str, run_id: str) -> dict:
 
 
 def test_a_batch_is_judged_on_every_row_while_gx_checks_a_small_sample(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, warehouse_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """With GX shown 20 sampled rows (plus the offending ones) the verdict, counts and keys are those of the
-    whole batch: the same as with a sample holding every row."""
+    whole batch: the same as with a sample holding every row. (A rejected batch is removed from raw, so the
+    same warehouse extracts and judges the same rows again.)"""
     monkeypatch.setenv("GRADING_DATA_DOCS_DIR", "off")
     data = demo.generate(customers=150, seed=9)
-    source = _source(tmp_path, _bad_orders(data))
+    conns = Connections(_source(tmp_path, _bad_orders(data)), warehouse_url)
 
     def judged(sample_rows: str) -> dict:
         monkeypatch.setenv("GRADING_VALIDATE_SAMPLE_ROWS", sample_rows)
-        conns = Connections(source, f"duckdb:///{tmp_path / f'w{sample_rows}.duckdb'}")
-        extracted = extract_stage(conns, date(2025, 1, 1), "sampled")
+        run_id = f"sampled-{sample_rows}"
+        extracted = extract_stage(conns, date(2025, 1, 1), run_id)
         with pytest.raises(ValidationFailed):
-            validate_stage(conns, date(2025, 1, 1), "sampled", extracted["batch"])
-        return _results(conns.warehouse_url, "sampled")
+            validate_stage(conns, date(2025, 1, 1), run_id, extracted["batch"])
+        return _results(conns.warehouse_url, run_id)
 
     small, everything = judged("20"), judged("1000000")
     assert small == everything
@@ -131,7 +133,7 @@ def test_a_batch_is_judged_on_every_row_while_gx_checks_a_small_sample(
 
 
 def test_a_sql_form_that_drifts_from_great_expectations_stops_the_stage_before_any_verdict(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, warehouse_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A translation that rejects fewer rows than GX would pass rows GX rejects: the stage must say so and
     give the batch no verdict (nothing quarantined, nothing stored, the batch still waiting)."""
@@ -146,7 +148,7 @@ def test_a_sql_form_that_drifts_from_great_expectations_stops_the_stage_before_a
         return honest(suite, check, parameters)
 
     monkeypatch.setattr(aggregates, "predicate", drifted)
-    conns = Connections(source, f"duckdb:///{tmp_path / 'w.duckdb'}")
+    conns = Connections(source, warehouse_url)
     extracted = extract_stage(conns, date(2025, 1, 1), "drift")
     with pytest.raises(aggregates.ChecksDisagree) as error:
         validate_stage(conns, date(2025, 1, 1), "drift", extracted["batch"])
@@ -167,7 +169,7 @@ def test_a_sql_form_that_drifts_from_great_expectations_stops_the_stage_before_a
 
 
 def test_offending_rows_beyond_the_sample_are_all_counted_and_the_first_keys_shown(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, warehouse_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """More offending rows than GX is shown (FAILING_ROWS): the count is the batch's, the keys its first."""
     monkeypatch.setenv("GRADING_DATA_DOCS_DIR", "off")
@@ -179,7 +181,7 @@ def test_offending_rows_beyond_the_sample_are_all_counted_and_the_first_keys_sho
                         "order_ts": pd.Timestamp("2024-06-30 10:00") + pd.Series([timedelta(minutes=i)
                                                                                    for i in range(many)]),
                         "status": "lost", "amount": 1.0, "margin": 0.0})
-    conns = Connections(_source(tmp_path, odd), f"duckdb:///{tmp_path / 'w.duckdb'}")
+    conns = Connections(_source(tmp_path, odd), warehouse_url)
     extracted = extract_stage(conns, date(2025, 1, 1), "many")
     with contextlib.suppress(ValidationFailed):  # the quarantine bound may stop it; the counts are stored anyway
         validate_stage(conns, date(2025, 1, 1), "many", extracted["batch"])

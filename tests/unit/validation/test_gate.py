@@ -180,7 +180,8 @@ def test_validation_stays_in_the_database_on_postgresql(tmp_path: Path, pg_url: 
     assert summary["failed"] == 0
     assert scalar(pg_url, "SELECT COUNT(*) FROM audit.validation_results WHERE run_id = 'pg'") \
         == summary["checks"] > 40
-    # GX's engines are disposed and its batch views dropped; the indexes the gate needs exist.
+    # GX's engines are disposed and its sample tables and batch views dropped; the indexes the gate needs exist.
     assert scalar(pg_url, "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database()") == 1
     assert scalar(pg_url, "SELECT COUNT(*) FROM pg_views WHERE schemaname = 'ops'") == 0
+    assert scalar(pg_url, "SELECT COUNT(*) FROM pg_tables WHERE tablename LIKE 'gx_sample%'") == 0  # GX's samples
     assert scalar(pg_url, "SELECT COUNT(*) FROM pg_indexes WHERE schemaname = 'raw'") == 2 * len(SOURCE_TABLES)
