@@ -118,7 +118,8 @@ def sample_table(conn: Connection, suite: Suite, checks: Iterable[Check], counts
     that rows picked twice are kept once and exact duplicates are kept apart."""
     key, bound = suite.spec.key, dict(params)
     postgresql = conn.dialect.name == "postgresql"
-    hashed = f"md5(CAST(r.{key} AS TEXT))" if postgresql else f"hash(r.{key})"
+    # a cheap hash of the key (PostgreSQL's md5 took 2.5 s over 2M orders, hashtext 0.5 s)
+    hashed = f"hashtext(CAST(r.{key} AS TEXT))" if postgresql else f"hash(r.{key})"
     # identifiers from the contract, limits our integers: S608 does not apply below
     parts = [f"(SELECT * FROM {relation} AS r ORDER BY {hashed}, r.gx_row LIMIT {int(sample_rows)})"]  # noqa: S608
     for check in checks:

@@ -10,9 +10,9 @@ exactly the batch's rows, on DuckDB in pandas frames of GRADING_VALIDATE_PART_RO
 by a hash of the unique column, so a large batch never sits in memory whole and a duplicate key
 still meets its twin. The runner keeps each check's GX result (merged over the parts) for Data
 Docs, which grading.validation.docs writes once every check of the batch has run;
-GRADING_DATA_DOCS_DIR (default $GRADING_HOME/data_docs) says where. Great Expectations is imported inside functions only:
-DAG files must not pay for it, and its loggers are quieted first (importing it logs some 200
-lines at INFO).
+GRADING_DATA_DOCS_DIR (default $GRADING_HOME/data_docs) says where. Great Expectations is
+imported inside functions only: DAG files must not pay for it, and its loggers are quieted
+first (importing it logs some 200 lines at INFO).
 """
 
 from __future__ import annotations
