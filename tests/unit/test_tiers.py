@@ -236,3 +236,28 @@ default: {name: rest, tier: normal}
                                               "50275.00 in the lower tier 'gold'") as caught:
         check_value_order(assigned, pd.Series([10.0, 50_275.0, 323.0]), rules)
     assert isinstance(caught.value, DataError)
+
+
+def test_grading_reads_only_the_features_its_rules_need_and_decides_the_same(reviewed_warehouse) -> None:
+    """tiers.grade loads features_read(rules), not every feature column (memory at a million customers):
+    every example rule file, each strategy, assigns the same tiers, reasons and distances from those
+    columns as from the whole stored frame."""
+    from grading.features import RULE_FEATURES, load_features
+    from grading.rules.files import load_tier_rules
+    from grading.settings import include_dir
+    from grading.tiers import distances, features_read
+    from grading.warehouse import open_engine
+
+    _, url, _ = reviewed_warehouse
+    files = sorted((include_dir() / "rules" / "examples").glob("tiers_*.yaml")) + [include_dir() / "rules" /
+                                                                                    "tiers.yaml"]
+    with open_engine(url) as engine, engine.connect() as conn:
+        as_of = conn.exec_driver_sql("SELECT MAX(as_of_date) FROM staging.customer_features").scalar_one()
+        whole = load_features(conn, as_of)
+        for path in files:
+            rules = load_tier_rules(path, RULE_FEATURES)
+            narrow = load_features(conn, as_of, features_read(rules))
+            assert len(narrow.columns) < len(whole.columns), path.name
+            expected, got = assign_tiers(whole, rules), assign_tiers(narrow, rules)
+            pd.testing.assert_frame_equal(got, expected, obj=path.name)
+            pd.testing.assert_frame_equal(distances(narrow, got, rules), distances(whole, expected, rules))
