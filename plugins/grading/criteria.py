@@ -128,11 +128,10 @@ def _reasons_section(rules: CandidateRules) -> Section:
 
 def features_named(tier_rules: TierRules, candidate_rules: CandidateRules) -> set[str]:
     """Every feature a criterion of the two files looks at."""
-    rules: list[Rule] = [*tier_rules.rules, *candidate_rules.churn_reasons]
+    rules: list[Rule] = list(candidate_rules.churn_reasons)
     for rules_list in candidate_rules.lists().values():
         rules += [*rules_list.rules, *rules_list.exemptions]
-    names = {leaf.feature for rule in rules for leaf in rule.when.leaves()}
-    return names | {t.feature for t in tier_rules.weights} | set(tier_rules.cluster_features)
+    return {leaf.feature for rule in rules for leaf in rule.when.leaves()} | tier_rules.named_features()
 
 
 def _glossary(names: set[str]) -> Section:

@@ -54,8 +54,7 @@ def features_read(rules: TierRules) -> tuple[str, ...]:
     clusters name, the value features distances and qualifying figures report, and tenure (for
     anniversary reviews). Reading only these keeps the million-customer frame, and DuckDB's join
     and sort behind it, narrow (at 100,000 customers the load took 113 instead of 202 MiB)."""
-    named = {leaf.feature for rule in rules.rules for leaf in rule.when.leaves()}
-    named |= {term.feature for term in rules.weights} | set(rules.cluster_features) | {rules.cluster_order_by}
+    named = rules.named_features() | {rules.cluster_order_by}
     wanted = ("customer_id", "tenure_days", *SPEND_FEATURES, *ORDER_FEATURES, *sorted(n for n in named if n))
     return tuple(c for c in dict.fromkeys(wanted) if c in FEATURE_COLUMNS)  # scores come with every load
 

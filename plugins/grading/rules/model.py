@@ -136,6 +136,11 @@ class TierRules:
     def rank(self, tier: str) -> int:
         return self.tiers.index(tier) + 1
 
+    def named_features(self) -> set[str]:
+        """The features the file's criteria look at: its conditions, weights and cluster features."""
+        named = {leaf.feature for rule in self.rules for leaf in rule.when.leaves()}
+        return named | {term.feature for term in self.weights} | set(self.cluster_features)
+
 
 @dataclass(frozen=True)
 class CandidateList:

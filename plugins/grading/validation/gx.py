@@ -370,9 +370,7 @@ def _check_suite(gx, context, conn: Connection, suite: Suite, batch: datetime, *
     """
     counted = [c for c in suite.expectations if aggregates.counted(c)]
     rest = [c for c in suite.expectations if not aggregates.counted(c) and c.type != COLUMN_SET]
-    columns, rows_from = _gx_rows(suite.spec)
-    row = "r.ctid" if source is not None else "r.rowid"  # a row's own number in the table
-    relation = f"(SELECT {row} AS gx_row, {columns} {rows_from} WHERE r.extracted_at = :batch)"
+    relation = aggregates.batch_relation(conn, *_gx_rows(suite.spec))
     parameters = expectation_parameters(suite, now)
     counts = aggregates.count(conn, suite, counted, relation, {"batch": batch}, parameters)
     sample = aggregates.sample_table(conn, suite, counted, counts, relation, {"batch": batch}, parameters,
