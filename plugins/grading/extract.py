@@ -22,27 +22,27 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Iterable
-from contextlib import suppress
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from grading import convert, ledger, source_window
+from grading import ledger, source_window
 from grading.contract import SOURCE_TABLES, SourceTable
-from grading.convert import SourceDataError, fail
-from grading.frames import bulk_insert, duckdb_record_batches, read_frame
-from grading.keys import pseudonym
-from grading.settings import pseudonym_key
+from grading.convert import SourceDataError, arrow_schema, canonical_batch, fail, frame_batch, to_canonical
+from grading.frames import append_batches, duckdb_record_batches, read_frame
+from grading.keys import hmac_pads, pseudonym
 from grading.sources import MappedSource, SourceMapping
-from grading.warehouse import analyze, exclusive, held_lock
+from grading.warehouse import analyze, exclusive, held_lock, sql_text
 
 log = logging.getLogger(__name__)
 
 CHUNK_ROWS = 200_000
-STAGE_COMMIT_ROWS = 1_000_000  # DuckDB: at most this many extracted rows in memory (see _stage_duckdb)
 
 
 def extract_window(previous: datetime | None, cutoff: datetime,
@@ -53,61 +53,29 @@ def extract_window(previous: datetime | None, cutoff: datetime,
     return min(previous, cutoff) - lookback, cutoff
 
 
-def to_canonical(spec: SourceTable, frame: pd.DataFrame) -> pd.DataFrame:
-    """Give a source chunk the canonical types: text keys, naive UTC timestamps, floats.
-
-    A value that cannot be typed, and a missing value where raw needs one (the event time
-    places a row in a period), raise SourceDataError naming table, column, rows and keys.
-    """
-    key = None if spec.key == "customer_id" else spec.key  # a customer's id never goes into a message
-    needed = {spec.event_time, *spec.required} - {spec.key, "customer_id"}
-    out = pd.DataFrame(index=frame.index)
-    for column in spec.columns:
-        values = frame[column]
-        out[column], bad, problem = convert_column(spec, column)(values)
-        if bad.any():
-            shown = values if column != "customer_id" else _pseudonyms(values.where(bad))
-            raise fail(spec.name, column, frame, key, bad, shown, problem)
-        if column in needed and values.isna().any():
-            hint = "a row without it cannot be placed in a period" if column == spec.event_time \
-                else "raw requires it"
-            raise fail(spec.name, column, frame, key, values.isna(), values, f"have no {column} ({hint})")
-    return out
+# Reads the canonical rows of one table in [start, cutoff) (start None: all history), as record
+# batches of convert.arrow_schema. A reader that queries the warehouse connection it is given does
+# so when called, not while its batches are consumed: they stream into an INSERT on that connection.
+Reader = Callable[[Connection, datetime | None, datetime], Iterable[pa.RecordBatch]]
 
 
-def _pseudonyms(ids: pd.Series) -> pd.Series:
-    """Customer ids as they may appear in a message: ``customer_key <pseudonym>``."""
-    secret = pseudonym_key()
-    return ids.map(lambda i: f"customer_key {pseudonym(str(i), secret)}", na_action="ignore")
-
-
-def convert_column(spec: SourceTable, column: str):
-    """The converter of a canonical column (grading.convert)."""
-    kind = spec.kind(column)
-    return {"timestamp": convert.instants, "amount": convert.amounts, "integer": convert.whole_numbers,
-            "flag": convert.flags, "text": convert.texts}[kind]
-
-
-# Reads the canonical rows of one table in [start, cutoff) (start None: all history), in chunks.
-Reader = Callable[[Connection, datetime | None, datetime], Iterable[pd.DataFrame]]
-
-
-def _in_window(spec: SourceTable, frame: pd.DataFrame, start: datetime | None, cutoff: datetime) -> pd.DataFrame:
-    """The rows of a converted chunk inside [start, cutoff), for sources filtered with a margin."""
-    event = frame[spec.event_time]
-    inside = event < cutoff
+def _in_window(spec: SourceTable, batch: pa.RecordBatch, start: datetime | None, cutoff: datetime) -> pa.RecordBatch:
+    """The rows of a converted batch inside [start, cutoff), for sources filtered with a margin."""
+    event = batch.column(spec.event_time)
+    inside = pc.less(event, pa.scalar(cutoff, event.type))
     if start is not None:
-        inside &= event >= start
-    return frame[inside]
+        inside = pc.and_(inside, pc.greater_equal(event, pa.scalar(start, event.type)))
+    return batch.filter(inside)
 
 
 def _duckdb_chunks(source: Engine, spec: SourceTable, start: datetime | None,
-                   end: datetime, typed: bool) -> Iterable[pd.DataFrame]:
+                   end: datetime, typed: bool) -> Iterable[pa.RecordBatch]:
     """A DuckDB source's window as Arrow record batches, a chunk at a time.
 
     ``pd.read_sql`` turns every value into a Python object and back (7 of 10 s extracting
-    2M orders); Arrow hands DuckDB's columns to pandas as they are. A timestamp column is
-    compared in DuckDB; a text one is read whole and cut once converted (grading.source_window).
+    2M orders); Arrow hands DuckDB's columns over as they are, and canonical ones go on to the
+    warehouse without pandas (convert.canonical_batch). A timestamp column is compared in
+    DuckDB; a text one is read whole and cut once converted (grading.source_window).
     """
     preparer = source.dialect.identifier_preparer
     columns = ", ".join(preparer.quote(c) for c in spec.columns)
@@ -119,8 +87,8 @@ def _duckdb_chunks(source: Engine, spec: SourceTable, start: datetime | None,
         params = [end] if start is None else [end, start]
     with source.connect() as sconn:
         for batch in duckdb_record_batches(sconn, sql, params, CHUNK_ROWS):
-            frame = to_canonical(spec, batch.to_pandas())
-            yield frame if typed else _in_window(spec, frame, start, end)
+            canonical = canonical_batch(spec, batch)
+            yield canonical if typed else _in_window(spec, canonical, start, end)
 
 
 def canonical_reader(source: Engine, spec: SourceTable) -> Reader:
@@ -129,7 +97,7 @@ def canonical_reader(source: Engine, spec: SourceTable) -> Reader:
     An optional table (interactions) that the source does not have yields no rows; a missing
     required table is a SourceDataError.
     """
-    def read(_wconn: Connection, start: datetime | None, end: datetime) -> Iterable[pd.DataFrame]:
+    def read(_wconn: Connection, start: datetime | None, end: datetime) -> Iterable[pa.RecordBatch]:
         declared = source_window.source_columns(source, spec.name)
         if not declared:
             if spec.optional:
@@ -157,8 +125,8 @@ def canonical_reader(source: Engine, spec: SourceTable) -> Reader:
         with source.connect().execution_options(stream_results=True, max_row_buffer=CHUNK_ROWS) as sconn:
             try:
                 for chunk in pd.read_sql(query, sconn, chunksize=CHUNK_ROWS):
-                    frame = to_canonical(spec, chunk)
-                    yield _in_window(spec, frame, start, end) if cut else frame
+                    canonical = frame_batch(spec, to_canonical(spec, chunk))
+                    yield _in_window(spec, canonical, start, end) if cut else canonical
             except (sa.exc.OperationalError, pd.errors.DatabaseError) as exc:
                 undecodable = _UNDECODABLE.search(str(exc))
                 if undecodable is None or source.dialect.name != "sqlite":
@@ -192,8 +160,11 @@ def _not_utf8(source: Engine, spec: SourceTable, column: str) -> SourceDataError
 
 
 def mapped_reader(mapped: MappedSource, spec: SourceTable, rejected: dict[str, dict[str, int]]) -> Reader:
-    """Read a table through a source mapping; rows it rejects are counted into ``rejected``."""
-    def read(wconn: Connection, start: datetime | None, end: datetime) -> Iterable[pd.DataFrame]:
+    """Read a table through a source mapping; rows it rejects are counted into ``rejected``.
+
+    The mapping reads the whole window when called (it asks the warehouse which customers are known).
+    """
+    def read(wconn: Connection, start: datetime | None, end: datetime) -> list[pa.RecordBatch]:
         def known_customers() -> set[str]:
             rows = read_frame(wconn, "SELECT customer_id FROM raw.customers WHERE created_at < :start",
                               {"start": start})
@@ -202,7 +173,7 @@ def mapped_reader(mapped: MappedSource, spec: SourceTable, rejected: dict[str, d
         result = mapped.read_table(spec.name, start, end, known_customers)
         if result.rejected:
             rejected[spec.name] = dict(sorted(result.rejected.items()))
-        yield result.frame
+        return [frame_batch(spec, result.frame)]
     return read
 
 
@@ -212,90 +183,41 @@ def extract_table(source: Engine | None, warehouse: Engine, spec: SourceTable, c
 
     The window starts at the table's watermark (what validated batches cover) less the
     look-back. ``read`` supplies the rows (default: the canonical SQL table of ``source``).
-    The window is deleted, the rows inserted and the window recorded in the batch ledger in
-    one transaction, so a source that fails to convert leaves raw as it was. On DuckDB the
-    rows are first staged (see _stage_duckdb); on other warehouses they are written inside
-    that transaction.
+    The window is deleted, the rows written and the window recorded in the batch ledger in
+    one transaction, so a source that fails to convert halfway leaves raw as it was. The rows
+    stream from the source into one write (frames.append_batches): on DuckDB a single
+    ``INSERT`` scanning the batches as they are read, which keeps 20M orders within the
+    memory limit without a staging copy.
     """
     read = read or canonical_reader(source, spec)
-    table = f"raw.{spec.name}"
     with exclusive(warehouse, f"grading.extract.{spec.name}") as wconn:
-        staged = None
-        if warehouse.dialect.name == "duckdb":
-            with warehouse.connect() as side:
-                start, end = extract_window(ledger.watermark(side, spec.name), cutoff, lookback)
-                staged, rows = _stage_duckdb(side, spec, read(side, start, end), batch)
-        else:
-            start, end = extract_window(ledger.watermark(wconn, spec.name), cutoff, lookback)
-        try:
-            delete = f"DELETE FROM {table} WHERE {spec.event_time} < :cutoff"  # noqa: S608 - identifiers from code constants, values bound
-            params = {"cutoff": end}
-            if start is not None:
-                delete += f" AND {spec.event_time} >= :start"
-                params["start"] = start
-            wconn.execute(sa.text(delete), params)
-            if staged is not None:
-                wconn.exec_driver_sql(f"INSERT INTO {table} SELECT * FROM {staged}")  # noqa: S608 - our own names
-            else:
-                rows = sum(bulk_insert(wconn, table, frame.assign(extracted_at=batch))
-                           for frame in read(wconn, start, end))
-            ledger.record_window(wconn, batch, spec.name, start, end, rows)
-        except BaseException:
-            # The error to report is this one: dropping the staging table beside a failed
-            # transaction can fail too, and would hide it (the next extraction drops it then).
-            if staged is not None:
-                with suppress(sa.exc.DBAPIError), warehouse.begin() as side:
-                    side.exec_driver_sql(f"DROP TABLE IF EXISTS {staged}")
-            raise
-        if staged is not None:
-            with warehouse.begin() as side:
-                side.exec_driver_sql(f"DROP TABLE IF EXISTS {staged}")
+        start, end = extract_window(ledger.watermark(wconn, spec.name), cutoff, lookback)
+        delete = f"DELETE FROM raw.{spec.name} WHERE {spec.event_time} < :cutoff"  # noqa: S608 - identifiers from code constants, values bound
+        params = {"cutoff": end}
+        if start is not None:
+            delete += f" AND {spec.event_time} >= :start"
+            params["start"] = start
+        wconn.execute(sa.text(delete), params)
+        schema = arrow_schema(spec).append(pa.field("extracted_at", pa.timestamp("us")))
+        stamp = np.datetime64(batch, "us")
+        rows = append_batches(wconn, f"raw.{spec.name}", schema, (
+            rows.append_column("extracted_at", pa.array(np.full(rows.num_rows, stamp)))
+            for rows in read(wconn, start, end)))
+        ledger.record_window(wconn, batch, spec.name, start, end, rows)
     log.info("extracted %s rows of %s for [%s, %s)", rows, spec.name, start or "beginning", end)
     return rows
 
 
-def _stage_duckdb(conn: Connection, spec: SourceTable, frames: Iterable[pd.DataFrame],
-                  extracted_at: datetime) -> tuple[str, int]:
-    """Write the window's rows to a private staging table, committing as it goes.
-
-    DuckDB keeps the rows appended from Python inside an open transaction in memory,
-    whatever its memory limit: a 20M-order first load grew the worker to 3.5 GiB. Committed
-    every STAGE_COMMIT_ROWS rows into staging, they go to disk; the one ``INSERT … SELECT`` that then
-    moves them into raw inside the extraction's transaction stays within the limit. The
-    staging table is named after the batch and dropped on success and on failure; only a
-    killed worker leaves one behind (staging.extract_<table>_<batch stamp>, safe to drop).
-    """
-    staged = f"staging.extract_{spec.name}_{extracted_at:%Y%m%d%H%M%S%f}"
-    conn.exec_driver_sql(f"CREATE OR REPLACE TABLE {staged} AS SELECT * FROM raw.{spec.name} LIMIT 0")  # noqa: S608 - our own names
-    conn.commit()
-    rows = uncommitted = 0
-    try:
-        for frame in frames:
-            uncommitted += bulk_insert(conn, staged, frame.assign(extracted_at=extracted_at))
-            if uncommitted >= STAGE_COMMIT_ROWS:
-                conn.commit()
-                rows, uncommitted = rows + uncommitted, 0
-        conn.commit()
-        rows += uncommitted
-    except BaseException:
-        conn.rollback()
-        conn.exec_driver_sql(f"DROP TABLE IF EXISTS {staged}")
-        conn.commit()
-        raise
-    return staged, rows
-
-
 def register_customer_keys(warehouse: Engine, key: bytes) -> int:
-    """Give every extracted customer without one a pseudonymous key; returns keys added."""
+    """Give every extracted customer without one a pseudonymous key; returns keys added.
+
+    The keyed hash is computed in the warehouse (include/sql/extract/customer_keys.sql), the
+    HMAC of keys.pseudonym from its two padded keys, rather than a Python call per customer.
+    """
+    inner, outer = hmac_pads(key)
     with exclusive(warehouse, "grading.customer_keys") as conn:
-        missing = read_frame(conn, (
-            "SELECT DISTINCT c.customer_id FROM raw.customers AS c "
-            "LEFT JOIN ops.customer_keys AS k ON k.customer_id = c.customer_id "
-            "WHERE k.customer_id IS NULL AND c.customer_id IS NOT NULL"
-        ))
-        ids = missing["customer_id"].astype(str)
-        keys = pd.DataFrame({"customer_id": ids, "customer_key": [pseudonym(i, key) for i in ids]})
-        return bulk_insert(conn, "ops.customer_keys", keys)
+        return conn.execute(sa.text(sql_text("extract/customer_keys", conn.dialect.name)),
+                            {"inner": inner, "outer": outer}).rowcount
 
 
 def extract(source: Engine | None, warehouse: Engine, as_of: datetime, pseudonym_key: bytes, batch: datetime,
@@ -353,13 +275,14 @@ def _without_erased(read: Reader, table: str, erased: frozenset[str], key: bytes
                     suppressed: dict[str, int]) -> Reader:
     """``read``, less the rows of erased customers, counted into ``suppressed``: a customer erased
     from the warehouse but still in the source is skipped, not graded (nor failed on)."""
-    def filtered(conn: Connection, start: datetime | None, end: datetime) -> Iterable[pd.DataFrame]:
-        for frame in read(conn, start, end):
-            ids = frame["customer_id"]
+    def filtered(conn: Connection, start: datetime | None, end: datetime) -> Iterable[pa.RecordBatch]:
+        def kept(batch: pa.RecordBatch) -> pa.RecordBatch:
+            ids = batch.column("customer_id").to_pandas()
             keys = {i: pseudonym(str(i), key) for i in ids.dropna().unique()}
             dropped = ids.map(keys).isin(erased)
             suppressed[table] = suppressed.get(table, 0) + int(dropped.sum())
-            yield frame[~dropped]
+            return batch.filter(pa.array(~dropped.to_numpy(dtype=bool)))
+        return map(kept, read(conn, start, end))  # read called now: see Reader
     return filtered
 
 

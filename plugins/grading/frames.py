@@ -11,7 +11,7 @@ import io
 import re
 import tempfile
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -242,17 +242,19 @@ _COPY_SLICE_ROWS = 100_000
 
 
 
-def bulk_insert(conn: Connection, qualified_table: str, frame: pd.DataFrame) -> int:
-    """Append ``frame`` to ``schema.table`` the fast way for the dialect; returns rows written.
+def bulk_insert(conn: Connection, qualified_table: str, frame: pd.DataFrame | pa.RecordBatch) -> int:
+    """Append ``frame`` (a DataFrame or an Arrow record batch) to ``schema.table`` the fast way
+    for the dialect; returns rows written.
 
     DuckDB reads the frame in place (Arrow); PostgreSQL takes COPY (measured 5x faster than
     ``to_sql`` at a million rows); any other database gets ``to_sql``.
     """
-    if frame.empty:
+    if len(frame) == 0:
         return 0
     table = quoted(conn, qualified_table)
     preparer = conn.dialect.identifier_preparer
-    columns = ", ".join(preparer.quote(c) for c in frame.columns)
+    names = list(frame.columns) if isinstance(frame, pd.DataFrame) else frame.schema.names
+    columns = ", ".join(preparer.quote(c) for c in names)
     dialect = conn.dialect.name
     if dialect == "duckdb":
         duck = conn.connection.driver_connection
@@ -262,6 +264,14 @@ def bulk_insert(conn: Connection, qualified_table: str, frame: pd.DataFrame) -> 
             conn.exec_driver_sql(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM {view}")  # noqa: S608 - identifiers from code constants, values bound
         finally:
             duck.unregister(view)
+    elif dialect == "postgresql" and not isinstance(frame, pd.DataFrame):
+        # pyarrow's CSV quotes every text and writes a null as an empty unquoted field: COPY's
+        # CSV default, so '' stays ''. A third of the time of the DuckDB slices below.
+        sink = io.BytesIO()
+        pa_csv.write_csv(frame, sink, pa_csv.WriteOptions(include_header=False))
+        with conn.connection.driver_connection.cursor().copy(
+                f"COPY {table} ({columns}) FROM STDIN WITH (FORMAT csv)") as copy:
+            copy.write(sink.getbuffer())
     elif dialect == "postgresql":
         frame = _whole_floats_as_integers(conn, table, columns, frame)
         cursor = conn.connection.driver_connection.cursor()
@@ -270,8 +280,51 @@ def bulk_insert(conn: Connection, qualified_table: str, frame: pd.DataFrame) -> 
                 copy.write(text)
     else:
         schema, _, name = qualified_table.rpartition(".")
+        if not isinstance(frame, pd.DataFrame):
+            frame = frame.to_pandas()
         frame.to_sql(name, conn, schema=schema or None, if_exists="append", index=False, chunksize=5000)
     return len(frame)
+
+
+def append_batches(conn: Connection, qualified_table: str, schema: pa.Schema,
+                   batches: Iterable[pa.RecordBatch]) -> int:
+    """Append a stream of record batches (of ``schema``) to ``schema.table``; returns rows written.
+
+    On DuckDB in one ``INSERT`` that scans the batches as they come: rows appended by many
+    statements of one open transaction stay in memory whatever the memory limit (20M orders
+    grew a worker to 1.7 GiB, against 0.5 GiB for one statement over a stream). Elsewhere
+    batch by batch through bulk_insert. An exception raised while producing the batches (a
+    source value refused) is raised as it is, not as the database's error about the stream.
+    """
+    if conn.dialect.name != "duckdb":
+        return sum(bulk_insert(conn, qualified_table, batch) for batch in batches)
+    written, failure = 0, None
+
+    def counted() -> Iterator[pa.RecordBatch]:
+        nonlocal written, failure
+        try:
+            for batch in batches:
+                written += batch.num_rows
+                yield batch
+        except BaseException as exc:
+            failure = exc
+            raise
+
+    duck = conn.connection.driver_connection
+    view = f"stream_{uuid.uuid4().hex}"
+    duck.register(view, pa.RecordBatchReader.from_batches(schema, counted()))
+    columns = ", ".join(conn.dialect.identifier_preparer.quote(c) for c in schema.names)
+    try:
+        conn.exec_driver_sql(f"INSERT INTO {quoted(conn, qualified_table)} ({columns}) "  # noqa: S608 - quoted identifiers
+                             f"SELECT {columns} FROM {view}")
+    except Exception:
+        with suppress(Exception):  # fails in the aborted transaction, whose rollback drops the view
+            duck.unregister(view)
+        if failure is not None:
+            raise failure from None
+        raise
+    duck.unregister(view)
+    return written
 
 
 

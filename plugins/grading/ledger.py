@@ -113,7 +113,8 @@ def open_batch(warehouse: Engine, batch_id: datetime, run_id: str, as_of: date, 
 
 
 def _drop_leftovers(conn: Connection, batch_id: datetime) -> None:
-    """What a killed worker can leave behind named after its batch (see extract and validate)."""
+    """What a killed worker can leave behind named after its batch: a validation's GX view, and
+    the staging table of an extraction by a version before extraction streamed into raw."""
     stamp = f"{batch_id:%Y%m%d%H%M%S%f}"
     for table in SOURCE_TABLES:
         conn.exec_driver_sql(f"DROP TABLE IF EXISTS staging.extract_{table}_{stamp}")

@@ -313,8 +313,8 @@ def duckdb_memory_limit() -> str:
     default a worker's size follows the warehouse's; with a limit it evicts and spills a large
     join or sort to ``<warehouse>.duckdb.tmp``. Not everything spills: the feature query at a
     million customers needs 1 GiB (it failed with 768 MiB), so that is the default. (Rows
-    appended from Python inside an open transaction are not bounded by it: see
-    grading.extract._stage_duckdb.)
+    appended from Python by many statements of one open transaction are not bounded by it:
+    see grading.frames.append_batches.)
     """
     value = os.environ.get("GRADING_DUCKDB_MEMORY_LIMIT", "").strip() or "1GiB"
     if not DUCKDB_SIZE.match(value):

@@ -5,9 +5,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pytest
 
 from grading import convert
+from grading.contract import SOURCE_TABLES
 from grading.convert import SourceDataError
 
 
@@ -81,3 +85,77 @@ def test_without_a_key_the_error_shows_values_only_and_a_missing_value_shows_its
     missing = convert.fail("tickets", "opened_at", tickets, "ticket_id", tickets["opened_at"].isna(),
                            tickets["opened_at"], "have no opened_at")
     assert "2 row(s) have no opened_at (e.g. ticket_id T1, ticket_id T3)." in str(missing)
+
+
+def _typed_tickets(rows: int, seed: int) -> pa.RecordBatch:
+    """Tickets as a typed source (DuckDB, Parquet) hands them over: every column of its canonical type."""
+    rng = np.random.default_rng(seed)
+    opened = pd.Timestamp("2024-01-01") + pd.to_timedelta(rng.integers(0, 10**9, rows), unit="s")
+    closed = pd.Series(opened + pd.to_timedelta(rng.integers(0, 10**6, rows), unit="s")).where(rng.random(rows) > .3)
+    return pa.RecordBatch.from_pandas(pd.DataFrame({
+        "ticket_id": [f"T{i}" for i in range(rows)],
+        "customer_id": pd.Series([f"C{i % 50}" for i in range(rows)]).where(rng.random(rows) > .05),
+        "opened_at": opened.astype("datetime64[us]"),
+        "closed_at": closed.astype("datetime64[us]"),
+        "category": rng.choice(["billing", "delivery", "Zürich 東京", ""], rows),
+        "severity": pd.Series(rng.choice(["low", "high"], rows)).where(rng.random(rows) > .2),
+        "resolved": pd.array(rng.random(rows) > .5, dtype="boolean"),
+    }), preserve_index=False)
+
+
+def _through_pandas(spec, batch: pa.RecordBatch) -> pa.RecordBatch:
+    return convert.frame_batch(spec, convert.to_canonical(spec, batch.to_pandas()))
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_typed_batch_is_cast_in_arrow_to_exactly_what_the_pandas_converters_give(seed: int) -> None:
+    spec = SOURCE_TABLES["tickets"]
+    batch = _typed_tickets(500, seed)
+    fast = convert.canonical_batch(spec, batch)
+    assert fast.schema == convert.arrow_schema(spec)
+    assert fast.equals(_through_pandas(spec, batch))
+
+
+def test_orders_with_whole_amounts_and_surveys_with_small_integers_take_the_arrow_path_too() -> None:
+    orders = pa.RecordBatch.from_pydict({
+        "order_id": ["O1", "O2"], "customer_id": ["C1", "C2"], "order_ts": [datetime(2024, 1, 1), datetime(2024, 2, 1)],
+        "status": ["completed", "refunded"], "amount": pa.array([12, -3], pa.int32()), "margin": [1.25, None]})
+    surveys = pa.RecordBatch.from_pydict({
+        "survey_id": ["S1", "S2"], "customer_id": ["C1", "C2"], "responded_at": [datetime(2024, 1, 1)] * 2,
+        "csat": pa.array([5, None], pa.int8()), "nps": pa.array([-(2**31 - 1), 2**31 - 1], pa.int64())})
+    for name, batch in (("orders", orders), ("surveys", surveys)):
+        spec = SOURCE_TABLES[name]
+        assert convert._typed_columns(spec, batch) is not None, name
+        assert convert.canonical_batch(spec, batch).equals(_through_pandas(spec, batch)), name
+
+
+@pytest.mark.parametrize("fault", ["nul", "huge amount", "nan amount", "nan margin", "no order time", "text time",
+                                   "ns time", "int64 amount", "text amount"])
+def test_a_batch_the_arrow_path_cannot_vouch_for_gets_the_pandas_converters_verdict(fault: str) -> None:
+    """Anything not plainly canonical falls back: the same rows, or the same error, as to_canonical."""
+    spec = SOURCE_TABLES["orders"]
+    columns = {"order_id": ["O1", "O2", "O3"], "customer_id": ["C1", "C2", "C3"],
+               "order_ts": pa.array([datetime(2024, 1, d) for d in (1, 2, 3)], pa.timestamp("us")),
+               "status": ["completed"] * 3, "amount": [10.0, 20.5, 3.0], "margin": [1.0, 2.0, None]}
+    change = {"nul": ("status", ["completed", "bad\x00", "completed"]),
+              "huge amount": ("amount", [10.0, 1e16, 3.0]),
+              "nan amount": ("amount", [10.0, float("nan"), 3.0]),
+              "nan margin": ("margin", [10.0, float("nan"), 3.0]),
+              "no order time": ("order_ts", pa.array([datetime(2024, 1, 1), None, datetime(2024, 1, 3)],
+                                                     pa.timestamp("us"))),
+              "text time": ("order_ts", ["2024-01-01T10:00:00+02:00", "2024-01-02", "2024-01-03 00:00"]),
+              "ns time": ("order_ts", pa.array([datetime(2024, 1, d) for d in (1, 2, 3)], pa.timestamp("ns"))),
+              "int64 amount": ("amount", pa.array([1, 2**40, 3], pa.int64())),
+              "text amount": ("amount", ["10.00", "1,5", "3"])}[fault]
+    batch = pa.RecordBatch.from_pydict({**columns, change[0]: change[1]})
+    assert convert._typed_columns(spec, batch) is None
+    def outcome(convert_batch):
+        try:
+            return convert_batch(spec, batch)
+        except SourceDataError as refused:
+            return str(refused)
+
+    expected = outcome(_through_pandas)
+    got = outcome(convert.canonical_batch)
+    assert got == expected if isinstance(expected, str) else got.equals(expected)
+    assert isinstance(expected, str) == (fault not in ("nan margin", "text time", "ns time", "int64 amount")), expected

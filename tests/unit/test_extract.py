@@ -9,10 +9,13 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from grading import demo
+from grading import demo, ledger
+from grading import extract as extract_module
 from grading.contract import SOURCE_TABLES
-from grading.extract import extract, extract_window, to_canonical
+from grading.convert import SourceDataError, to_canonical
+from grading.extract import extract, extract_window, register_customer_keys
 from grading.frames import read_frame
+from grading.keys import pseudonym
 from grading.warehouse import migrate, open_engine
 from tests.helpers import pass_batch, scalar
 
@@ -193,3 +196,46 @@ def test_extract_stage_reads_a_file_drop_without_a_source_database(tmp_path: Pat
     message = scalar(url, "SELECT message FROM audit.run_audit WHERE stage = 'extract'")
     assert message == ("rejected by the source mapping: customers 1 (missing customer_id); "
                        "orders 1 (missing customer_id)")
+
+
+@pytest.mark.parametrize("key", [KEY, b"a pseudonym key longer than SHA-256's block of sixty-four bytes, hashed first"])
+def test_customer_keys_computed_in_the_warehouse_are_the_pseudonyms_of_grading_keys(warehouse_url: str,
+                                                                                 key: bytes) -> None:
+    ids = ["C-00042", "Ä-1", "客户 7", "", "x" * 200, "c-00042"]
+    with open_engine(warehouse_url) as warehouse:
+        migrate(warehouse)
+        with warehouse.begin() as conn:
+            for i in ids:
+                conn.execute(sa.text("INSERT INTO raw.customers (customer_id, created_at, extracted_at) "
+                                     "VALUES (:i, '2024-01-01', '2024-01-02')"), {"i": i})
+        assert register_customer_keys(warehouse, key) == len(ids)
+        assert register_customer_keys(warehouse, key) == 0  # each customer keeps the key it was given
+        with warehouse.connect() as conn:
+            stored = dict(conn.execute(sa.text("SELECT customer_id, customer_key FROM ops.customer_keys")).all())
+    assert stored == {i: pseudonym(i, key) for i in ids}
+
+
+def test_a_value_refused_in_a_later_chunk_leaves_raw_and_the_watermark_as_they_were(
+        tmp_path: Path, warehouse_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A typed source streams chunk by chunk into one statement: a value refused after several chunks
+    were written (an amount too large for raw) stops the extraction with that error, and nothing of
+    the window is kept."""
+    monkeypatch.setattr(extract_module, "CHUNK_ROWS", 40)
+    data = demo.generate(customers=150, seed=11)
+    source_url = f"duckdb:///{tmp_path / 'source.duckdb'}"
+    demo.write_source(data, source_url)
+    with open_engine(source_url) as source, open_engine(warehouse_url) as warehouse:
+        migrate(warehouse)
+        extract(source, warehouse, datetime(2024, 7, 1), KEY, batch=datetime(2024, 7, 1, 1))
+        pass_batch(warehouse, datetime(2024, 7, 1, 1))
+        before = _raw_counts(warehouse_url)
+        with source.begin() as conn:  # the window's last order in the source's own order: the last chunk read
+            conn.execute(sa.text("UPDATE orders SET amount = 1e17 WHERE rowid = (SELECT MAX(rowid) FROM orders "
+                                 "WHERE order_ts < '2025-01-01' AND order_ts >= '2024-06-28')"))
+        with pytest.raises(SourceDataError, match=r"^source table orders, column amount: 1 row\(s\) hold an amount "
+                                                  r"that is infinite or too large"):
+            extract(source, warehouse, datetime(2025, 1, 1), KEY, batch=datetime(2025, 1, 1, 1))
+        with warehouse.connect() as conn:
+            assert str(ledger.watermark(conn, "orders")).startswith("2024-07-01")
+    assert _raw_counts(warehouse_url)["orders"] == before["orders"]
+    assert _expected_counts(data, date(2025, 1, 1))["orders"] - before["orders"] > 3 * 40  # several chunks

@@ -10,11 +10,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import psycopg
+import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 
 from grading import frames
 from grading.frames import (
+    append_batches,
     bulk_insert,
     duckdb_memory_capped,
     read_computed_frame,
@@ -123,7 +125,10 @@ def test_a_numeric_sum_read_back_is_written_into_a_bigint_column(pg_url: str) ->
         bulk_insert(conn, "totals", pd.DataFrame({"k": [3], "n": [1.5], "f": [1.0]}))  # not whole: refused
 
 
-def test_bulk_insert_keeps_empty_texts_apart_from_nulls(warehouse_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("given", ["frame", "arrow"])
+def test_bulk_insert_keeps_empty_texts_apart_from_nulls(warehouse_url: str, monkeypatch: pytest.MonkeyPatch,
+                                                        given: str) -> None:
+    """The same through either COPY path on PostgreSQL: DuckDB-written slices of a frame, pyarrow's CSV of a batch."""
     monkeypatch.setattr(frames, "_COPY_SLICE_ROWS", 3)  # PostgreSQL's COPY gets the rows in three slices
 
     texts = ["", None, "NULL", 'say "hi", twice', "two\nlines", "a \\ backslash", "Zürich 東京", "\\N"]
@@ -135,9 +140,10 @@ def test_bulk_insert_keeps_empty_texts_apart_from_nulls(warehouse_url: str, monk
         "d": pd.to_datetime(["2024-01-02", None, "2024-03-04", "2024-05-06", None, "2024-07-08", "2024-09-10",
                              "2024-12-31"]),
     })
+    rows_given = frame if given == "frame" else pa.RecordBatch.from_pandas(frame, preserve_index=False)
     with open_engine(warehouse_url) as engine, engine.begin() as conn:
         conn.execute(sa.text("CREATE TABLE t (k INTEGER, s TEXT, f DOUBLE PRECISION, n BIGINT, d DATE)"))
-        assert bulk_insert(conn, "t", frame) == len(texts)
+        assert bulk_insert(conn, "t", rows_given) == len(texts)
         rows = conn.execute(sa.text("SELECT k, s, f, n, d FROM t ORDER BY k")).all()
     assert [row.s for row in rows] == texts
     assert [row.f for row in rows] == [0.5, None, 1.0, None, 2.0, 3.0, 4.0, 0.1 + 0.2]
@@ -211,3 +217,38 @@ def test_computed_frames_come_back_in_the_order_of_their_queries(tmp_path: Path)
         assert count["n"].tolist() == [7]
         assert empty.empty
         assert list(empty.columns) == ["k"]
+
+
+def _batches(*starts: int) -> list[pa.RecordBatch]:
+    return [pa.RecordBatch.from_pydict({"k": list(range(start, start + 3)), "s": ["a", None, ""]}) for start in starts]
+
+
+def test_append_batches_writes_a_stream_in_one_statement_and_counts_it(warehouse_url: str) -> None:
+    schema = pa.schema([("k", pa.int64()), ("s", pa.string())])
+    with open_engine(warehouse_url) as engine, engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE t (k BIGINT, s TEXT)"))
+        assert append_batches(conn, "t", schema, iter(_batches(0, 3, 6))) == 9
+        assert append_batches(conn, "t", schema, iter([])) == 0
+        rows = conn.execute(sa.text("SELECT k, s FROM t ORDER BY k")).all()
+    assert [tuple(row) for row in rows] == [(k, ["a", None, ""][k % 3]) for k in range(9)]
+
+
+def test_an_error_raised_while_streaming_is_raised_as_it_is_and_nothing_is_written(warehouse_url: str) -> None:
+    """A source value refused in the third batch: the caller sees that error (not DuckDB's about a
+    failed stream), and the statement's transaction keeps none of the batches before it."""
+    schema = pa.schema([("k", pa.int64()), ("s", pa.string())])
+
+    class Refused(ValueError):
+        pass
+
+    def stream():
+        yield from _batches(0, 3)
+        raise Refused("source table t, column s: 1 row(s) hold a NUL character")
+
+    with open_engine(warehouse_url) as engine:
+        with engine.begin() as conn:
+            conn.execute(sa.text("CREATE TABLE t (k BIGINT, s TEXT)"))
+        with pytest.raises(Refused, match="NUL character"), engine.begin() as conn:
+            append_batches(conn, "t", schema, stream())
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT COUNT(*) FROM t")).scalar_one() == 0
