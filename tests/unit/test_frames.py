@@ -21,6 +21,7 @@ from grading.frames import (
     duckdb_memory_capped,
     read_computed_frame,
     read_computed_frames,
+    read_computed_table,
     read_frame,
     read_query_file,
 )
@@ -164,6 +165,8 @@ def test_a_computed_frame_is_the_query_s_frame_and_leaves_duckdb_as_it_was(wareh
         computed = read_computed_frame(conn, sql, {"low": 10})  # the open transaction's rows are seen
         pd.testing.assert_frame_equal(computed, read_frame(conn, sql, {"low": 10}))
         assert computed["n"].tolist() == [330, 331, 330]
+        table = read_computed_table(conn, sql, {"low": 10})  # the same rows, as Arrow
+        assert table.to_pydict() == {c: computed[c].tolist() for c in computed.columns}
         assert not duckdb or conn.exec_driver_sql("SELECT current_setting('memory_limit')").scalar_one() == limit
         left = conn.exec_driver_sql("SELECT table_name FROM information_schema.tables "
                                     "WHERE table_name LIKE 'computed%%'").scalars().all()
