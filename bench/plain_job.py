@@ -25,7 +25,7 @@ reported):
   precedence, churn reasons and hash control groups.
 - ``snapshot``: the period's snapshot with keyed-hash customer keys computed in SQL
   (PostgreSQL: pgcrypto ``hmac(id, key, 'sha256')``, the pipeline's own pseudonym; DuckDB, which
-  has no HMAC: ``sha256(key || id)``), first 32 hex digits.
+  has no HMAC function: the same HMAC spelt out with its sha256), first 32 hex digits.
 """
 
 # SQL here is built from the rule files, suites and dates of the bench, never from input.
@@ -578,7 +578,13 @@ FROM listed WHERE is_el AND NOT is_core AND NOT is_wb""")
 def stage_snapshot(wh: Warehouse, as_of: date) -> dict:
     """The period's snapshot under keyed-hash customer keys."""
     if wh.kind == "duckdb":
-        key_expr, method = f"substr(sha256({_lit(KEY)} || f.customer_id), 1, 32)", "sha256(key || id)"
+        # DuckDB has sha256 but no hmac: HMAC-SHA256 spelt out from the key's two padded forms
+        # (RFC 2104), so the keys are the pipeline's own, as pgcrypto's hmac gives them
+        block = KEY.encode().ljust(64, b"\0")
+        inner, outer = (bytes(b ^ pad for b in block).hex() for pad in (0x36, 0x5C))
+        key_expr = (f"substr(sha256(unhex('{outer}') || unhex(sha256(unhex('{inner}') || encode(f.customer_id)))), "
+                    "1, 32)")
+        method = "hmac-sha256 (from the padded key)"
     else:
         try:
             wh.execute("CREATE EXTENSION IF NOT EXISTS pgcrypto")
