@@ -193,21 +193,21 @@ def _typed_columns(spec: SourceTable, batch: pa.RecordBatch) -> pa.RecordBatch |
     schema, needed, arrays = arrow_schema(spec), _needed(spec), []
     for field in schema:
         values = batch.column(field.name)
-        kind, kind_of = spec.kind(field.name), values.type
+        kind, arrow_type = spec.kind(field.name), values.type
         if field.name in needed and values.null_count:
             return None
         if kind == "timestamp":
-            ok = pa.types.is_timestamp(kind_of) and kind_of.tz is None and kind_of.unit in ("s", "ms", "us")
+            ok = pa.types.is_timestamp(arrow_type) and arrow_type.tz is None and arrow_type.unit in ("s", "ms", "us")
         elif kind == "amount":  # NaN fails the bound too, and goes to to_canonical
-            ok = (pa.types.is_floating(kind_of) or kind_of in (pa.int8(), pa.int16(), pa.int32())) \
+            ok = (pa.types.is_floating(arrow_type) or arrow_type in (pa.int8(), pa.int16(), pa.int32())) \
                 and pc.all(pc.less(pc.abs(values), AMOUNT_LIMIT)).as_py() is not False
         elif kind == "integer":
-            bounds = pc.min_max(values).as_py() if pa.types.is_integer(kind_of) else {}
-            ok = pa.types.is_integer(kind_of) and all(v is None or abs(v) <= 2**31 - 1 for v in bounds.values())
+            bounds = pc.min_max(values).as_py() if pa.types.is_integer(arrow_type) else {}
+            ok = pa.types.is_integer(arrow_type) and all(v is None or abs(v) <= 2**31 - 1 for v in bounds.values())
         elif kind == "flag":
-            ok = pa.types.is_boolean(kind_of)
+            ok = pa.types.is_boolean(arrow_type)
         else:
-            ok = (pa.types.is_string(kind_of) or pa.types.is_large_string(kind_of)) \
+            ok = (pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type)) \
                 and not pc.any(pc.match_substring(values, "\x00")).as_py()
         if not ok:
             return None

@@ -201,8 +201,8 @@ def extract_table(source: Engine | None, warehouse: Engine, spec: SourceTable, c
         schema = arrow_schema(spec).append(pa.field("extracted_at", pa.timestamp("us")))
         stamp = np.datetime64(batch, "us")
         rows = append_batches(wconn, f"raw.{spec.name}", schema, (
-            rows.append_column("extracted_at", pa.array(np.full(rows.num_rows, stamp)))
-            for rows in read(wconn, start, end)))
+            part.append_column("extracted_at", pa.array(np.full(part.num_rows, stamp)))
+            for part in read(wconn, start, end)))
         ledger.record_window(wconn, batch, spec.name, start, end, rows)
     log.info("extracted %s rows of %s for [%s, %s)", rows, spec.name, start or "beginning", end)
     return rows

@@ -285,7 +285,8 @@ def bulk_insert(conn: Connection, qualified_table: str, frame: pd.DataFrame | pa
             duck.unregister(view)
     elif dialect == "postgresql" and not isinstance(frame, pd.DataFrame):
         # pyarrow's CSV quotes every text and writes a null as an empty unquoted field: COPY's
-        # CSV default, so '' stays ''. A third of the time of the DuckDB slices below.
+        # CSV default, so '' stays ''. Faster than the DuckDB slices below (extracting 5M rows at M
+        # into PostgreSQL: 19.7 -> 16.1 s), and no frame is needed.
         sink = io.BytesIO()
         pa_csv.write_csv(frame, sink, pa_csv.WriteOptions(include_header=False))
         with conn.connection.driver_connection.cursor().copy(
