@@ -178,10 +178,17 @@ def canonical_batch(spec: SourceTable, batch: pa.RecordBatch) -> pa.RecordBatch:
 
 
 def frame_batch(spec: SourceTable, frame: pd.DataFrame) -> pa.RecordBatch:
-    """A frame of canonical rows (to_canonical's) as a record batch of arrow_schema."""
+    """A frame of canonical rows (to_canonical's) as a record batch of arrow_schema.
+
+    Through a table: a pandas string column is Arrow-backed, and may hold several chunks (a
+    mapped file's rows put together), which a record batch cannot take as they are.
+    """
     import pyarrow as pa
 
-    return pa.RecordBatch.from_pandas(frame[list(spec.columns)], schema=arrow_schema(spec), preserve_index=False)
+    schema = arrow_schema(spec)
+    table = pa.Table.from_pandas(frame[list(spec.columns)], schema=schema, preserve_index=False).combine_chunks()
+    batches = table.to_batches()
+    return batches[0] if batches else pa.RecordBatch.from_pylist([], schema=schema)
 
 
 def _typed_columns(spec: SourceTable, batch: pa.RecordBatch) -> pa.RecordBatch | None:

@@ -159,3 +159,16 @@ def test_a_batch_the_arrow_path_cannot_vouch_for_gets_the_pandas_converters_verd
     got = outcome(convert.canonical_batch)
     assert got == expected if isinstance(expected, str) else got.equals(expected)
     assert isinstance(expected, str) == (fault not in ("nan margin", "text time", "ns time", "int64 amount")), expected
+
+
+def test_a_frame_whose_texts_arrive_in_several_arrow_chunks_becomes_one_batch() -> None:
+    """A mapped file's rows put together keep their Arrow-backed texts in chunks (the Olist export did)."""
+    spec = SOURCE_TABLES["customers"]
+    chunked = pa.chunked_array([["C1", "C2"], ["C3"]])
+    frame = pd.DataFrame({column: pd.Series(chunked, dtype=pd.ArrowDtype(pa.string())).astype("string")
+                          for column in spec.columns if spec.kind(column) == "text"})
+    frame["created_at"] = pd.Series(pd.to_datetime(["2024-01-01", "2024-02-01", None])).astype("datetime64[us]")
+    batch = convert.frame_batch(spec, frame)
+    assert batch.schema == convert.arrow_schema(spec)
+    assert batch.column("customer_id").to_pylist() == ["C1", "C2", "C3"]
+    assert convert.frame_batch(spec, frame.iloc[:0]).num_rows == 0
