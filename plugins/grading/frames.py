@@ -150,17 +150,26 @@ def read_computed_frames(conn: Connection, queries: Sequence[tuple[str, Mapping[
     """
     if conn.dialect.name != "duckdb":
         return [read_frame(conn, sql, params) for sql, params in queries]
-    tables = []
-    for sql, params in queries:
-        tables.append(f"computed_{uuid.uuid4().hex}")
-        conn.execute(sa.text(f"CREATE TEMPORARY TABLE {tables[-1]} AS\n{sql}"), dict(params or {}))
-        release_duckdb_memory(conn)
+    tables = [_computed(conn, sql, params) for sql, params in queries]
     frames = []
     for table in tables:
         frames.append(read_frame(conn, f"SELECT * FROM {table}"))  # noqa: S608 - a generated name
-        conn.exec_driver_sql(f"DROP TABLE {table}")  # after a failure the connection's end drops it
-        release_duckdb_memory(conn)
+        _drop_computed(conn, table)
     return frames
+
+
+def _computed(conn: Connection, sql: str, params: Mapping[str, Any] | None) -> str:
+    """A DuckDB temporary table holding the query's result, DuckDB's memory given back; its name."""
+    table = f"computed_{uuid.uuid4().hex}"
+    conn.execute(sa.text(f"CREATE TEMPORARY TABLE {table} AS\n{sql}"), dict(params or {}))
+    release_duckdb_memory(conn)
+    return table
+
+
+def _drop_computed(conn: Connection, table: str) -> None:
+    """Drop a _computed table once read (after a failure the connection's end drops it)."""
+    conn.exec_driver_sql(f"DROP TABLE {table}")
+    release_duckdb_memory(conn)
 
 
 
@@ -173,12 +182,9 @@ def read_computed_table(conn: Connection, sql: str, params: Mapping[str, Any] | 
     """
     if conn.dialect.name != "duckdb":
         return pa.Table.from_pandas(read_frame(conn, sql, params), preserve_index=False)
-    table = f"computed_{uuid.uuid4().hex}"
-    conn.execute(sa.text(f"CREATE TEMPORARY TABLE {table} AS\n{sql}"), dict(params or {}))
-    release_duckdb_memory(conn)
+    table = _computed(conn, sql, params)
     rows = conn.connection.driver_connection.sql(f"SELECT * FROM {table}").to_arrow_table()  # noqa: S608 - a generated name
-    conn.exec_driver_sql(f"DROP TABLE {table}")
-    release_duckdb_memory(conn)
+    _drop_computed(conn, table)
     return rows
 
 
