@@ -25,12 +25,12 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from grading import periods
-from grading.features import features_as_of, load_features
+from grading.features import load_features
 from grading.frames import bulk_insert, read_frame
 from grading.periods import PERIOD_STATE_LOCK
 from grading.power import control_needed
 from grading.rules.model import CandidateList, CandidateRules, TierRules, explain
-from grading.tiers import assign_tiers
+from grading.tiers import tiers_as_of
 from grading.warehouse import analyze, exclusive
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,8 @@ PENDING = "_pending"  # suffix of a guarded list's rows that have not met the cr
 EXEMPT = "_exempt"  # suffix of the rows of customers a rule met but an exemption kept off the list
 YEAR = timedelta(days=365)
 RECENT_PERIODS = 4
+# What the lists compare with a year ago (with_history), besides the tier then
+YEAR_AGO_COLUMNS = ("customer_id", "monetary_365d", "avg_order_value_365d", "m_score")
 # Used when no churn score exists (too little history to train): an even chance of return.
 DEFAULT_RETURN_LIKELIHOOD = 0.5
 
@@ -270,12 +272,12 @@ def flag(warehouse: Engine, as_of: date, tier_rules: TierRules, rules: Candidate
     with exclusive(warehouse, PERIOD_STATE_LOCK) as conn:
         # the year-ago features are computed first, before this period's frames are held
         # (the other way round the worker held a million-row frame during the feature query)
-        year_ago = features_as_of(conn, as_of - YEAR, tier_rules.qualification)
+        year_ago = tiers_as_of(conn, as_of - YEAR, tier_rules, YEAR_AGO_COLUMNS)
         features = load_features(conn, as_of)
         current = read_frame(conn, "SELECT customer_id, tier, tier_rank FROM staging.customer_tiers "
                                    "WHERE as_of_date = :as_of", {"as_of": as_of})
-        graded = with_history(features, current, year_ago, assign_tiers(year_ago, tier_rules),
-                              peak_tier_rank_recent(conn, as_of), rules.protected_ids)
+        graded = with_history(features, current, year_ago, year_ago, peak_tier_rank_recent(conn, as_of),
+                              rules.protected_ids)
         flags = flag_candidates(graded, rules, as_of, periods_met_before(conn, as_of), tier_rules.tiers[0])
         flags.insert(0, "as_of_date", as_of)
         conn.execute(sa.text("DELETE FROM staging.customer_flags WHERE as_of_date = :as_of"), {"as_of": as_of})

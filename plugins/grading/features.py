@@ -9,8 +9,9 @@ PostgreSQL; only the per-customer result ever reaches Python. Most windows are f
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import date
+from typing import Any
 
 import pandas as pd
 import sqlalchemy as sa
@@ -45,6 +46,10 @@ RULE_FEATURES: dict[str, str] = {
 }
 
 
+# SQL expressions over the feature columns (a select list: "expr AS name, ...") and their bound
+# parameters, computed with the features where they are (grading.rules.compiled gives them).
+Computed = tuple[str, Mapping[str, Any]]
+
 # The 365-day rolling window, for callers without a tier rule file at hand.
 DEFAULT_WINDOW = Qualification()
 
@@ -67,15 +72,17 @@ def features_as_of(conn: Connection, as_of: date, window: Qualification = DEFAUL
 
 
 def features_at(conn: Connection, dates: Sequence[date], window: Qualification = DEFAULT_WINDOW,
-                columns: Sequence[str] | None = None) -> list[pd.DataFrame]:
-    """The feature rows as of each of ``dates`` (only ``columns``, when given), every date
-    computed before any is read, so a worker does not hold one date's frame while the next
-    is computed (read_computed_frames)."""
+                columns: Sequence[str] | None = None, computed: Computed | None = None) -> list[pd.DataFrame]:
+    """The feature rows as of each of ``dates`` (only ``columns``, when given, and the
+    ``computed`` expressions over the features), every date computed before any is read, so a
+    worker does not hold one date's frame while the next is computed (read_computed_frames)."""
     select = sql_text(FEATURE_QUERY, conn.dialect.name)
-    if columns:
-        select = f"SELECT {', '.join(_known(columns))} FROM (\n{select}\n) AS features"  # noqa: S608 - checked names
+    if columns or computed:
+        picked = ", ".join([*_known(columns or FEATURE_COLUMNS), *([computed[0]] if computed else [])])
+        select = f"SELECT {picked} FROM (\n{select}\n) AS features"  # noqa: S608 - checked names
+    extra = dict(computed[1]) if computed else {}
     return [_dates(frame) for frame in
-            read_computed_frames(conn, [(select, query_params(as_of, window)) for as_of in dates])]
+            read_computed_frames(conn, [(select, {**query_params(as_of, window), **extra}) for as_of in dates])]
 
 
 def with_scores(conn: Connection, as_of: date, frame: pd.DataFrame) -> pd.DataFrame:
@@ -112,20 +119,23 @@ def _known(columns: Sequence[str]) -> Sequence[str]:
     return columns
 
 
-def load_features(conn: Connection, as_of: date, columns: Sequence[str] | None = None) -> pd.DataFrame:
+def load_features(conn: Connection, as_of: date, columns: Sequence[str] | None = None,
+                  computed: Computed | None = None) -> pd.DataFrame:
     """The stored feature rows of ``as_of`` with the churn score and the customer potential
     (potential_365d, p_alive; empty where not scored), ordered by customer; only ``columns``
-    (and those three), when given.
+    (and those three), when given, and the ``computed`` expressions over all of them.
 
     Read as a computed frame: the join and the sort would otherwise stay in DuckDB's memory
     next to the million-row frame (the flags stage at a million customers: 1.6 GiB, so 1.4)."""
     picked = ", ".join(f"f.{c}" for c in (_known(columns) if columns else FEATURE_COLUMNS))
+    # the expressions name features without a table: only customer_id and as_of_date are in two
+    extra = f", {computed[0]}" if computed else ""
     return _dates(read_computed_frame(
         conn,
-        f"SELECT {picked}, s.churn_propensity, p.potential_365d, p.p_alive "  # noqa: S608 - checked names
+        f"SELECT {picked}, s.churn_propensity, p.potential_365d, p.p_alive{extra} "  # noqa: S608 - checked names
         "FROM staging.customer_features AS f "
         "LEFT JOIN staging.churn_scores AS s ON s.as_of_date = f.as_of_date AND s.customer_id = f.customer_id "
         "LEFT JOIN staging.customer_potential AS p ON p.as_of_date = f.as_of_date AND p.customer_id = f.customer_id "
         "WHERE f.as_of_date = :as_of ORDER BY f.customer_id",
-        {"as_of": as_of},
+        {"as_of": as_of, **(dict(computed[1]) if computed else {})},
     ))
