@@ -119,23 +119,20 @@ def _known(columns: Sequence[str]) -> Sequence[str]:
     return columns
 
 
-def load_features(conn: Connection, as_of: date, columns: Sequence[str] | None = None,
-                  computed: Computed | None = None) -> pd.DataFrame:
+def load_features(conn: Connection, as_of: date, columns: Sequence[str] | None = None) -> pd.DataFrame:
     """The stored feature rows of ``as_of`` with the churn score and the customer potential
     (potential_365d, p_alive; empty where not scored), ordered by customer; only ``columns``
-    (and those three), when given, and the ``computed`` expressions over all of them.
+    (and those three), when given.
 
     Read as a computed frame: the join and the sort would otherwise stay in DuckDB's memory
     next to the million-row frame (the flags stage at a million customers: 1.6 GiB, so 1.4)."""
     picked = ", ".join(f"f.{c}" for c in (_known(columns) if columns else FEATURE_COLUMNS))
-    # the expressions name features without a table: only customer_id and as_of_date are in two
-    extra = f", {computed[0]}" if computed else ""
     return _dates(read_computed_frame(
         conn,
-        f"SELECT {picked}, s.churn_propensity, p.potential_365d, p.p_alive{extra} "  # noqa: S608 - checked names
+        f"SELECT {picked}, s.churn_propensity, p.potential_365d, p.p_alive "  # noqa: S608 - checked names
         "FROM staging.customer_features AS f "
         "LEFT JOIN staging.churn_scores AS s ON s.as_of_date = f.as_of_date AND s.customer_id = f.customer_id "
         "LEFT JOIN staging.customer_potential AS p ON p.as_of_date = f.as_of_date AND p.customer_id = f.customer_id "
         "WHERE f.as_of_date = :as_of ORDER BY f.customer_id",
-        {"as_of": as_of, **(dict(computed[1]) if computed else {})},
+        {"as_of": as_of},
     ))

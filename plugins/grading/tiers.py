@@ -11,8 +11,7 @@ Three strategies, chosen by the file's ``strategy``:
   mean of ``order_by``; each tier holds as many customers as its cluster, taken by
   ``order_by`` value, so a higher tier never holds less value than a lower one (checked).
 
-Every row records the rule (or score, or cluster) and the values that decided it; the ``rules``
-strategy is evaluated in the warehouse, compiled to SQL (grading.rules.compiled). Damping
+Every row records the rule (or score, or cluster) and the values that decided it. Damping
 then carries the customer's tier state on from the previous period: upgrades are
 immediate; downgrades wait for the qualification policy's review date (plus grace days,
 grading.qualification) and ``downgrade_after_periods`` consecutive periods below, and drop
@@ -251,27 +250,16 @@ def check_value_order(assigned: pd.DataFrame, value: pd.Series, rules: TierRules
 STRATEGY_FUNCTIONS = {"rules": _by_rules, "weighted_score": _by_score, "kmeans": _by_clusters}
 
 
-def assign_tiers(features: pd.DataFrame, rules: TierRules, compiled: bool = False) -> pd.DataFrame:
-    """One row per customer of ``features``: tier, tier_rank, tier_rule, tier_reason, rule_version.
-
-    With ``compiled``, ``features`` already holds the tier, tier_rule and tier_reason the
-    warehouse computed by the rules compiled to SQL (:func:`tier_expressions`; the rule and
-    reason NULL where no rule held), and only the default tier's reasons are worded here."""
+def assign_tiers(features: pd.DataFrame, rules: TierRules) -> pd.DataFrame:
+    """One row per customer of ``features``: tier, tier_rank, tier_rule, tier_reason, rule_version."""
     out = pd.DataFrame({"customer_id": features["customer_id"]}, index=features.index)
-    if compiled:  # filled, not assigned by mask: a masked write into a million Arrow strings takes a second
-        rule = features["tier_rule"].astype("string")
-        out["tier"] = features["tier"].astype("string")
-        out["tier_rule"] = rule.fillna(rules.default_name)
-        out["tier_reason"] = features["tier_reason"].astype("string").fillna(
-            default_reasons(features.loc[rule.isna()], rules))
-    else:
-        for column in ("tier", "tier_rule", "tier_reason"):
-            out[column] = pd.Series(pd.NA, index=features.index, dtype="string")
-        STRATEGY_FUNCTIONS[rules.strategy](features, rules, out)
-        rest = out["tier"].isna()
-        out.loc[rest, "tier"] = rules.default_tier
-        out.loc[rest, "tier_rule"] = rules.default_name
-        out.loc[rest, "tier_reason"] = default_reasons(features.loc[rest], rules)
+    for column in ("tier", "tier_rule", "tier_reason"):
+        out[column] = pd.Series(pd.NA, index=features.index, dtype="string")
+    STRATEGY_FUNCTIONS[rules.strategy](features, rules, out)
+    rest = out["tier"].isna()
+    out.loc[rest, "tier"] = rules.default_tier
+    out.loc[rest, "tier_rule"] = rules.default_name
+    out.loc[rest, "tier_reason"] = default_reasons(features.loc[rest], rules)
     out["tier_rank"] = out["tier"].map({t: rules.rank(t) for t in rules.tiers}).astype("int64")
     out["rule_version"] = rules.source.version
     return out[list(TIER_COLUMNS)]
@@ -372,12 +360,9 @@ def grade(warehouse: Engine, as_of: date, rules: TierRules, run_id: str = "tiers
     The period's tier state and the predecessor it carried on from are written in one
     transaction, holding the period-state lock (grading.periods)."""
     with exclusive(warehouse, PERIOD_STATE_LOCK) as conn:
-        compiled = tier_expressions(rules, RULE_FEATURES, conn.dialect.name)
-        features = load_features(conn, as_of, features_read(rules), compiled and (
-            compiled.select_list("tier", "tier_rule", "tier_reason"), compiled.params))
+        features = load_features(conn, as_of, features_read(rules))
         started = pd.Timestamp(as_of) - pd.to_timedelta(features["tenure_days"], unit="D")
-        assigned = assign_tiers(features, rules, compiled=compiled is not None)
-        tiers = damp(assigned, previous_tiers(conn, as_of), rules, as_of, started)
+        tiers = damp(assign_tiers(features, rules), previous_tiers(conn, as_of), rules, as_of, started)
         tiers[["spend_to_next_tier", "orders_to_next_tier", "spend_to_keep_tier"]] = distances(features, tiers, rules)
         tiers["qualifying_spend"] = features["monetary_window"].astype("float64")
         tiers["qualifying_orders"] = features["orders_window"].astype("Int64")
