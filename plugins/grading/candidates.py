@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from grading import periods
-from grading.features import load_features
+from grading.features import load_features, stored_columns
 from grading.frames import bulk_insert, read_frame
 from grading.periods import PERIOD_STATE_LOCK
 from grading.power import control_needed
@@ -44,6 +44,9 @@ YEAR = timedelta(days=365)
 RECENT_PERIODS = 4
 # What the lists compare with a year ago (with_history), besides the tier then
 YEAR_AGO_COLUMNS = ("customer_id", "monetary_365d", "avg_order_value_365d", "m_score")
+# What the lists read of this period's features besides what their rules name (with_history,
+# flag_candidates: the last order and the average order compared with a year ago)
+FLAG_COLUMNS_READ = ("customer_id", "last_order_at", "avg_order_value_365d")
 # Used when no churn score exists (too little history to train): an even chance of return.
 DEFAULT_RETURN_LIKELIHOOD = 0.5
 
@@ -263,6 +266,12 @@ def peak_tier_rank_recent(conn: Connection, as_of: date) -> pd.DataFrame:
     ), {"as_of": as_of, "periods": RECENT_PERIODS})
 
 
+def features_read(rules: CandidateRules) -> tuple[str, ...]:
+    """The stored feature columns drawing the lists by ``rules`` reads: what their conditions
+    name and :data:`FLAG_COLUMNS_READ` (at a million customers the whole snapshot is 35 columns)."""
+    return stored_columns((*FLAG_COLUMNS_READ, *sorted(rules.named_features())))
+
+
 def flag(warehouse: Engine, as_of: date, tier_rules: TierRules, rules: CandidateRules,
          run_id: str = "flags") -> dict[str, int]:
     """Replace the staging flags of ``as_of``; returns the number of customers per list.
@@ -273,7 +282,7 @@ def flag(warehouse: Engine, as_of: date, tier_rules: TierRules, rules: Candidate
         # the year-ago features are computed first, before this period's frames are held
         # (the other way round the worker held a million-row frame during the feature query)
         year_ago = tiers_as_of(conn, as_of - YEAR, tier_rules, YEAR_AGO_COLUMNS)
-        features = load_features(conn, as_of)
+        features = load_features(conn, as_of, features_read(rules))
         current = read_frame(conn, "SELECT customer_id, tier, tier_rank FROM staging.customer_tiers "
                                    "WHERE as_of_date = :as_of", {"as_of": as_of})
         graded = with_history(features, current, year_ago, year_ago, peak_tier_rank_recent(conn, as_of),

@@ -9,7 +9,7 @@ PostgreSQL; only the per-customer result ever reaches Python. Most windows are f
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import date
 from typing import Any
 
@@ -109,6 +109,13 @@ def compute_features(warehouse: Engine, as_of: date, window: Qualification = DEF
         return conn.execute(
             sa.text("SELECT COUNT(*) FROM staging.customer_features WHERE as_of_date = :as_of"), {"as_of": as_of}
         ).scalar_one()
+
+
+def stored_columns(names: Iterable[str | None]) -> tuple[str, ...]:
+    """The names among ``names`` that are stored feature columns, once each, in order: what a
+    stage reads of the snapshot (the scores come with every load_features, the history columns
+    from other periods). Reading only what is needed keeps the million-customer frames narrow."""
+    return tuple(c for c in dict.fromkeys(n for n in names if n) if c in FEATURE_COLUMNS)
 
 
 def _known(columns: Sequence[str]) -> Sequence[str]:

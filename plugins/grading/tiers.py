@@ -31,7 +31,7 @@ from sqlalchemy.engine import Engine
 
 from grading import periods
 from grading.errors import DataError
-from grading.features import FEATURE_COLUMNS, RULE_FEATURES, features_at, load_features
+from grading.features import RULE_FEATURES, features_at, load_features, stored_columns
 from grading.frames import bulk_insert, read_frame
 from grading.periods import PERIOD_STATE_LOCK
 from grading.rules.compiled import tier_expressions
@@ -56,8 +56,8 @@ def features_read(rules: TierRules) -> tuple[str, ...]:
     anniversary reviews). Reading only these keeps the million-customer frame, and DuckDB's join
     and sort behind it, narrow (at 100,000 customers the load took 113 instead of 202 MiB)."""
     named = rules.named_features() | {rules.cluster_order_by}
-    wanted = ("customer_id", "tenure_days", *SPEND_FEATURES, *ORDER_FEATURES, *sorted(n for n in named if n))
-    return tuple(c for c in dict.fromkeys(wanted) if c in FEATURE_COLUMNS)  # scores come with every load
+    return stored_columns(("customer_id", "tenure_days", *SPEND_FEATURES, *ORDER_FEATURES,
+                           *sorted(n for n in named if n)))
 
 
 def _floor(rules: TierRules, tier: str, features: tuple[str, ...]) -> tuple[str, float] | None:

@@ -225,3 +225,10 @@ def test_features_and_tiers_are_identical_on_both_warehouses(tmp_path, grading_h
     (duck_features, duck_tiers), (pg_features, pg_tiers) = results
     pd.testing.assert_frame_equal(duck_features, pg_features)
     pd.testing.assert_frame_equal(duck_tiers, pg_tiers)
+
+
+def test_stored_columns_keeps_the_snapshot_columns_once_in_order() -> None:
+    from grading.features import stored_columns
+
+    assert stored_columns(["customer_id", None, "tier_year_ago", "monetary_365d", "customer_id", "churn_propensity",
+                           "last_order_at"]) == ("customer_id", "monetary_365d", "last_order_at")

@@ -197,6 +197,12 @@ class CandidateRules:
         """Every list, in order of precedence."""
         return {name: getattr(self, name) for name in self.precedence}
 
+    def named_features(self) -> set[str]:
+        """The features the file's conditions look at: every list's rules and exemptions, and the
+        churn reasons."""
+        rules = [*self.churn_reasons, *(r for kept in self.lists().values() for r in (*kept.rules, *kept.exemptions))]
+        return {leaf.feature for rule in rules for leaf in rule.when.leaves() if leaf.feature}
+
 
 def explain(rule: Rule, frame: pd.DataFrame) -> pd.Series:
     """Per row: the rule and the values that decided it, e.g. 'gold_band: monetary_365d=12000.0 (>= 10000)'.

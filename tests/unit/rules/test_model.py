@@ -63,3 +63,13 @@ def test_tiers_rank_from_the_lowest_and_candidate_lists_are_named() -> None:
         tiers.rank("diamond")
     assert list(candidates.lists()) == ["core", "win_back", "elimination"]  # the file's precedence
     assert candidates.lists()["elimination"] is candidates.elimination
+
+
+def test_a_candidate_file_names_the_features_of_its_rules_exemptions_and_churn_reasons() -> None:
+    _, candidates = load_rules()
+    named = candidates.named_features()
+    leaves = {leaf.feature for rules in (candidates.churn_reasons, *(
+        (*kept.rules, *kept.exemptions) for kept in candidates.lists().values())) for rule in rules
+        for leaf in rule.when.leaves()}
+    assert named == leaves
+    assert {"complaints_365d", "tier_year_ago", "is_protected"} <= named  # a history column and a flag too
