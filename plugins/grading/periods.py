@@ -51,8 +51,11 @@ def _day(value) -> date | None:
 
 
 def frame_digest(frame: pd.DataFrame, order: list[str]) -> str:
-    """A digest of a stage's output rows (sorted by ``order``): equal rows, equal digest."""
-    rows = frame.sort_values(order, kind="stable").reset_index(drop=True)
+    """A digest of a stage's output rows (sorted by ``order``): equal rows, equal digest.
+
+    Rows already in order (tiers come in customer order) are not sorted into a copy first."""
+    ordered = len(order) == 1 and frame[order[0]].is_monotonic_increasing
+    rows = (frame if ordered else frame.sort_values(order, kind="stable")).reset_index(drop=True)
     values = pd.util.hash_pandas_object(rows, index=False).to_numpy()
     return hashlib.sha256(",".join(rows.columns).encode() + values.tobytes()).hexdigest()
 

@@ -368,9 +368,12 @@ def grade(warehouse: Engine, as_of: date, rules: TierRules, run_id: str = "tiers
         tiers["qualifying_orders"] = features["orders_window"].astype("Int64")
         tiers = tiers.astype({"orders_to_next_tier": "Int64"})
         tiers.insert(0, "as_of_date", as_of)
+        # digested before the write, the features let go: the write's memory (DuckDB's) and the
+        # digest's are not held at once (at a million customers the stage peaked at 1.54 GiB so)
+        del features
+        digest = periods.frame_digest(tiers, ["customer_id"])
         conn.execute(sa.text("DELETE FROM staging.customer_tiers WHERE as_of_date = :as_of"), {"as_of": as_of})
         bulk_insert(conn, "staging.customer_tiers", tiers)
-        periods.record_grade(conn, as_of, "tiers", run_id, datetime.now(UTC).replace(tzinfo=None),
-                             periods.frame_digest(tiers, ["customer_id"]))
+        periods.record_grade(conn, as_of, "tiers", run_id, datetime.now(UTC).replace(tzinfo=None), digest)
         analyze(conn, "staging.customer_tiers")
     return tiers["tier"].value_counts().reindex(list(rules.tiers), fill_value=0)

@@ -124,5 +124,10 @@ def test_a_digest_depends_on_the_rows_not_their_order() -> None:
     rows = pd.DataFrame({"customer_id": ["b", "a", "c"], "tier": ["gold", "normal", "gold"]})
     digest = frame_digest(rows, ["customer_id"])
     assert frame_digest(rows.iloc[::-1], ["customer_id"]) == digest
+    in_order = rows.sort_values("customer_id")  # taken as it is, not sorted again: the same digest
+    assert frame_digest(in_order, ["customer_id"]) == digest
+    assert frame_digest(in_order.reset_index(drop=True), ["customer_id"]) == digest
+    # the digest of these rows before rows in order were taken as they are (a stored state stays equal)
+    assert digest == "08064b1367200c1f197fed309e0af9f5b89546c5caf1909437473e955506b0d9"
     assert frame_digest(rows.assign(tier=["gold", "gold", "gold"]), ["customer_id"]) != digest
     assert frame_digest(rows.rename(columns={"tier": "held_tier"}), ["customer_id"]) != digest
