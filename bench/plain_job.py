@@ -17,7 +17,11 @@ reported):
   SQL (no completed order in the 90 days after), at most 200,000 customers by a hash of the id,
   the same calibrated HistGradientBoosting model judged on the holdout against a recency-decile
   rule, then every customer scored from the features read in Arrow batches (DuckDB) or a
-  server-side cursor (PostgreSQL) and the scores written back (Arrow insert / COPY).
+  server-side cursor (PostgreSQL) and the scores written back (Arrow insert / COPY); then the
+  customer potential, as the pipeline's churn stage does it: ``potential_inputs.sql`` at
+  ``as_of - 365`` and at ``as_of``, the same BG/NBD + Gamma-Gamma fit (``grading.potential``)
+  judged on the holdout year, every buyer scored (since 2026-12-07; earlier rounds' plain job
+  had no potential, so its churn stage did less than the pipeline's).
 - ``tiers_flags``: the year-ago features (the same query at ``as_of - 365``, as the flags stage
   computes them), the tier bands of ``include/rules/tiers.yaml`` and the elimination / win-back /
   core lists of ``include/rules/candidates.yaml`` compiled to CASE expressions (thresholds read
@@ -274,14 +278,19 @@ def stage_validate(wh: Warehouse, as_of: date) -> dict:
 
 # --------------------------------------------------------------------------- features
 
+def _inlined(name: str, params: dict[str, str]) -> str:
+    """The pipeline's include/sql/features/<name>.sql, comments dropped, its parameters inlined."""
+    text = (INCLUDE / "sql" / "features" / f"{name}.sql").read_text()
+    text = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("--"))
+    return re.sub(r"(?<![:\w]):([a-z_]+)\b", lambda m: params.get(m.group(1), m.group(0)), text)
+
+
 def features_sql(as_of: date, window_days: int) -> str:
     """customer_features.sql with its parameters inlined (a rolling qualification window)."""
     start = as_of - timedelta(days=window_days)
-    params = {"as_of": _lit(as_of.isoformat()), "window_kind": "'rolling'", "window_start": _lit(start.isoformat()),
-              "window_floor": _lit(start.isoformat())}
-    text = (INCLUDE / "sql" / "features" / "customer_features.sql").read_text()
-    text = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("--"))
-    return re.sub(r"(?<![:\w]):([a-z_]+)\b", lambda m: params.get(m.group(1), m.group(0)), text)
+    return _inlined("customer_features", {"as_of": _lit(as_of.isoformat()), "window_kind": "'rolling'",
+                                          "window_start": _lit(start.isoformat()),
+                                          "window_floor": _lit(start.isoformat())})
 
 
 def _create_features(wh: Warehouse, table: str, day: date, window_days: int) -> int:
@@ -395,23 +404,86 @@ def stage_churn(wh: Warehouse, as_of: date, window_days: int) -> dict:
                                      for i in range(1, batch.num_columns)])
             out.append(scores_of(batch.column(0).to_pylist(), feats))
             scored += batch.num_rows
-        wh.con.register("scores_arrow", pa.concat_tables(out))
-        wh.execute("INSERT INTO churn_scores SELECT * FROM scores_arrow")
-        wh.con.unregister("scores_arrow")
+        _write(wh, "churn_scores", pa.concat_tables(out))
     else:
-        import pyarrow.csv as pacsv
         ids, feats = _read_matrix(wh, select, (*names, "recency_days"))
-        sink = io.BytesIO()
-        pacsv.write_csv(scores_of(ids, feats), sink, pacsv.WriteOptions(include_header=False))
-        with wh.con.cursor() as cur, cur.copy("COPY churn_scores FROM STDIN WITH (FORMAT csv)") as cp:
-            cp.write(sink.getvalue())
+        _write(wh, "churn_scores", scores_of(ids, feats))
         scored = len(ids)
-        wh.analyze("churn_scores")
     marks.append(time.perf_counter())
     split = dict(zip(("history_features_s", "read_labelled_s", "fit_judge_s", "score_write_s"),
                      (round(b - a, 2) for a, b in zip(marks, marks[1:], strict=False)), strict=True))
     return {"train_rows": len(train), "holdout_rows": len(hold), "scored": scored, **split,
             "scorer": "model" if use_model else "recency_rule", **{k: round(v, 4) for k, v in judged.items()}}
+
+
+def _write(wh: Warehouse, table: str, rows) -> None:
+    """An Arrow table appended to ``table``: DuckDB's Arrow scan; PostgreSQL COPY of its CSV."""
+    if wh.kind == "duckdb":
+        wh.con.register("rows_arrow", rows)
+        wh.execute(f"INSERT INTO {table} SELECT * FROM rows_arrow")
+        wh.con.unregister("rows_arrow")
+        return
+    import pyarrow.csv as pacsv
+    sink = io.BytesIO()
+    pacsv.write_csv(rows, sink, pacsv.WriteOptions(include_header=False))
+    with wh.con.cursor() as cur, cur.copy(f"COPY {table} FROM STDIN WITH (FORMAT csv)") as cp:
+        cp.write(sink.getvalue())
+    wh.analyze(table)
+
+
+# --------------------------------------------------------------------------- customer potential
+
+def _potential_inputs(wh: Warehouse, cutoff: date, until: date):
+    """The pipeline's potential_inputs.sql at ``cutoff`` as a frame in customer order (Arrow from
+    DuckDB; PostgreSQL's CSV COPY read by pyarrow)."""
+    import pyarrow.csv as pacsv
+    sql = "SELECT * FROM (" + _inlined("potential_inputs", {
+        "as_of": _lit(cutoff.isoformat()), "year_start": _lit((cutoff - timedelta(days=365)).isoformat()),
+        "until": _lit(until.isoformat())}) + ") AS p ORDER BY customer_id"
+    if wh.kind == "duckdb":
+        return wh.con.sql(sql).to_arrow_table().to_pandas()
+    sink = io.BytesIO()
+    with wh.con.cursor() as cur, cur.copy(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv, HEADER)") as cp:
+        for part in cp:
+            sink.write(part)
+    sink.seek(0)
+    return pacsv.read_csv(sink).to_pandas()
+
+
+def stage_potential(wh: Warehouse, as_of: date) -> dict:
+    """The customer potential as the pipeline's churn stage computes it: the same BG/NBD + Gamma-Gamma
+    model (grading.potential's fit and predict, as the churn model is scikit-learn's on both sides)
+    fitted on the history before ``as_of - 365``, judged on the year after against "next year = last
+    year's spend", then fitted at ``as_of`` and every customer with a purchase scored."""
+    import pyarrow as pa
+
+    from grading.potential import HORIZON_DAYS, NotFitted, baseline, errors, fit, predict
+
+    hold = _potential_inputs(wh, as_of - timedelta(days=HORIZON_DAYS), as_of)
+    actual = hold["spend_after"].to_numpy(dtype=float)
+    base = errors(hold["spend_year"].to_numpy(dtype=float), actual)
+    use_model, mine = False, None
+    if len(hold) and float(hold["age"].max()) >= HORIZON_DAYS:
+        try:
+            mine = errors(predict(fit(hold), hold)["potential_365d"].to_numpy(), actual)
+            use_model = mine["rmse"] < base["rmse"]
+        except NotFitted:
+            pass
+    current = _potential_inputs(wh, as_of, as_of)
+    try:
+        scores = predict(fit(current), current) if use_model else baseline(current)
+    except NotFitted:
+        use_model, scores = False, baseline(current)
+    wh.execute("CREATE TABLE IF NOT EXISTS potential_scores (as_of_date DATE, customer_id TEXT, "
+               "potential_365d DOUBLE PRECISION, expected_orders_365d DOUBLE PRECISION, p_alive DOUBLE PRECISION)")
+    wh.execute(f"DELETE FROM potential_scores WHERE as_of_date = {_lit(as_of)}")
+    _write(wh, "potential_scores", pa.table({
+        "as_of_date": pa.array([as_of] * len(scores), pa.date32()), "customer_id": pa.array(scores["customer_id"]),
+        **{c: pa.array(scores[c].to_numpy(dtype=float).round(4)) for c in
+           ("potential_365d", "expected_orders_365d", "p_alive")}}))
+    return {"potential_scorer": "model" if use_model else "last_year_spend", "potential_customers": len(scores),
+            "potential_holdout_rmse": None if mine is None else round(mine["rmse"], 2),
+            "potential_baseline_rmse": round(base["rmse"], 2) if base["rmse"] is not None else None}
 
 
 # --------------------------------------------------------------------------- tiers and flags
@@ -614,6 +686,13 @@ LEFT JOIN customer_flags AS fl ON fl.customer_id = f.customer_id AND fl.as_of_da
 
 # --------------------------------------------------------------------------- the job
 
+def _timed_potential(wh: Warehouse, as_of: date, churn: dict) -> dict:
+    """The churn stage's summary with the potential's, and the seconds the potential took."""
+    started = time.perf_counter()
+    potential = stage_potential(wh, as_of)
+    return {**churn, **potential, "potential_s": round(time.perf_counter() - started, 2)}
+
+
 def run_job(kind: str, source: str, target: str, as_of: date) -> dict:
     """Every stage in order on one warehouse; seconds and a summary per stage."""
     import yaml
@@ -624,7 +703,7 @@ def run_job(kind: str, source: str, target: str, as_of: date) -> dict:
         for name, call in (("copy", lambda: stage_copy(wh, source, as_of)),
                            ("validate", lambda: stage_validate(wh, as_of)),
                            ("features", lambda: {"rows": _create_features(wh, "features", as_of, window_days)}),
-                           ("churn", lambda: stage_churn(wh, as_of, window_days)),
+                           ("churn", lambda: _timed_potential(wh, as_of, stage_churn(wh, as_of, window_days))),
                            ("tiers_flags", lambda: stage_tiers_flags(wh, as_of, window_days)),
                            ("snapshot", lambda: stage_snapshot(wh, as_of))):
             started = time.perf_counter()
