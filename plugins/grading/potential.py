@@ -40,6 +40,8 @@ recorded); otherwise the baseline scores (potential = the last 365 days' spend, 
 orders = its purchase days, p_alive empty), and audit.potential_runs says why - too little
 history (under two years, too few repeat customers), an optimiser that failed, or a model that
 did not beat the baseline. A fit never fails the run. Customers who never bought get no row.
+Later runs score with the fit while it is young (GRADING_POTENTIAL_MAX_AGE_DAYS, :func:`reusable_fit`),
+as daily runs reuse the churn model.
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from grading.churn import sample_customers
 from grading.frames import bulk_insert, read_computed_frame
+from grading.settings import potential_max_age_days
 from grading.warehouse import analyze, sql_text
 
 log = logging.getLogger(__name__)
@@ -227,49 +230,105 @@ def _rounded(value: float | None, digits: int = 4) -> float | None:
     return None if value is None else round(value, digits)
 
 
-def score_potential(warehouse: Engine, as_of: date, run_id: str, *, sample_rows: int = SAMPLE_ROWS) -> dict:
+def reusable_fit(conn: Connection, as_of: date, max_age_days: int) -> tuple[Fit, dict] | None:
+    """The fit a run of ``as_of`` scores with instead of judging and fitting anew, with the record
+    of the run that judged it: the one the latest earlier run scored with, when the model scored
+    there and was fitted less than ``max_age_days`` before ``as_of``; None: judge and fit.
+
+    By as-of dates, never wall-clock time, and strictly earlier dates: a rerun of a date finds
+    what its first run found (a run's own stored parameters are rounded, so scoring its rerun
+    with them would change the scores). Its age counts from the date it was fitted, however
+    many runs reused it since. A later judgement the model lost ends its reuse."""
+    if max_age_days <= 0:
+        return None
+    row = conn.execute(sa.text(
+        "SELECT * FROM audit.potential_runs WHERE model = :model AND as_of_date < :as_of AND as_of_date > :oldest "
+        "ORDER BY as_of_date DESC LIMIT 1"),
+        {"model": MODEL_NAME, "as_of": as_of, "oldest": as_of - timedelta(days=max_age_days)}).mappings().first()
+    if row is None or row["scorer"] != MODEL or not row["params"]:
+        return None
+    params = json.loads(row["params"])
+    fitted = date.fromisoformat(params.get("fitted_as_of") or pd.Timestamp(row["as_of_date"]).date().isoformat())
+    if fitted <= as_of - timedelta(days=max_age_days) or "scoring" not in params:
+        return None
+    return Fit(**params["scoring"], customers=int(row["fit_customers"])), {**row, "fitted_as_of": fitted,
+                                                                            "holdout": params.get("holdout")}
+
+
+def _reused(conn: Connection, as_of: date, model: Fit, judged: dict, max_age_days: int
+            ) -> tuple[pd.DataFrame, dict] | None:
+    """Every buyer scored with a reused fit, and the record's fields (the judgement is the earlier
+    run's); None when the fit gives this date's customers no finite prediction."""
+    try:
+        scores = predict(model, _inputs(conn, as_of, as_of))
+    except NotFitted:
+        return None
+    reason = (f"reused the fit of {judged['fitted_as_of']} (under {max_age_days} days old): its holdout RMSE "
+              f"{judged['holdout_rmse']:.2f} is below the baseline's {judged['baseline_rmse']:.2f}")
+    params = {"holdout": judged["holdout"], "scoring": model.params(),
+              "fitted_as_of": judged["fitted_as_of"].isoformat()}
+    fields = {key: judged[key] for key in (
+        "holdout_start", "holdout_customers", "holdout_mae", "holdout_rmse", "holdout_relative_error", "baseline_mae",
+        "baseline_rmse", "baseline_relative_error", "trained_at")}
+    return scores, {"scorer": MODEL, "reason": reason, "params": json.dumps(params),
+                    "fit_customers": model.customers, **fields}
+
+
+def _judged(conn: Connection, as_of: date, sample_rows: int) -> tuple[pd.DataFrame, dict]:
+    """Every buyer scored after judging the model on the holdout year (by the baseline when it
+    cannot fit or does not beat it), and the record's fields."""
+    holdout_start = as_of - timedelta(days=HORIZON_DAYS)
+    judged = judge(_inputs(conn, holdout_start, as_of), sample_rows)
+    current = _inputs(conn, as_of, as_of)
+    reason, params, model = judged.failure, {}, None
+    if judged.fit is not None:
+        params["holdout"] = judged.fit.params()
+    if reason is None:
+        try:
+            model = fit(current, sample_rows)
+            scores = predict(model, current)
+            params["scoring"] = model.params()
+            reason = (f"the model's holdout RMSE {judged.model['rmse']:.2f} is below the baseline's "
+                      f"{judged.baseline['rmse']:.2f}")
+        except NotFitted as exc:
+            model, reason = None, f"at {as_of}: {exc}"
+    if model is None:
+        log.warning("potential: %s scored with last year's spend: %s", as_of, reason)
+        scores = baseline(current)
+    mine = judged.model or dict.fromkeys(("mae", "rmse", "relative_error"))
+    return scores, {
+        "scorer": MODEL if model else BASELINE, "reason": reason, "params": json.dumps(params) if params else None,
+        "fit_customers": model.customers if model else (judged.fit.customers if judged.fit else None),
+        "holdout_start": holdout_start, "holdout_customers": judged.customers,
+        "holdout_mae": _rounded(mine["mae"]), "holdout_rmse": _rounded(mine["rmse"]),
+        "holdout_relative_error": _rounded(mine["relative_error"]),
+        "baseline_mae": _rounded(judged.baseline["mae"]), "baseline_rmse": _rounded(judged.baseline["rmse"]),
+        "baseline_relative_error": _rounded(judged.baseline["relative_error"]),
+        "trained_at": datetime.now(UTC).replace(tzinfo=None)}
+
+
+def score_potential(warehouse: Engine, as_of: date, run_id: str, *, sample_rows: int = SAMPLE_ROWS,
+                    max_age_days: int | None = None) -> dict:
     """Replace the as-of date's rows of staging.customer_potential and its audit.potential_runs
     record; returns that record (JSON-able). Reads completed orders only: two summaries of raw
-    orders (at the holdout's start and at ``as_of``), two or three fits on a bounded sample."""
-    holdout_start = as_of - timedelta(days=HORIZON_DAYS)
+    orders (at the holdout's start and at ``as_of``), two or three fits on a bounded sample; or,
+    while an earlier run's fit is young enough (``max_age_days``, GRADING_POTENTIAL_MAX_AGE_DAYS),
+    the summary at ``as_of`` scored with that fit (:func:`reusable_fit`)."""
+    max_age_days = potential_max_age_days() if max_age_days is None else max_age_days
     with warehouse.begin() as conn:
-        judged = judge(_inputs(conn, holdout_start, as_of), sample_rows)
-        current = _inputs(conn, as_of, as_of)
-        reason, params, model = judged.failure, {}, None
-        if judged.fit is not None:
-            params["holdout"] = judged.fit.params()
-        if reason is None:
-            try:
-                model = fit(current, sample_rows)
-                scores = predict(model, current)
-                params["scoring"] = model.params()
-                reason = (f"the model's holdout RMSE {judged.model['rmse']:.2f} is below the baseline's "
-                          f"{judged.baseline['rmse']:.2f}")
-            except NotFitted as exc:
-                model, reason = None, f"at {as_of}: {exc}"
-        if model is None:
-            log.warning("potential: %s scored with last year's spend: %s", as_of, reason)
-            scores = baseline(current)
+        reusable = reusable_fit(conn, as_of, max_age_days)
+        scored = _reused(conn, as_of, *reusable, max_age_days) if reusable else None
+        scores, fields = scored or _judged(conn, as_of, sample_rows)
         conn.execute(sa.text("DELETE FROM staging.customer_potential WHERE as_of_date = :as_of"), {"as_of": as_of})
         columns = ["customer_id", "potential_365d", "expected_orders_365d", "p_alive"]
         bulk_insert(conn, "staging.customer_potential",
                     scores[columns].round(4).assign(as_of_date=as_of)[["as_of_date", *columns]])
-        mine = judged.model or dict.fromkeys(("mae", "rmse", "relative_error"))
-        record = {
-            "run_id": run_id, "as_of_date": as_of, "model": MODEL_NAME, "scorer": MODEL if model else BASELINE,
-            "reason": reason, "params": json.dumps(params) if params else None, "customers": len(scores),
-            "fit_customers": model.customers if model else (judged.fit.customers if judged.fit else None),
-            "holdout_start": holdout_start, "holdout_customers": judged.customers,
-            "holdout_mae": _rounded(mine["mae"]), "holdout_rmse": _rounded(mine["rmse"]),
-            "holdout_relative_error": _rounded(mine["relative_error"]),
-            "baseline_mae": _rounded(judged.baseline["mae"]), "baseline_rmse": _rounded(judged.baseline["rmse"]),
-            "baseline_relative_error": _rounded(judged.baseline["relative_error"]),
-            "trained_at": datetime.now(UTC).replace(tzinfo=None)}
+        record = {"run_id": run_id, "as_of_date": as_of, "model": MODEL_NAME, **fields, "customers": len(scores)}
         conn.execute(sa.text("DELETE FROM audit.potential_runs WHERE as_of_date = :as_of"), {"as_of": as_of})
         bulk_insert(conn, "audit.potential_runs", pd.DataFrame([record]).astype(
             {"fit_customers": "Int64", "params": "string", **dict.fromkeys(
                 ("holdout_mae", "holdout_rmse", "holdout_relative_error", "baseline_mae", "baseline_rmse",
                  "baseline_relative_error"), "Float64")}))
         analyze(conn, "staging.customer_potential")
-    log.info("potential: %s scored %d customers with %s: %s", as_of, len(scores), record["scorer"], reason)
+    log.info("potential: %s scored %d customers with %s: %s", as_of, len(scores), record["scorer"], record["reason"])
     return {k: (v.isoformat() if isinstance(v, date) else v) for k, v in record.items()}

@@ -273,6 +273,14 @@ def churn_model_max_age_days() -> int:
     return _positive_int("GRADING_CHURN_MODEL_MAX_AGE_DAYS", 28)
 
 
+def potential_max_age_days() -> int:
+    """How old (in days of as-of date) the customer-potential fit a run scored with may be and
+    still score a later run without judging and fitting anew (GRADING_POTENTIAL_MAX_AGE_DAYS,
+    default 28; 0 judges and fits on every run). The two summaries of a year of orders and the
+    fits are most of the churn stage's time on a daily run."""
+    return _positive_int("GRADING_POTENTIAL_MAX_AGE_DAYS", 28)
+
+
 def churn_max_train_rows() -> int:
     """At most this many customers train (and judge) the churn model, chosen by a hash of the
     customer id (GRADING_CHURN_MAX_TRAIN_ROWS, default 200,000; 0 for no cap).

@@ -211,3 +211,55 @@ default: {name: rest, tier: normal}
                           "p_alive": [0.9, 0.2, 0.9]})
     assigned = assign_tiers(frame, rules)
     assert assigned.set_index("customer_id")["tier"].to_dict() == {"a": "gold", "b": "normal", "c": "normal"}
+
+
+@pytest.mark.parametrize("warehouse_url", ["duckdb", "postgresql"], indirect=True)
+def test_a_young_fit_scores_later_runs_without_judging_again(warehouse_url: str) -> None:
+    """The fit judged for one date scores the runs of the following weeks (its record says so and
+    keeps the judgement); its age counts from the date it was fitted, a rerun of a date scores
+    what its first run scored, and past the age (or with 0) the model is judged and fitted anew."""
+    first, week, month = date(2025, 1, 1), date(2025, 1, 8), date(2025, 1, 30)
+    customers, orders = _orders(1_200, seed=13, as_of=month)
+    load_raw(warehouse_url, customers=customers, orders=orders)
+    with open_engine(warehouse_url) as engine:
+        judged = potential.score_potential(engine, first, "first", max_age_days=28)
+        with engine.connect() as conn:
+            first_scores = read_frame(conn, "SELECT * FROM staging.customer_potential WHERE as_of_date = :d "
+                                            "ORDER BY customer_id", {"d": first})
+        reused = potential.score_potential(engine, week, "week", max_age_days=28)
+        with engine.connect() as conn:
+            stored = read_frame(conn, "SELECT * FROM staging.customer_potential WHERE as_of_date = :d "
+                                      "ORDER BY customer_id", {"d": week})
+            inputs = potential._inputs(conn, week, week)
+        again = potential.score_potential(engine, week, "week again", max_age_days=28)
+        with engine.connect() as conn:
+            rerun = read_frame(conn, "SELECT * FROM staging.customer_potential WHERE as_of_date = :d "
+                                     "ORDER BY customer_id", {"d": week})
+        aged = potential.score_potential(engine, month, "month", max_age_days=28)  # 29 days after the fit
+        fresh = potential.score_potential(engine, week, "fresh", max_age_days=0)
+        # the judged date rerun after later dates: judged again (its own rounded fit is not reused)
+        first_again = potential.score_potential(engine, first, "first again", max_age_days=28)
+        with engine.connect() as conn:
+            first_rerun = read_frame(conn, "SELECT * FROM staging.customer_potential WHERE as_of_date = :d "
+                                           "ORDER BY customer_id", {"d": first})
+    assert judged["scorer"] == "model", judged["reason"]
+    assert judged["reason"].startswith("the model's holdout RMSE")
+    assert reused["scorer"] == "model"
+    assert reused["reason"] == (f"reused the fit of 2025-01-01 (under 28 days old): its holdout RMSE "
+                                f"{judged['holdout_rmse']:.2f} is below the baseline's {judged['baseline_rmse']:.2f}")
+    for key in ("holdout_start", "holdout_rmse", "baseline_rmse", "holdout_customers", "fit_customers"):
+        assert reused[key] == judged[key], key
+    params = json.loads(reused["params"])
+    assert params["scoring"] == json.loads(judged["params"])["scoring"]
+    assert params["fitted_as_of"] == "2025-01-01"
+    # scored with the stored fit on the week's own customers
+    fitted = potential.Fit(**params["scoring"], customers=reused["fit_customers"])
+    want = potential.predict(fitted, inputs).sort_values("customer_id", ignore_index=True)
+    assert stored["customer_id"].tolist() == want["customer_id"].tolist()
+    assert np.allclose(stored["potential_365d"], want["potential_365d"].round(4))
+    assert again["reason"] == reused["reason"]
+    pd.testing.assert_frame_equal(rerun, stored)
+    assert aged["reason"].startswith("the model's holdout RMSE"), aged["reason"]
+    assert fresh["reason"].startswith("the model's holdout RMSE"), fresh["reason"]
+    assert first_again["reason"] == judged["reason"]
+    pd.testing.assert_frame_equal(first_rerun, first_scores)

@@ -71,6 +71,7 @@ def test_the_public_development_key_is_refused_outside_demo_dev_and_test(monkeyp
 @pytest.mark.parametrize(("variable", "read", "value", "message"), [
     ("GRADING_CHURN_MODEL_MAX_AGE_DAYS", settings.churn_model_max_age_days, "4w", "must be a whole number, not '4w'"),
     ("GRADING_CHURN_MAX_TRAIN_ROWS", settings.churn_max_train_rows, "-1", "must be 0 or more, not -1"),
+    ("GRADING_POTENTIAL_MAX_AGE_DAYS", settings.potential_max_age_days, "-3", "must be 0 or more, not -3"),
     ("GRADING_PG_WORK_MEM", settings.postgres_work_mem, "64 MB", "must be a size such as 64MB or 1GB"),
     ("GRADING_DUCKDB_MEMORY_LIMIT", settings.duckdb_memory_limit, "1G'; DROP", "must be a size such as 1GiB"),
     ("GRADING_UPLIFT_TARGET_EFFECT", settings.uplift_target_effect, "5%", "must be a share such as 0.05"),
@@ -90,9 +91,11 @@ def test_a_mistyped_setting_is_an_error_naming_the_variable(monkeypatch: pytest.
 
 def test_settings_take_their_defaults_when_unset_and_zero_parts_means_one_part(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    for variable in ("GRADING_CHURN_MODEL_MAX_AGE_DAYS", "GRADING_PG_WORK_MEM", "GRADING_DUCKDB_MEMORY_LIMIT"):
+    for variable in ("GRADING_CHURN_MODEL_MAX_AGE_DAYS", "GRADING_POTENTIAL_MAX_AGE_DAYS", "GRADING_PG_WORK_MEM",
+                     "GRADING_DUCKDB_MEMORY_LIMIT"):
         monkeypatch.setenv(variable, " ")
     assert settings.churn_model_max_age_days() == 28
+    assert settings.potential_max_age_days() == 28
     assert settings.postgres_work_mem() == "64MB"
     assert settings.duckdb_memory_limit() == "1GiB"
     assert settings.uplift_target_effect() == 0.05
