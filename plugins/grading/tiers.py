@@ -274,8 +274,7 @@ def tiers_as_of(conn: sa.Connection, day: date, rules: TierRules, columns: tuple
         frame = features_at(conn, [day], rules.qualification, columns,
                             (compiled.select_list("tier", "tier_rank"), compiled.params))[0]
     else:
-        read = tuple(dict.fromkeys((*columns, *features_read(rules))))
-        frame = features_at(conn, [day], rules.qualification, read)[0]
+        frame = features_at(conn, [day], rules.qualification, stored_columns((*columns, *features_read(rules))))[0]
         graded = assign_tiers(frame, rules)
         frame = frame[list(columns)].assign(tier=graded["tier"], tier_rank=graded["tier_rank"])
     return frame.astype({"tier": "string", "tier_rank": "int64"})

@@ -93,9 +93,7 @@ def condition_sql(condition: Condition, params: _Params) -> str:
 def shown(feature: str, kind: str, dialect: str) -> str:
     """The feature's value as text, as the reference shows it (pandas' ``astype("string")``)."""
     column = _column(feature)
-    if kind == "text":
-        return f"CAST({column} AS VARCHAR)"
-    if dialect != "postgresql":
+    if kind == "text" or dialect != "postgresql":
         return f"CAST({column} AS VARCHAR)"
     # PostgreSQL writes 12000 for 12000.0; an integer column is shown without a fraction
     return (f"CASE WHEN pg_typeof({column}) IN ('double precision'::regtype, 'real'::regtype) "
